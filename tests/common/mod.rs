@@ -1,0 +1,434 @@
+//! Shared helpers of roster's end-to-end tests: a sandbox directory holding a config, its
+//! CSV files and its database, a runner for the `roster` binary, JSON helpers, and the
+//! hostile test component.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `roster` binary under test.
+pub fn roster_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_roster")
+}
+
+/// The repository root (the host crate lives in `<root>/host`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host crate has a parent directory")
+        .to_path_buf()
+}
+
+/// A temporary directory with `roster.toml`, the source files and the database.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("roster-test-")
+            .tempdir()
+            .expect("create temp dir");
+        Sandbox { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("roster.toml")
+    }
+
+    /// Default database location (`database = "roster.db"`).
+    pub fn db_path(&self) -> PathBuf {
+        self.path("roster.db")
+    }
+
+    pub fn write_file(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        p
+    }
+
+    /// Writes `roster.toml` exactly as given.
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        self.write_file("roster.toml", toml)
+    }
+
+    pub fn write_csv(&self, name: &str, contents: &str) -> PathBuf {
+        self.write_file(name, contents)
+    }
+
+    /// A `roster` command with ROSTER_CONFIG pointing at this sandbox's config, run from the
+    /// sandbox directory, with a clean logging environment.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(roster_bin());
+        c.current_dir(self.root())
+            .env("ROSTER_CONFIG", self.config_path())
+            .env_remove("RUST_LOG")
+            .env_remove("ROSTER_TEST_SECRET");
+        c
+    }
+
+    pub fn roster(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run roster {args:?}: {e}"))
+    }
+
+    pub fn roster_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut c = self.command();
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run roster {args:?}: {e}"))
+    }
+
+    /// Runs roster, asserts exit code 0 and returns the output.
+    pub fn roster_ok(&self, args: &[&str]) -> Output {
+        let out = self.roster(args);
+        assert_eq!(code(&out), 0, "roster {args:?} failed\n{}", describe(&out));
+        out
+    }
+
+    /// Runs roster (a `--json` command), asserts exit 0 and parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.roster_ok(args);
+        parse_json(&out, args)
+    }
+
+    /// `roster sync --json ARGS`: the output and the parsed array of run objects, whatever the
+    /// exit code (callers assert it).
+    pub fn sync(&self, args: &[&str]) -> Sync {
+        let mut full = vec!["sync", "--json"];
+        full.extend_from_slice(args);
+        let out = self.roster(&full);
+        let runs = match serde_json::from_slice::<Value>(&out.stdout) {
+            Ok(Value::Array(a)) => a,
+            Ok(other) => panic!(
+                "sync --json printed a non-array: {other}\n{}",
+                describe(&out)
+            ),
+            Err(e) => panic!("sync --json printed no JSON ({e})\n{}", describe(&out)),
+        };
+        Sync { out, runs }
+    }
+
+    /// `roster sync --json ARGS`, asserting exit 0 and status ok for every run.
+    pub fn sync_ok(&self, args: &[&str]) -> Sync {
+        let s = self.sync(args);
+        assert_eq!(
+            code(&s.out),
+            0,
+            "sync {args:?} exit code\n{}",
+            describe(&s.out)
+        );
+        for r in &s.runs {
+            assert_eq!(r["status"], "ok", "run not ok: {r:#}\n{}", describe(&s.out));
+        }
+        s
+    }
+
+    /// `users list --all --json`.
+    pub fn users(&self) -> Vec<Value> {
+        as_array(self.json(&["users", "list", "--all", "--json"]))
+    }
+
+    /// `users list --json` (active users only).
+    pub fn active_users(&self) -> Vec<Value> {
+        as_array(self.json(&["users", "list", "--json"]))
+    }
+
+    /// The user named `username` from `users list --all --json`; panics if absent.
+    pub fn user(&self, username: &str) -> Value {
+        let users = self.users();
+        find_user(&users, username)
+            .cloned()
+            .unwrap_or_else(|| panic!("user {username:?} not in {}", usernames(&users).join(",")))
+    }
+
+    pub fn users_by_name(&self) -> Vec<String> {
+        usernames(&self.users())
+    }
+
+    /// `groups list --json`.
+    pub fn groups(&self) -> Vec<Value> {
+        as_array(self.json(&["groups", "list", "--json"]))
+    }
+
+    /// `runs list --json`, newest first.
+    pub fn runs(&self) -> Vec<Value> {
+        as_array(self.json(&["runs", "list", "--json"]))
+    }
+
+    /// `runs show ID --json`.
+    pub fn run_show(&self, id: &Value) -> Value {
+        let id = id_string(id);
+        self.json(&["runs", "show", &id, "--json"])
+    }
+
+    /// Everything a sync may change about users and groups, for "database unchanged" checks.
+    pub fn db_state(&self) -> Value {
+        serde_json::json!({
+            "users": self.json(&["users", "list", "--all", "--json"]),
+            "groups": self.json(&["groups", "list", "--json"]),
+        })
+    }
+
+    /// The raw bytes of the database and its WAL (if any), for "wrote nothing" checks.
+    pub fn db_files(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let db = self.db_path();
+        let name = db.file_name().unwrap().to_string_lossy().to_string();
+        [name.clone(), format!("{name}-wal")]
+            .into_iter()
+            .map(|n| {
+                let bytes = std::fs::read(db.with_file_name(&n)).ok();
+                (n, bytes)
+            })
+            .collect()
+    }
+}
+
+/// The result of `sync --json`.
+pub struct Sync {
+    pub out: Output,
+    pub runs: Vec<Value>,
+}
+
+impl Sync {
+    pub fn code(&self) -> i32 {
+        code(&self.out)
+    }
+
+    /// The single run of the sync (panics if there is not exactly one).
+    pub fn only(&self) -> &Value {
+        assert_eq!(
+            self.runs.len(),
+            1,
+            "expected one run object, got {:#?}\n{}",
+            self.runs,
+            describe(&self.out)
+        );
+        &self.runs[0]
+    }
+
+    /// The run of `source`.
+    pub fn run(&self, source: &str) -> &Value {
+        self.runs
+            .iter()
+            .find(|r| r["source"] == source)
+            .unwrap_or_else(|| panic!("no run for {source}: {:#?}", self.runs))
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Exit status plus both streams (truncated), for assertion messages.
+pub fn describe(out: &Output) -> String {
+    fn cut(s: String) -> String {
+        if s.len() > 6000 {
+            let mut end = 6000;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}... [{} bytes]", &s[..end], s.len())
+        } else {
+            s
+        }
+    }
+    format!(
+        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        cut(stdout(out)),
+        cut(stderr(out))
+    )
+}
+
+pub fn parse_json(out: &Output, args: &[&str]) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "roster {args:?}: stdout is not JSON ({e})\n{}",
+            describe(out)
+        )
+    })
+}
+
+pub fn as_array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        other => panic!("expected a JSON array, got {other}"),
+    }
+}
+
+pub fn find_user<'a>(users: &'a [Value], username: &str) -> Option<&'a Value> {
+    users.iter().find(|u| u["username"] == username)
+}
+
+pub fn usernames(users: &[Value]) -> Vec<String> {
+    users
+        .iter()
+        .map(|u| {
+            u["username"]
+                .as_str()
+                .unwrap_or("<no username>")
+                .to_string()
+        })
+        .collect()
+}
+
+/// A JSON array of strings as a sorted Vec (order-insensitive comparisons).
+pub fn strs(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("expected an array of strings, got {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("not a string: {s}"))
+                .to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Sorted owned strings from literals.
+pub fn sorted(items: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// A run id as it is typed on the command line.
+pub fn id_string(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("run id is neither number nor string: {other}"),
+    }
+}
+
+/// Asserts the count fields of a run object.
+#[track_caller]
+pub fn assert_counts(run: &Value, expected: &[(&str, u64)]) {
+    for (k, v) in expected {
+        assert_eq!(
+            run[*k].as_u64(),
+            Some(*v),
+            "count {k:?} of run is {} (expected {v}): {run:#}",
+            run[*k]
+        );
+    }
+}
+
+/// A `[sources.NAME]` block for the built-in CSV plugin with extra option lines.
+pub fn csv_source(name: &str, file: &str, options: &str) -> String {
+    format!(
+        "[sources.{name}]\nplugin = \"csv\"\n{options}\n[sources.{name}.config]\npath = \"{file}\"\n"
+    )
+}
+
+/// A config with `database = "roster.db"` and the given source blocks.
+pub fn config(sources: &[String]) -> String {
+    let mut s = String::from("database = \"roster.db\"\n\n");
+    for src in sources {
+        s.push_str(src);
+        s.push('\n');
+    }
+    s
+}
+
+/// Builds `tests/components` for wasm32-wasip2 (once per test process) and returns the path
+/// of `hostile.wasm`.
+pub fn hostile_wasm() -> PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let root = repo_root();
+        let components = root.join("tests/components");
+        let target_dir = components.join("target");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // Cargo's own lock on the target dir serialises concurrent builds from other test
+        // binaries; a file lock of ours is not needed. The test process inherits the outer
+        // cargo's CARGO_* variables, which are about the host build: drop them.
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(components.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+        for (k, _) in std::env::vars() {
+            if (k.starts_with("CARGO_") && k != "CARGO_HOME") || k == "RUSTFLAGS" {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd.output().expect("run cargo build for tests/components");
+        assert!(
+            out.status.success(),
+            "building tests/components failed\n{}",
+            describe(&out)
+        );
+        let wasm = target_dir.join("wasm32-wasip2/release/hostile.wasm");
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        wasm
+    })
+    .clone()
+}
+
+/// TOML string literal (basic string) of a path or text.
+pub fn toml_str(s: impl AsRef<str>) -> String {
+    let s = s.as_ref();
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether any of `haystacks` contains `needle`.
+pub fn any_contains(haystacks: &[&str], needle: &str) -> bool {
+    haystacks.iter().any(|h| h.contains(needle))
+}
