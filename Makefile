@@ -1,0 +1,71 @@
+# roster: build, demo, test and benchmark.
+#
+#   make demo    build roster and sync examples/ into an embedded SQLite database
+#   make test    unit, end-to-end and sandbox tests, plus fmt and clippy
+#   make bench   1M-row CSV benchmark against sqlite3 .import
+#
+# Every target does its own set-up on a fresh Debian machine that has the Rust toolchain
+# (rustup): the wasm32-wasip2 target and the Debian packages a target needs.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+ROSTER := $(TARGET_DIR)/release/roster
+DEMO_DIR := $(TARGET_DIR)/demo
+
+# apt-get as root, or through sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+# Installs Debian packages when a command is missing: $(call need,COMMAND,PACKAGES)
+need = command -v $(1) >/dev/null 2>&1 || ($(APT) update && $(APT) install -y $(2))
+
+.PHONY: all setup setup-bench build demo test bench clean-demo
+
+all: build
+
+## Set-up (idempotent) ---------------------------------------------------------------------
+
+setup:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@# ---- System packages for the test suites of later connectors go here. ----------------
+	@# LDAP (slapd) and Active Directory (samba) tests, for example:
+	@#   $(call need,slapd,slapd ldap-utils)
+	@#   $(call need,samba-tool,samba)
+	@# ------------------------------------------------------------------------------------
+
+setup-bench: setup
+	@$(call need,sqlite3,sqlite3)
+	@test -x /usr/bin/time || ($(APT) update && $(APT) install -y time)
+
+## Build -----------------------------------------------------------------------------------
+
+build: setup
+	$(CARGO) build --release -p roster
+
+## Demo: a real sync of examples/ ---------------------------------------------------------
+
+demo: build
+	rm -rf $(DEMO_DIR)
+	mkdir -p $(DEMO_DIR)
+	cp -r examples/. $(DEMO_DIR)/
+	cd $(DEMO_DIR) && $(ROSTER) sync
+	cd $(DEMO_DIR) && $(ROSTER) users list
+	cd $(DEMO_DIR) && $(ROSTER) groups list
+	@echo
+	@echo "Database: $(DEMO_DIR)/roster.db   (try: cd $(DEMO_DIR) && $(ROSTER) runs list)"
+
+## Tests ----------------------------------------------------------------------------------
+
+test: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) fmt --manifest-path plugins/Cargo.toml --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+	$(CARGO) test --manifest-path plugins/Cargo.toml
+
+## Benchmark ------------------------------------------------------------------------------
+
+bench: setup-bench
+	bash bench/csv_bench.sh

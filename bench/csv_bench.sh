@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# CSV import benchmark: roster against sqlite3's .import of the same file.
+#
+#   make bench                      (or: bash bench/csv_bench.sh)
+#   ROWS=200000 bash bench/csv_bench.sh   smaller file
+#   BENCH_STRICT=1 ...              exit 1 when a target is missed
+#
+# Measures, with /usr/bin/time (wall seconds and peak RSS):
+#   (a) sqlite3: CREATE TABLE with a PRIMARY KEY, then `.import --skip 1` of the CSV;
+#   (b) roster sync into a fresh database (initial import);
+#   (c) roster sync again with the file unchanged (no-change resync).
+# Targets: b/a <= 1.5, c/a <= 1.0, roster peak RSS <= 200 MB.
+#
+# The compiled CSV component is cached before (b) by a warm-up sync of a tiny file, so (b)
+# measures the import, not the one-time compilation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+rows=${ROWS:-1000000}
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+out=$target_dir/bench
+roster=$target_dir/release/roster
+csv=$out/users-$rows.csv
+
+for tool in sqlite3 /usr/bin/time awk; do
+    command -v "$tool" >/dev/null || { echo "missing $tool: run 'make setup-bench'" >&2; exit 2; }
+done
+mkdir -p "$out"
+
+echo "== building roster (release)"
+cargo build --release -p roster
+
+if [ ! -s "$csv" ]; then
+    echo "== generating $csv ($rows rows)"
+    awk -v n="$rows" 'BEGIN {
+        print "username,full_name,email,personal_number,cards,groups"
+        for (i = 0; i < n; i++)
+            printf "user%07d,User Number %d,user%07d@example.com,P%07d,C%07d;D%07d,\"Dept%02d|Team%d,Site%d\"\n",
+                i, i, i, i, i, i, i % 100, i % 10, i % 5
+    }' > "$csv.tmp"
+    mv "$csv.tmp" "$csv"
+fi
+echo "   $(wc -l < "$csv") lines, $(du -h "$csv" | cut -f1)"
+
+# run_timed NAME CMD...: runs CMD under /usr/bin/time; sets SECS and RSS_KB.
+run_timed() {
+    local name=$1; shift
+    local tf=$out/time-$name.txt
+    if ! /usr/bin/time -f "%e %M" -o "$tf" "$@" > "$out/$name.out" 2> "$out/$name.err"; then
+        echo "!! $name failed; see $out/$name.out and $out/$name.err" >&2
+        tail -n 20 "$out/$name.err" >&2
+        exit 1
+    fi
+    read -r SECS RSS_KB < <(tail -n 1 "$tf")
+}
+
+# (a) the reference: sqlite3 .import into a table with a primary key.
+echo "== (a) sqlite3 .import"
+rm -f "$out/ref.db"
+cat > "$out/ref.sql" <<SQL
+CREATE TABLE u(username TEXT PRIMARY KEY, full_name TEXT, email TEXT, personal_number TEXT, cards TEXT, groups TEXT);
+.mode csv
+.import --skip 1 $csv u
+SQL
+run_timed sqlite sqlite3 "$out/ref.db" ".read $out/ref.sql"
+a_secs=$SECS
+ref_rows=$(sqlite3 "$out/ref.db" "select count(*) from u")
+echo "   ${a_secs}s, $ref_rows rows"
+
+# roster's config: one CSV source; every row is new, nothing is deleted.
+work=$out/roster
+rm -rf "$work"
+mkdir -p "$work"
+write_config() { # write_config FILE DATABASE CSV
+    cat > "$1" <<TOML
+database = "$2"
+
+[sources.bench]
+plugin = "csv"
+max_deletions = "100%"
+timeout = "600s"
+
+[sources.bench.config]
+path = "$3"
+TOML
+}
+write_config "$work/roster.toml" bench.db "$csv"
+# Warm the compile cache with a tiny file (same database directory, another database).
+printf 'username\nwarmup\n' > "$work/warmup.csv"
+write_config "$work/warmup.toml" warmup.db warmup.csv
+"$roster" --config "$work/warmup.toml" sync > /dev/null
+
+echo "== (b) roster initial sync"
+run_timed initial "$roster" --config "$work/roster.toml" sync --json
+b_secs=$SECS b_rss=$RSS_KB
+created=$(grep -o '"created": *[0-9]*' "$out/initial.out" | grep -o '[0-9]*$' || echo "?")
+echo "   ${b_secs}s, created $created, peak RSS $((b_rss / 1024)) MB"
+
+echo "== (c) roster no-change resync"
+run_timed resync "$roster" --config "$work/roster.toml" sync --json
+c_secs=$SECS c_rss=$RSS_KB
+unchanged=$(grep -o '"unchanged": *[0-9]*' "$out/resync.out" | grep -o '[0-9]*$' || echo "?")
+echo "   ${c_secs}s, unchanged $unchanged, peak RSS $((c_rss / 1024)) MB"
+
+# Report.
+missed=0
+check() { # check LABEL VALUE TARGET UNIT
+    local verdict
+    verdict=$(awk -v v="$2" -v t="$3" 'BEGIN { print (v <= t) ? "ok" : "MISSED" }')
+    [ "$verdict" = ok ] || missed=1
+    printf '  %-34s %10s %-3s (target <= %s%s) %s\n' "$1" "$2" "$4" "$3" "$4" "$verdict"
+}
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y <= 0) y = 0.01; printf "%.2f", x / y }'; }
+peak_mb=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
+
+echo
+echo "== results ($rows rows)"
+printf '  %-34s %10ss\n' "(a) sqlite3 .import" "$a_secs"
+printf '  %-34s %10ss\n' "(b) roster initial sync" "$b_secs"
+printf '  %-34s %10ss\n' "(c) roster no-change resync" "$c_secs"
+check "initial import ratio b/a" "$(ratio "$b_secs" "$a_secs")" 1.5 "x"
+check "no-change resync ratio c/a" "$(ratio "$c_secs" "$a_secs")" 1.0 "x"
+check "roster peak RSS" "$peak_mb" 200 " MB"
+
+if [ "${BENCH_STRICT:-0}" = 1 ] && [ "$missed" = 1 ]; then
+    exit 1
+fi
