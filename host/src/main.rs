@@ -1,1 +1,24 @@
-fn main() {}
+//! `roster`: a directory sync host. Sources are sandboxed WebAssembly components; the host
+//! maps, reconciles and stores users and groups in embedded SQLite.
+
+mod caps;
+mod cli;
+mod config;
+mod mapping;
+mod plugins;
+mod reconcile;
+mod runtime;
+mod store;
+mod sync;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "warn,roster::plugin=info".into()),
+        )
+        .init();
+    std::process::exit(cli::main());
+}

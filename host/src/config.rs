@@ -1,0 +1,400 @@
+//! `roster.toml`: parsing, validation and secret references.
+//!
+//! Any string value may be written as `{ env = "VAR" }` or `{ file = "PATH" }`. Resolved values
+//! that may be secret are kept in [`Secret`], whose `Debug`/`Display` never show the value.
+
+use crate::reconcile::{MaxDeletions, OnMissing, Options, PairBy};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A config error: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+pub fn config_err(msg: impl Into<String>) -> anyhow::Error {
+    ConfigError(msg.into()).into()
+}
+
+/// A resolved value that must not be shown.
+#[derive(Clone, PartialEq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    database: Option<toml::Value>,
+    #[serde(default)]
+    sources: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    plugin: toml::Value,
+    pair_by: Option<PairBy>,
+    import_new: Option<bool>,
+    update_existing: Option<bool>,
+    on_missing: Option<OnMissing>,
+    lowercase_usernames: Option<bool>,
+    max_deletions: Option<toml::Value>,
+    timeout: Option<String>,
+    memory_limit: Option<toml::Value>,
+    /// Extra files granted read-only to the plugin (for scripts).
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(default)]
+    config: toml::Table,
+    #[serde(default)]
+    map: toml::Table,
+}
+
+/// The whole config.
+#[derive(Debug)]
+pub struct Config {
+    /// Directory of the config file: relative paths resolve against it.
+    pub dir: PathBuf,
+    pub database: PathBuf,
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One `[sources.NAME]`, with the reconcile options still partly unset (plugins may suggest
+/// defaults, see [`SourceConfig::options`]).
+#[derive(Debug)]
+pub struct SourceConfig {
+    pub name: String,
+    pub plugin: String,
+    pair_by: Option<PairBy>,
+    import_new: Option<bool>,
+    update_existing: Option<bool>,
+    on_missing: Option<OnMissing>,
+    lowercase_usernames: Option<bool>,
+    max_deletions: Option<MaxDeletions>,
+    pub timeout: Duration,
+    pub memory_limit: u64,
+    pub files: Vec<String>,
+    /// The plugin's own keys, unresolved (secret references intact).
+    pub config: toml::Table,
+    /// `[map]` overrides: field name → templates.
+    pub map: Vec<(String, Vec<String>)>,
+}
+
+impl Config {
+    /// Loads from `--config`, `ROSTER_CONFIG`, or `./roster.toml` (the caller picks the path).
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            config_err(format!(
+                "cannot read config {}: {e} (create one with `roster init`)",
+                path.display()
+            ))
+        })?;
+        let dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        Self::parse(&text, &dir).map_err(|e| config_err(format!("{}: {e:#}", path.display())))
+    }
+
+    pub fn parse(text: &str, dir: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow!("{}", e.message()))?;
+        let database = match &raw.database {
+            Some(v) => resolve_string(v, dir, "database")?.0,
+            None => "roster.db".to_string(),
+        };
+        let mut sources = Vec::new();
+        for (name, value) in raw.sources {
+            let ctx = format!("sources.{name}");
+            let raw: RawSource = value
+                .try_into()
+                .map_err(|e: toml::de::Error| anyhow!("{ctx}: {}", e.message()))?;
+            sources.push(SourceConfig::from_raw(name, raw, dir).context(ctx)?);
+        }
+        Ok(Config {
+            database: dir.join(database),
+            dir: dir.to_path_buf(),
+            sources,
+        })
+    }
+
+    pub fn source(&self, name: &str) -> Result<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name).ok_or_else(|| {
+            let known: Vec<_> = self.sources.iter().map(|s| s.name.as_str()).collect();
+            config_err(format!(
+                "no source named `{name}` (configured: {})",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+impl SourceConfig {
+    fn from_raw(name: String, raw: RawSource, dir: &Path) -> Result<Self> {
+        let plugin = resolve_string(&raw.plugin, dir, "plugin")?.0;
+        let max_deletions = raw
+            .max_deletions
+            .map(|v| match v {
+                toml::Value::Integer(n) if n >= 0 => Ok(MaxDeletions::Count(n as u64)),
+                toml::Value::String(s) => MaxDeletions::parse(&s),
+                other => Err(anyhow!(
+                    "max_deletions: expected a count or a percentage like \"10%\", got {other}"
+                )),
+            })
+            .transpose()?;
+        let timeout = parse_duration(raw.timeout.as_deref().unwrap_or("60s")).context("timeout")?;
+        let memory_limit = match raw.memory_limit {
+            None => 256 << 20,
+            Some(toml::Value::Integer(n)) if n > 0 => n as u64,
+            Some(toml::Value::String(s)) => parse_size(&s).context("memory_limit")?,
+            Some(other) => bail!("memory_limit: expected a size like \"256MiB\", got {other}"),
+        };
+        let mut map = Vec::new();
+        for (field, v) in raw.map {
+            crate::mapping::Field::parse(&field).map_err(|e| anyhow!("map: {e}"))?;
+            let templates = match v {
+                toml::Value::String(s) => vec![s],
+                toml::Value::Array(a) => a
+                    .into_iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => Ok(s),
+                        other => Err(anyhow!(
+                            "map.{field}: expected template strings, got {other}"
+                        )),
+                    })
+                    .collect::<Result<_>>()?,
+                other => bail!("map.{field}: expected a template string or a list, got {other}"),
+            };
+            map.push((field, templates));
+        }
+        Ok(SourceConfig {
+            name,
+            plugin,
+            pair_by: raw.pair_by,
+            import_new: raw.import_new,
+            update_existing: raw.update_existing,
+            on_missing: raw.on_missing,
+            lowercase_usernames: raw.lowercase_usernames,
+            max_deletions,
+            timeout,
+            memory_limit,
+            files: raw.files,
+            config: raw.config,
+            map,
+        })
+    }
+
+    /// Reconcile options: the admin's values, else the plugin's suggested defaults, else
+    /// roster's defaults.
+    pub fn options(&self, plugin_defaults: &[(String, String)]) -> Result<Options> {
+        let suggested = |key: &str| {
+            plugin_defaults
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.trim_matches('"'))
+        };
+        let mut o = Options::default();
+        if let Some(v) = suggested("pair_by") {
+            o.pair_by = PairBy::parse(v)?;
+        }
+        if let Some(v) = suggested("on_missing") {
+            o.on_missing = OnMissing::parse(v)?;
+        }
+        if let Some(v) = self.pair_by {
+            o.pair_by = v;
+        }
+        if let Some(v) = self.on_missing {
+            o.on_missing = v;
+        }
+        o.import_new = self.import_new.unwrap_or(o.import_new);
+        o.update_existing = self.update_existing.unwrap_or(o.update_existing);
+        o.lowercase_usernames = self.lowercase_usernames.unwrap_or(o.lowercase_usernames);
+        if let Some(m) = self.max_deletions {
+            o.max_deletions = m;
+        }
+        Ok(o)
+    }
+}
+
+/// Resolves a string that may be `{ env = "VAR" }` or `{ file = "PATH" }`.
+pub fn resolve_string(v: &toml::Value, dir: &Path, key: &str) -> Result<Secret> {
+    match v {
+        toml::Value::String(s) => Ok(Secret(s.clone())),
+        toml::Value::Table(t) if t.len() == 1 => {
+            let (kind, arg) = t.iter().next().unwrap();
+            let arg = arg
+                .as_str()
+                .ok_or_else(|| anyhow!("{key}: `{kind}` must name a string"))?;
+            match kind.as_str() {
+                "env" => std::env::var(arg)
+                    .map(Secret)
+                    .map_err(|_| anyhow!("{key}: environment variable {arg} is not set")),
+                "file" => std::fs::read_to_string(dir.join(arg))
+                    .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
+                    .map_err(|e| anyhow!("{key}: cannot read secret file {arg}: {e}")),
+                other => bail!("{key}: unknown reference `{other}` (use {{ env = \"VAR\" }} or {{ file = \"PATH\" }})"),
+            }
+        }
+        other => bail!("{key}: expected a string, got {}", other.type_str()),
+    }
+}
+
+/// "500ms", "30s", "5m", "24h", "7d".
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("invalid duration {s:?} (use e.g. \"60s\")"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        u => bail!("invalid duration unit {u:?} in {s:?} (use ms, s, m, h or d)"),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// "256MiB", "1GiB", "64MB", "1048576".
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("invalid size {s:?} (use e.g. \"256MiB\")"))?;
+    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        u => bail!("invalid size unit {u:?} in {s:?} (use KiB, MiB or GiB)"),
+    };
+    Ok(n * mul)
+}
+
+/// The starter config written by `roster init`.
+pub const STARTER: &str = r#"# roster configuration. Paths are relative to this file.
+# Any string value may be a secret reference: { env = "VAR" } or { file = "path" }.
+
+# The embedded SQLite database.
+database = "roster.db"
+
+# One [sources.NAME] table per directory to sync. `roster sync` runs them all in order;
+# `roster sync NAME` runs one.
+[sources.people]
+# A built-in connector (csv), an installed plugin's name, or a path to a .wasm component.
+plugin = "csv"
+# How a source entry finds its roster user: username | personal_number | email | anchor.
+pair_by = "username"
+# Create users that are new in the source.
+import_new = true
+# Update users whose data changed in the source.
+update_existing = true
+# What happens on a full run to this source's users that are no longer listed:
+# deactivate | delete | ignore.
+on_missing = "deactivate"
+# Convert usernames and aliases to lowercase.
+lowercase_usernames = false
+# A full run that would deactivate or delete more than this many of this source's users
+# aborts and changes nothing (a count, or a percentage). `roster sync --force` overrides.
+max_deletions = "10%"
+# Sandbox limits for the connector: per call, and memory.
+timeout = "60s"
+memory_limit = "256MiB"
+
+# The connector's own settings. For csv: path, delimiter, encoding, multi_value_separator.
+[sources.people.config]
+path = "users.csv"
+
+# Optional field templates; %attr% is a source attribute. A template whose attribute is
+# missing yields nothing.
+# [sources.people.map]
+# full_name = "%givenName% %sn%"
+# aliases = ["%givenName%.%sn%"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config> {
+        Config::parse(t, Path::new("/tmp"))
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("databse = 'x'").unwrap_err().to_string();
+        assert!(e.contains("databse"), "{e}");
+        let e = parse("[sources.a]\nplugin='csv'\npair_bi='email'").unwrap_err();
+        assert!(format!("{e:#}").contains("pair_bi"), "{e:#}");
+    }
+
+    #[test]
+    fn env_and_file_references() {
+        std::env::set_var("ROSTER_CFG_TEST_DB", "x.db");
+        let c = parse("database = { env = 'ROSTER_CFG_TEST_DB' }").unwrap();
+        assert_eq!(c.database, Path::new("/tmp/x.db"));
+        let e = parse("database = { env = 'ROSTER_CFG_TEST_MISSING' }").unwrap_err();
+        assert!(e.to_string().contains("ROSTER_CFG_TEST_MISSING"));
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn defaults_and_plugin_suggestions() {
+        let c = parse("[sources.a]\nplugin='csv'").unwrap();
+        let s = &c.sources[0];
+        assert_eq!(s.timeout, Duration::from_secs(60));
+        assert_eq!(s.memory_limit, 256 << 20);
+        let o = s.options(&[("pair_by".into(), "email".into())]).unwrap();
+        assert_eq!(o.pair_by, PairBy::Email);
+        let c = parse("[sources.a]\nplugin='csv'\npair_by='anchor'").unwrap();
+        let o = c.sources[0]
+            .options(&[("pair_by".into(), "email".into())])
+            .unwrap();
+        assert_eq!(o.pair_by, PairBy::Anchor);
+    }
+
+    #[test]
+    fn starter_config_parses() {
+        let c = parse(STARTER).unwrap();
+        assert_eq!(c.sources.len(), 1);
+    }
+
+    #[test]
+    fn map_fields_are_checked() {
+        let e = parse("[sources.a]\nplugin='csv'\n[sources.a.map]\nfull_nam='%cn%'").unwrap_err();
+        assert!(format!("{e:#}").contains("full_nam"), "{e:#}");
+    }
+}

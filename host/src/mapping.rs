@@ -1,0 +1,401 @@
+//! Declarative mapping: source attributes → roster user fields.
+//!
+//! Order, per source object: (1) a mapping script, if configured, transforms the object;
+//! (2) `[sources.NAME.map]` templates fill the fields they name; (3) every other field takes
+//! the default: the attribute named like the field, then the MyQ CSV column. Attribute names
+//! match case-insensitively, with space, `_` and `-` ignored.
+
+use crate::reconcile::{parse_group_paths, UserRecord};
+use crate::runtime::SourceObject;
+use anyhow::{bail, Result};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// A roster user field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Username,
+    FullName,
+    Email,
+    PersonalNumber,
+    Aliases,
+    Cards,
+    Pins,
+    Groups,
+    Language,
+    Phone,
+    Notes,
+    Storage,
+    Active,
+}
+
+const FIELDS: &[(&str, Field)] = &[
+    ("username", Field::Username),
+    ("full_name", Field::FullName),
+    ("email", Field::Email),
+    ("personal_number", Field::PersonalNumber),
+    ("aliases", Field::Aliases),
+    ("cards", Field::Cards),
+    ("pins", Field::Pins),
+    ("groups", Field::Groups),
+    ("language", Field::Language),
+    ("phone", Field::Phone),
+    ("notes", Field::Notes),
+    ("storage", Field::Storage),
+    ("active", Field::Active),
+];
+
+/// MyQ CSV columns (normalised) and the field each fills when no attribute has the field's
+/// own name. USERNAME_ALIASES is handled apart: first value username, the rest aliases.
+const MYQ: &[(&str, Field)] = &[
+    ("code", Field::PersonalNumber),
+    ("scanstorage", Field::Storage),
+    ("pin", Field::Pins),
+];
+
+impl Field {
+    pub fn parse(name: &str) -> Result<Field> {
+        match FIELDS.iter().find(|(n, _)| *n == name) {
+            Some((_, f)) => Ok(*f),
+            None => {
+                let all: Vec<_> = FIELDS.iter().map(|(n, _)| *n).collect();
+                bail!("unknown roster field `{name}` (fields: {})", all.join(", "))
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        FIELDS.iter().find(|(_, f)| *f == self).unwrap().0
+    }
+}
+
+/// Attribute-name normalisation: lowercase, without space, `_` and `-`.
+pub fn normalise_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// A parsed `%attr%` template.
+#[derive(Debug, Clone)]
+pub struct Template(Vec<Piece>);
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Attr(String),
+}
+
+impl Template {
+    pub fn parse(s: &str) -> Result<Template> {
+        let mut pieces = Vec::new();
+        let mut rest = s;
+        while let Some(start) = rest.find('%') {
+            if start > 0 {
+                pieces.push(Piece::Text(rest[..start].to_string()));
+            }
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('%') else {
+                bail!("template {s:?}: unclosed %");
+            };
+            if end == 0 {
+                pieces.push(Piece::Text("%".into()));
+            } else {
+                pieces.push(Piece::Attr(normalise_name(&after[..end])));
+            }
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Ok(Template(pieces))
+    }
+
+    /// Renders with each attribute's first value; None if any attribute is missing or empty.
+    fn render(&self, attrs: &Attrs) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.0 {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Attr(a) => out.push_str(attrs.first(a)?),
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Attributes of one object by normalised name.
+struct Attrs<'a>(HashMap<String, &'a [String]>);
+
+impl<'a> Attrs<'a> {
+    fn new(obj: &'a SourceObject) -> Self {
+        let mut m = HashMap::with_capacity(obj.attributes.len());
+        for a in &obj.attributes {
+            m.entry(normalise_name(&a.name))
+                .or_insert(a.values.as_slice());
+        }
+        Attrs(m)
+    }
+    fn values(&self, name: &str) -> &'a [String] {
+        self.0.get(name).copied().unwrap_or(&[])
+    }
+    fn first(&self, name: &str) -> Option<&'a str> {
+        self.values(name)
+            .iter()
+            .map(|v| v.trim())
+            .find(|v| !v.is_empty())
+    }
+}
+
+/// A mapped user, ready for staging. Plain PINs stay here only until they are hashed.
+pub struct Mapped {
+    pub record: UserRecord,
+    /// (fingerprint, PIN) pairs.
+    pub pins: Vec<(String, crate::config::Secret)>,
+}
+
+/// The mapping of one source.
+pub struct Mapper {
+    overrides: Vec<(Field, Vec<Template>)>,
+    lowercase_usernames: bool,
+    pin_key: Vec<u8>,
+}
+
+impl Mapper {
+    /// `pin_key` keys the PIN fingerprints used to notice PIN changes without storing PINs.
+    pub fn new(
+        map: &[(String, Vec<String>)],
+        lowercase_usernames: bool,
+        pin_key: Vec<u8>,
+    ) -> Result<Self> {
+        let mut overrides = Vec::new();
+        for (field, templates) in map {
+            let f = Field::parse(field)?;
+            let t = templates
+                .iter()
+                .map(|t| Template::parse(t))
+                .collect::<Result<_>>()?;
+            overrides.push((f, t));
+        }
+        Ok(Mapper {
+            overrides,
+            lowercase_usernames,
+            pin_key,
+        })
+    }
+
+    /// Maps a user object, or says why it cannot be mapped.
+    pub fn map(&self, obj: &SourceObject) -> Result<Mapped, String> {
+        let attrs = Attrs::new(obj);
+        let myq_ids = attrs.values("usernamealiases");
+        let values = |f: Field| -> Vec<String> {
+            if let Some((_, ts)) = self.overrides.iter().find(|(o, _)| *o == f) {
+                return ts.iter().filter_map(|t| t.render(&attrs)).collect();
+            }
+            let own = attrs.values(&normalise_name(f.name()));
+            if !own.is_empty() || f == Field::Aliases {
+                let mut v: Vec<String> = own.to_vec();
+                if f == Field::Aliases {
+                    v.extend(myq_ids.iter().skip(1).cloned());
+                }
+                return v;
+            }
+            match f {
+                Field::Username => myq_ids.iter().take(1).cloned().collect(),
+                _ => MYQ
+                    .iter()
+                    .filter(|(_, mf)| *mf == f)
+                    .flat_map(|(col, _)| attrs.values(col).iter().cloned())
+                    .collect(),
+            }
+        };
+        let single = |f: Field| {
+            values(f)
+                .into_iter()
+                .map(|v| v.trim().to_string())
+                .find(|v| !v.is_empty())
+        };
+        let list = |f: Field| -> Vec<String> {
+            values(f)
+                .into_iter()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        let Some(username) = single(Field::Username) else {
+            return Err(
+                "no username (no `username` or USERNAME_ALIASES attribute, or it is empty)".into(),
+            );
+        };
+        let active = match single(Field::Active) {
+            None => true,
+            Some(v) => parse_bool(&v).ok_or_else(|| format!("active: {v:?} is not a boolean"))?,
+        };
+        let plain_pins = list(Field::Pins);
+        let mut record = UserRecord {
+            username,
+            full_name: single(Field::FullName),
+            email: single(Field::Email),
+            personal_number: single(Field::PersonalNumber),
+            aliases: list(Field::Aliases),
+            cards: list(Field::Cards),
+            pins: plain_pins.iter().map(|p| self.fingerprint(p)).collect(),
+            groups: list(Field::Groups)
+                .iter()
+                .flat_map(|g| parse_group_paths(g))
+                .collect(),
+            language: single(Field::Language),
+            phone: single(Field::Phone),
+            notes: single(Field::Notes),
+            storage: single(Field::Storage),
+            active,
+        };
+        record.normalise(self.lowercase_usernames);
+        let pins = plain_pins
+            .into_iter()
+            .map(|p| (self.fingerprint(&p), crate::config::Secret(p)))
+            .collect();
+        Ok(Mapped { record, pins })
+    }
+
+    fn fingerprint(&self, pin: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(&self.pin_key);
+        h.update(pin.as_bytes());
+        hex::encode(&h.finalize()[..16])
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "on" | "active" | "enabled" => Some(true),
+        "0" | "false" | "no" | "n" | "off" | "inactive" | "disabled" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Attribute, ObjectKind};
+
+    fn obj(attrs: &[(&str, &[&str])]) -> SourceObject {
+        SourceObject {
+            kind: ObjectKind::User,
+            id: "x".into(),
+            attributes: attrs
+                .iter()
+                .map(|(n, v)| Attribute {
+                    name: n.to_string(),
+                    values: v.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect(),
+            member_of: vec![],
+            members: vec![],
+            parent: None,
+        }
+    }
+
+    fn mapper(map: &[(&str, &[&str])]) -> Mapper {
+        let map: Vec<_> = map
+            .iter()
+            .map(|(f, t)| (f.to_string(), t.iter().map(|s| s.to_string()).collect()))
+            .collect();
+        Mapper::new(&map, false, b"k".to_vec()).unwrap()
+    }
+
+    #[test]
+    fn field_names_match_loosely() {
+        let m = mapper(&[]);
+        let u = m
+            .map(&obj(&[
+                ("User Name", &["ann"]),
+                ("FULL-NAME", &["Ann Lee"]),
+                ("e_mail", &["a@x"]),
+            ]))
+            .unwrap()
+            .record;
+        assert_eq!(u.username, "ann");
+        assert_eq!(u.full_name.as_deref(), Some("Ann Lee"));
+        assert_eq!(u.email.as_deref(), Some("a@x"));
+    }
+
+    #[test]
+    fn myq_columns() {
+        let m = mapper(&[]);
+        let mapped = m
+            .map(&obj(&[
+                ("USERNAME_ALIASES", &["ann", "al", "annie"]),
+                ("FULLNAME", &["Ann Lee"]),
+                ("CARDS", &["c1", "c2"]),
+                ("GROUPS", &["Activities|Outdoor|Swimming,Staff"]),
+                ("CODE", &["007"]),
+                ("SCANSTORAGE", &["\\\\srv\\scan"]),
+                ("PIN", &["1234"]),
+            ]))
+            .unwrap();
+        let u = mapped.record;
+        assert_eq!(u.username, "ann");
+        assert_eq!(u.aliases, vec!["al", "annie"]);
+        assert_eq!(u.cards, vec!["c1", "c2"]);
+        assert_eq!(u.groups, vec!["Activities|Outdoor|Swimming", "Staff"]);
+        assert_eq!(u.personal_number.as_deref(), Some("007"));
+        assert_eq!(u.storage.as_deref(), Some("\\\\srv\\scan"));
+        assert_eq!(u.pins.len(), 1);
+        assert_ne!(u.pins[0], "1234");
+        assert_eq!(mapped.pins[0].1 .0, "1234");
+        assert_eq!(mapped.pins[0].0, u.pins[0]);
+    }
+
+    #[test]
+    fn templates_override_and_missing_attributes_yield_nothing() {
+        let m = mapper(&[
+            ("full_name", &["%givenName% %sn%"]),
+            (
+                "aliases",
+                &["%givenName%.%sn%", "%sn%-%givenName%", "%nickname%"],
+            ),
+            ("email", &["%mail%"]),
+        ]);
+        let u = m
+            .map(&obj(&[
+                ("uid", &["x"]),
+                ("username", &["jd"]),
+                ("givenName", &["John"]),
+                ("sn", &["Doe"]),
+            ]))
+            .unwrap()
+            .record;
+        assert_eq!(u.full_name.as_deref(), Some("John Doe"));
+        assert_eq!(u.aliases, vec!["Doe-John", "John.Doe"]);
+        assert_eq!(u.email, None);
+    }
+
+    #[test]
+    fn missing_username_is_an_error() {
+        assert!(mapper(&[]).map(&obj(&[("email", &["a@x"])])).is_err());
+        assert!(mapper(&[]).map(&obj(&[("username", &[" "])])).is_err());
+    }
+
+    #[test]
+    fn active_flag() {
+        let m = mapper(&[]);
+        assert!(
+            !m.map(&obj(&[("username", &["a"]), ("active", &["false"])]))
+                .unwrap()
+                .record
+                .active
+        );
+        assert!(m.map(&obj(&[("username", &["a"])])).unwrap().record.active);
+        assert!(m
+            .map(&obj(&[("username", &["a"]), ("active", &["maybe"])]))
+            .is_err());
+    }
+
+    #[test]
+    fn template_syntax_errors() {
+        assert!(Template::parse("%open").is_err());
+        assert!(Template::parse("100%% sure").is_ok());
+    }
+}

@@ -1,0 +1,97 @@
+//! Limits applied to every plugin call.
+
+use super::{CallError, Entry};
+use std::time::Duration;
+
+/// At most this many entries per batch.
+pub const MAX_BATCH_ENTRIES: usize = 10_000;
+/// At most this many bytes of strings per batch.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Per-source limits from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory: u64,
+}
+
+impl Limits {
+    pub(super) fn ticks(&self) -> u64 {
+        (self.timeout.as_millis() / super::TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// Caps linear memory and tables; remembers that the cap was hit so the error can name it.
+pub(crate) struct MemoryLimiter {
+    limit: u64,
+    hit: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(limit: u64) -> Self {
+        MemoryLimiter { limit, hit: false }
+    }
+    pub fn exceeded(&self) -> Option<u64> {
+        self.hit.then_some(self.limit)
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limit {
+            self.hit = true;
+            // Trap rather than return -1: a guest allocator would abort anyway, and a trap
+            // carries our reason.
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes reached",
+                self.limit
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Rejects a batch over the entry or byte cap.
+pub(super) fn check_batch(entries: &[Entry]) -> Result<(), CallError> {
+    if entries.len() > MAX_BATCH_ENTRIES {
+        return Err(CallError::BatchCap(format!("{} entries", entries.len())));
+    }
+    let bytes: usize = entries.iter().map(entry_bytes).sum();
+    if bytes > MAX_BATCH_BYTES {
+        return Err(CallError::BatchCap(format!("{bytes} bytes")));
+    }
+    Ok(())
+}
+
+fn entry_bytes(e: &Entry) -> usize {
+    match e {
+        Entry::Object(o) => {
+            o.id.len()
+                + o.attributes
+                    .iter()
+                    .map(|a| a.name.len() + a.values.iter().map(String::len).sum::<usize>())
+                    .sum::<usize>()
+                + o.member_of
+                    .iter()
+                    .chain(&o.members)
+                    .map(String::len)
+                    .sum::<usize>()
+        }
+        Entry::Removed(r) => r.id.len(),
+        Entry::Failed(f) => f.locator.len() + f.reason.len(),
+    }
+}

@@ -1,0 +1,495 @@
+//! The SQLite store: schema, migrations and queries. Only this module speaks SQL.
+
+mod run;
+
+pub use run::{Counts, ErrorItem, Outcome, PlanItem, Status};
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+
+/// Versioned migrations; `PRAGMA user_version` holds how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE sources(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    cursor TEXT
+);
+CREATE TABLE users(
+    id INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    full_name TEXT,
+    email TEXT,
+    personal_number TEXT UNIQUE,
+    language TEXT,
+    phone TEXT,
+    notes TEXT,
+    storage TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    source_id INTEGER REFERENCES sources(id),
+    -- The mapped record as last written (JSON) and its hash: an unchanged user costs no write.
+    record TEXT NOT NULL,
+    hash INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX users_email ON users(email COLLATE NOCASE);
+CREATE INDEX users_source ON users(source_id, active);
+-- Usernames and aliases share one namespace.
+CREATE TABLE names(
+    name TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    alias INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX names_user ON names(user_id);
+CREATE TABLE cards(
+    card TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX cards_user ON cards(user_id);
+-- PINs: argon2 hashes, plus a keyed fingerprint to notice changes without the PIN.
+CREATE TABLE pins(
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    fingerprint TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY(user_id, fingerprint)
+) WITHOUT ROWID;
+CREATE INDEX pins_fingerprint ON pins(fingerprint);
+CREATE TABLE groups(
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    parent_id INTEGER REFERENCES groups(id) ON DELETE CASCADE,
+    source_id INTEGER REFERENCES sources(id)
+);
+CREATE INDEX groups_parent ON groups(parent_id);
+CREATE TABLE memberships(
+    group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    source_id INTEGER REFERENCES sources(id),
+    PRIMARY KEY(group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX memberships_user ON memberships(user_id);
+-- Per-source links: the source's immutable anchor → user.
+CREATE TABLE links(
+    source_id INTEGER NOT NULL REFERENCES sources(id),
+    anchor TEXT NOT NULL,
+    user_id INTEGER NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY(source_id, anchor)
+) WITHOUT ROWID;
+CREATE TABLE runs(
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    mode TEXT,
+    pid INTEGER,
+    started TEXT NOT NULL,
+    finished TEXT,
+    created INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    unchanged INTEGER NOT NULL DEFAULT 0,
+    deactivated INTEGER NOT NULL DEFAULT 0,
+    reactivated INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    message TEXT,
+    notices TEXT
+);
+CREATE TABLE run_events(
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT,
+    PRIMARY KEY(run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE plugins(
+    name TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    version TEXT NOT NULL,
+    description TEXT NOT NULL,
+    installed_at TEXT NOT NULL
+);
+"#];
+
+pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ','now')";
+
+/// An open database.
+pub struct Store {
+    pub(crate) conn: Connection,
+}
+
+/// A user as `users list --json` shows it.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub username: String,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub personal_number: Option<String>,
+    pub aliases: Vec<String>,
+    pub cards: Vec<String>,
+    pub groups: Vec<String>,
+    pub language: Option<String>,
+    pub phone: Option<String>,
+    pub active: bool,
+    pub source: Option<String>,
+    pub has_pin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Option<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupView {
+    pub name: String,
+    pub path: String,
+    pub parent: Option<String>,
+    pub members: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    pub id: i64,
+    pub source: String,
+    pub status: String,
+    pub mode: Option<String>,
+    pub started: String,
+    pub finished: Option<String>,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deactivated: u64,
+    pub reactivated: u64,
+    pub deleted: u64,
+    pub failed: u64,
+    pub message: Option<String>,
+    pub notices: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<EventView>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub entry: String,
+    pub action: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PluginRow {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+    pub version: String,
+    pub description: String,
+    pub installed_at: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening database {}", path.display()))?;
+        Self::setup(conn).with_context(|| format!("database {}", path.display()))
+    }
+
+    /// An in-memory database (for dry runs against a database that does not exist yet).
+    pub fn memory() -> Result<Store> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL + NORMAL keeps every commit atomic; a power loss may only lose the last commit.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "cache_size", -32_000)?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            anyhow::bail!(
+                "database schema version {version} is newer than this roster ({}); upgrade roster",
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {}", i + 1))?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        let store = Store { conn };
+        store.mark_interrupted()?;
+        Ok(store)
+    }
+
+    /// Runs left "running" by a process that no longer exists were interrupted (a crash or
+    /// kill): their transaction never committed.
+    fn mark_interrupted(&self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, pid FROM runs WHERE status = 'running'")?;
+        let stale: Vec<i64> = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+            })?
+            .filter_map(|r| r.ok())
+            .filter(|(_, pid)| match pid {
+                Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+                None => true,
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for id in stale {
+            self.conn.execute(
+                &format!("UPDATE runs SET status = 'interrupted', finished = {NOW}, message = 'the roster process ended before the run committed; nothing of it was applied' WHERE id = ?1"),
+                [id],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The key for PIN fingerprints, made once per database.
+    pub fn pin_key(&self) -> Result<Vec<u8>> {
+        if let Some(k) = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'pin_key'", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+        {
+            return Ok(k);
+        }
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('pin_key', ?1)",
+            [&key],
+        )?;
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'pin_key'", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    pub fn cursor(&self, source: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT cursor FROM sources WHERE name = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn users(&self, all: bool) -> Result<Vec<UserView>> {
+        self.query_users(if all { "1" } else { "u.active = 1" }, [], false)
+    }
+
+    /// A user by username or alias.
+    pub fn user(&self, name: &str) -> Result<Option<UserView>> {
+        Ok(self
+            .query_users(
+                "u.id = (SELECT user_id FROM names WHERE name = ?1)",
+                [name],
+                true,
+            )?
+            .pop())
+    }
+
+    fn query_users<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        p: P,
+        detail: bool,
+    ) -> Result<Vec<UserView>> {
+        let sql = format!(
+            "SELECT u.username, u.full_name, u.email, u.personal_number, u.language, u.phone,
+                    u.active, s.name, u.notes, u.storage,
+                    (SELECT json_group_array(name) FROM (SELECT name FROM names WHERE user_id = u.id AND alias = 1 ORDER BY name)),
+                    (SELECT json_group_array(card) FROM (SELECT card FROM cards WHERE user_id = u.id ORDER BY card)),
+                    (SELECT json_group_array(path) FROM (SELECT g.path FROM memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = u.id ORDER BY g.path)),
+                    EXISTS (SELECT 1 FROM pins WHERE user_id = u.id)
+             FROM users u LEFT JOIN sources s ON s.id = u.source_id
+             WHERE {filter} ORDER BY u.username"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+        let rows = stmt.query_map(p, |r| {
+            Ok(UserView {
+                username: r.get(0)?,
+                full_name: r.get(1)?,
+                email: r.get(2)?,
+                personal_number: r.get(3)?,
+                language: r.get(4)?,
+                phone: r.get(5)?,
+                active: r.get(6)?,
+                source: r.get(7)?,
+                notes: detail.then(|| r.get(8)).transpose()?,
+                storage: detail.then(|| r.get(9)).transpose()?,
+                aliases: list(r.get(10)?),
+                cards: list(r.get(11)?),
+                groups: list(r.get(12)?),
+                has_pin: r.get(13)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn groups(&self) -> Result<Vec<GroupView>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT g.name, g.path, p.path, (SELECT count(*) FROM memberships m WHERE m.group_id = g.id)
+             FROM groups g LEFT JOIN groups p ON p.id = g.parent_id ORDER BY g.path",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(GroupView {
+                name: r.get(0)?,
+                path: r.get(1)?,
+                parent: r.get(2)?,
+                members: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn runs(&self) -> Result<Vec<RunView>> {
+        self.query_runs("1", [])
+    }
+
+    pub fn run(&self, id: i64) -> Result<Option<RunView>> {
+        let Some(mut run) = self.query_runs("id = ?1", [id])?.pop() else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT entry, action, reason FROM run_events WHERE run_id = ?1 ORDER BY seq",
+        )?;
+        let events = stmt.query_map([id], |r| {
+            Ok(EventView {
+                entry: r.get(0)?,
+                action: r.get(1)?,
+                reason: r.get(2)?,
+            })
+        })?;
+        run.events = Some(events.collect::<Result<_, _>>()?);
+        Ok(Some(run))
+    }
+
+    fn query_runs<P: rusqlite::Params>(&self, filter: &str, p: P) -> Result<Vec<RunView>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT id, source, status, mode, started, finished, created, updated, unchanged,
+                    deactivated, reactivated, deleted, failed, message, notices
+             FROM runs WHERE {filter} ORDER BY id DESC"
+        ))?;
+        let rows = stmt.query_map(p, |r| {
+            Ok(RunView {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                status: r.get(2)?,
+                mode: r.get(3)?,
+                started: r.get(4)?,
+                finished: r.get(5)?,
+                created: r.get(6)?,
+                updated: r.get(7)?,
+                unchanged: r.get(8)?,
+                deactivated: r.get(9)?,
+                reactivated: r.get(10)?,
+                deleted: r.get(11)?,
+                failed: r.get(12)?,
+                message: r.get(13)?,
+                notices: r
+                    .get::<_, Option<String>>(14)?
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default(),
+                events: None,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Source names known to the database with their user counts (active, all).
+    pub fn source_counts(&self, name: &str) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce(sum(u.active), 0), count(u.id) FROM sources s JOIN users u ON u.source_id = s.id WHERE s.name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    pub fn plugins(&self) -> Result<Vec<PluginRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, file, sha256, version, description, installed_at FROM plugins ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PluginRow {
+                name: r.get(0)?,
+                file: r.get(1)?,
+                sha256: r.get(2)?,
+                version: r.get(3)?,
+                description: r.get(4)?,
+                installed_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn plugin(&self, name: &str) -> Result<Option<PluginRow>> {
+        Ok(self.plugins()?.into_iter().find(|p| p.name == name))
+    }
+
+    pub fn add_plugin(&self, p: &PluginRow) -> Result<()> {
+        self.conn.execute(
+            &format!("INSERT INTO plugins(name, file, sha256, version, description, installed_at) VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"),
+            params![p.name, p.file, p.sha256, p.version, p.description],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_plugin(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM plugins WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    /// The run of this process for a source that is still "running".
+    pub fn latest_running(&self, source: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT max(id) FROM runs WHERE source = ?1 AND status = 'running' AND pid = ?2",
+                params![source, std::process::id()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Ends a run whose transaction was rolled back.
+    pub fn close_run(&self, id: i64, status: &str, message: &str) -> Result<()> {
+        self.conn.execute(
+            &format!("UPDATE runs SET status = ?2, finished = {NOW}, message = ?3 WHERE id = ?1"),
+            params![id, status, message],
+        )?;
+        Ok(())
+    }
+
+    /// Records a run that failed before it could start (for example the plugin did not load).
+    pub fn record_failed_run(&self, source: &str, message: &str) -> Result<i64> {
+        self.conn.execute(
+            &format!("INSERT INTO runs(source, status, started, finished, message) VALUES (?1, 'failed', {NOW}, {NOW}, ?2)"),
+            params![source, message],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+}

@@ -1,0 +1,780 @@
+//! One source run: staging and the set-based merge, all in one transaction.
+//!
+//! Entries are staged in TEMP tables as they arrive, so memory stays bounded. `finish` pairs
+//! the whole stage with stored users in one statement, selects the rows whose content hash
+//! changed, and walks only those through [`reconcile::decide`]. Unchanged users cost no write.
+//! Missing users are found and guarded set-wise. Nothing is visible to others until commit.
+
+use super::{Store, NOW};
+use crate::mapping::Mapped;
+use crate::reconcile::{
+    self, deletion_guard, Action, Existing, OnMissing, Options, PairBy, UserRecord,
+};
+use anyhow::{Context, Result};
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Failed entries kept in memory for the command's output; all go to the run log.
+const MAX_REPORTED_ERRORS: usize = 10_000;
+/// Work rows read per chunk while applying changes.
+const CHUNK: i64 = 2_000;
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Counts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deactivated: u64,
+    pub reactivated: u64,
+    pub deleted: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Failed,
+    Aborted,
+}
+
+/// One line of a dry-run plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanItem {
+    pub action: &'static str,
+    pub username: String,
+    pub fields: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorItem {
+    pub entry: String,
+    pub reason: String,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub run_id: Option<i64>,
+    pub status: Status,
+    pub counts: Counts,
+    pub errors: Vec<ErrorItem>,
+    pub message: Option<String>,
+    pub plan: Vec<PlanItem>,
+    pub notices: Vec<String>,
+    pub full: bool,
+}
+
+/// A run in progress. Dropping it without `finish` rolls everything back.
+pub struct Run<'c> {
+    tx: Transaction<'c>,
+    run_id: Option<i64>,
+    source_id: i64,
+    source: String,
+    opts: Options,
+    counts: Counts,
+    errors: Vec<ErrorItem>,
+    plan: Vec<PlanItem>,
+    event_seq: i64,
+    /// Active users of this source when the run began: the base of `max_deletions`.
+    total_before: u64,
+    group_ids: HashMap<String, i64>,
+}
+
+impl Store {
+    /// Starts a run. The run record is committed first (status "running") so a crash leaves
+    /// a trace; everything else happens in one transaction. Dry runs write nothing at all.
+    pub fn begin_run(&mut self, source: &str, opts: Options, dry_run: bool) -> Result<Run<'_>> {
+        let run_id = if dry_run {
+            None
+        } else {
+            self.conn.execute(
+                &format!("INSERT INTO runs(source, status, pid, started) VALUES (?1, 'running', ?2, {NOW})"),
+                params![source, std::process::id()],
+            )?;
+            Some(self.conn.last_insert_rowid())
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .context("another roster process is writing this database")?;
+        tx.execute("INSERT OR IGNORE INTO sources(name) VALUES (?1)", [source])?;
+        let source_id: i64 =
+            tx.query_row("SELECT id FROM sources WHERE name = ?1", [source], |r| {
+                r.get(0)
+            })?;
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.stage;
+             DROP TABLE IF EXISTS temp.removals;
+             DROP TABLE IF EXISTS temp.work;
+             DROP TABLE IF EXISTS temp.missing;
+             CREATE TEMP TABLE stage(
+                 seq INTEGER PRIMARY KEY,
+                 locator TEXT NOT NULL,
+                 anchor TEXT NOT NULL UNIQUE,
+                 key TEXT NOT NULL UNIQUE,
+                 username TEXT NOT NULL UNIQUE,
+                 hash INTEGER NOT NULL,
+                 record TEXT NOT NULL,
+                 pins TEXT,
+                 user_id INTEGER);
+             CREATE TEMP TABLE removals(anchor TEXT PRIMARY KEY) WITHOUT ROWID;",
+        )?;
+        let total_before = tx.query_row(
+            "SELECT count(*) FROM users WHERE source_id = ?1 AND active = 1",
+            [source_id],
+            |r| r.get(0),
+        )?;
+        Ok(Run {
+            tx,
+            run_id,
+            source_id,
+            source: source.to_string(),
+            opts,
+            counts: Counts::default(),
+            errors: Vec::new(),
+            plan: Vec::new(),
+            event_seq: 0,
+            total_before,
+            group_ids: HashMap::new(),
+        })
+    }
+}
+
+impl Run<'_> {
+    /// A failed entry: counted, logged in the run, and the run goes on.
+    pub fn fail(&mut self, entry: &str, reason: &str) -> Result<()> {
+        self.counts.failed += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(ErrorItem {
+                entry: entry.into(),
+                reason: reason.into(),
+            });
+        }
+        self.event(entry, "failed", Some(reason))
+    }
+
+    fn event(&mut self, entry: &str, action: &str, reason: Option<&str>) -> Result<()> {
+        if let Some(run_id) = self.run_id {
+            self.event_seq += 1;
+            self.tx
+                .prepare_cached("INSERT INTO run_events(run_id, seq, entry, action, reason) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![run_id, self.event_seq, entry, action, reason])?;
+        }
+        Ok(())
+    }
+
+    /// Stages one mapped user. A duplicate key within the source is a failed entry.
+    pub fn stage(&mut self, locator: &str, anchor: &str, m: Mapped) -> Result<()> {
+        let Some(key) = self.opts.pair_by.key(&m.record, anchor) else {
+            return self.fail(
+                locator,
+                &format!("no {} to pair by", self.opts.pair_by.name()),
+            );
+        };
+        let pins = if m.pins.is_empty() {
+            None
+        } else {
+            let mut staged = Vec::with_capacity(m.pins.len());
+            for (fp, pin) in &m.pins {
+                staged.push((fp.clone(), self.pin_hash(fp, &pin.0)?));
+            }
+            Some(serde_json::to_string(&staged)?)
+        };
+        let r = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                locator,
+                anchor,
+                key,
+                m.record.username,
+                m.record.content_hash(),
+                serde_json::to_string(&m.record)?,
+                pins
+            ]);
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let (what, col, value) = if msg.contains("stage.username") {
+                    ("username", "username", m.record.username.as_str())
+                } else if msg.contains("stage.anchor") {
+                    ("id", "anchor", anchor)
+                } else {
+                    (self.opts.pair_by.name(), "key", key.as_str())
+                };
+                let first: String = self.tx.query_row(
+                    &format!("SELECT locator FROM temp.stage WHERE {col} = ?1"),
+                    [value],
+                    |r| r.get(0),
+                )?;
+                self.fail(
+                    locator,
+                    &format!("duplicate {what} {value:?} in the source (first at {first})"),
+                )
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An explicit removal (delta runs).
+    pub fn stage_removal(&mut self, anchor: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR IGNORE INTO temp.removals(anchor) VALUES (?1)",
+            [anchor],
+        )?;
+        Ok(())
+    }
+
+    /// The argon2 hash for a PIN: reused when the same fingerprint is stored, else computed.
+    fn pin_hash(&self, fingerprint: &str, pin: &str) -> Result<String> {
+        if let Some(h) = self
+            .tx
+            .prepare_cached("SELECT hash FROM pins WHERE fingerprint = ?1 LIMIT 1")?
+            .query_row([fingerprint], |r| r.get(0))
+            .optional()?
+        {
+            return Ok(h);
+        }
+        use argon2::PasswordHasher;
+        let params = argon2::Params::new(8 * 1024, 2, 1, None).expect("valid argon2 params");
+        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        Ok(a.hash_password(pin.as_bytes())
+            .map_err(|e| anyhow::anyhow!("hashing a PIN: {e}"))?
+            .to_string())
+    }
+
+    /// Merges the stage into the store, applies the missing policy and the guard, and commits
+    /// (or rolls back for a dry run or an abort).
+    pub fn finish(
+        mut self,
+        full: bool,
+        cursor: Option<String>,
+        notices: Vec<String>,
+        force: bool,
+    ) -> Result<Outcome> {
+        self.pair()?;
+        // Missing users are decided on the pairing before any change.
+        if full && self.opts.on_missing != OnMissing::Ignore {
+            let only_active = if self.opts.on_missing == OnMissing::Deactivate {
+                "AND active = 1"
+            } else {
+                ""
+            };
+            self.tx.execute(
+                &format!(
+                    "CREATE TEMP TABLE missing AS SELECT id, username FROM users
+                     WHERE source_id = ?1 {only_active}
+                       AND id NOT IN (SELECT user_id FROM temp.stage WHERE user_id IS NOT NULL)"
+                ),
+                [self.source_id],
+            )?;
+        } else {
+            self.tx.execute(
+                "CREATE TEMP TABLE missing AS SELECT u.id, u.username FROM temp.removals r
+                 JOIN links l ON l.source_id = ?1 AND l.anchor = r.anchor
+                 JOIN users u ON u.id = l.user_id
+                 WHERE ?2 != 'ignore' AND (u.active = 1 OR ?2 = 'delete')",
+                params![self.source_id, on_missing_name(self.opts.on_missing)],
+            )?;
+        }
+        let missing: u64 = self
+            .tx
+            .query_row("SELECT count(*) FROM temp.missing", [], |r| r.get(0))?;
+        if full {
+            if let Err(msg) =
+                deletion_guard(self.opts.max_deletions, self.total_before, missing, force)
+            {
+                return self.end(Status::Aborted, Some(msg), None, notices, full);
+            }
+        }
+        self.apply_changes()?;
+        self.apply_missing()?;
+        if full && self.opts.on_missing != OnMissing::Ignore {
+            self.prune_groups()?;
+        }
+        self.end(Status::Ok, None, cursor, notices, full)
+    }
+
+    /// Pairs every staged row with a stored user, in one statement.
+    fn pair(&mut self) -> Result<()> {
+        let lookup = match self.opts.pair_by {
+            PairBy::Username => "SELECT id FROM users WHERE username = s.key",
+            PairBy::PersonalNumber => "SELECT id FROM users WHERE personal_number = s.key",
+            PairBy::Email => {
+                "SELECT id FROM users WHERE email = s.key COLLATE NOCASE ORDER BY source_id IS NOT ?1, id LIMIT 1"
+            }
+            PairBy::Anchor => "SELECT user_id FROM links WHERE source_id = ?1 AND anchor = s.anchor",
+        };
+        let sql = format!("UPDATE temp.stage AS s SET user_id = ({lookup})");
+        if sql.contains("?1") {
+            self.tx.execute(&sql, [self.source_id])?;
+        } else {
+            self.tx.execute(&sql, [])?;
+        }
+        // Rows whose stored user is owned by this source, active and of equal content are
+        // unchanged; only the rest is walked one by one.
+        self.tx.execute_batch("DROP TABLE IF EXISTS temp.work")?;
+        self.tx.execute(
+            "CREATE TEMP TABLE work AS SELECT s.seq FROM temp.stage s LEFT JOIN users u ON u.id = s.user_id
+             WHERE u.id IS NULL OR u.hash != s.hash OR u.source_id IS NOT ?1 OR u.active = 0
+             ORDER BY s.seq",
+            [self.source_id],
+        )?;
+        let (staged, work): (u64, u64) = self.tx.query_row(
+            "SELECT (SELECT count(*) FROM temp.stage), (SELECT count(*) FROM temp.work)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        self.counts.unchanged += staged - work;
+        Ok(())
+    }
+
+    fn apply_changes(&mut self) -> Result<()> {
+        let mut last = 0i64;
+        loop {
+            type Row = (i64, String, String, String, Option<String>, Option<i64>);
+            let rows: Vec<Row> = self
+                .tx
+                .prepare_cached(
+                    "SELECT s.seq, s.locator, s.anchor, s.record, s.pins, s.user_id
+                     FROM temp.work w JOIN temp.stage s ON s.seq = w.seq
+                     WHERE w.seq > ?1 ORDER BY w.seq LIMIT ?2",
+                )?
+                .query_map(params![last, CHUNK], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            let Some(end) = rows.last() else { break };
+            last = end.0;
+            for (_, locator, anchor, record, pins, user_id) in rows {
+                let rec: UserRecord = serde_json::from_str(&record)?;
+                let pins: Vec<(String, String)> = match pins {
+                    Some(p) => serde_json::from_str(&p)?,
+                    None => Vec::new(),
+                };
+                self.apply_one(&locator, &anchor, rec, &pins, user_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load_existing(&self, id: i64) -> Result<Existing> {
+        Ok(self.tx.query_row(
+            "SELECT u.record, u.active, s.name FROM users u LEFT JOIN sources s ON s.id = u.source_id WHERE u.id = ?1",
+            [id],
+            |r| {
+                let mut record: UserRecord =
+                    serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default();
+                record.active = r.get(1)?;
+                Ok(Existing { record, source: r.get(2)? })
+            },
+        )?)
+    }
+
+    fn apply_one(
+        &mut self,
+        locator: &str,
+        anchor: &str,
+        rec: UserRecord,
+        pins: &[(String, String)],
+        user_id: Option<i64>,
+    ) -> Result<()> {
+        let existing = user_id.map(|id| self.load_existing(id)).transpose()?;
+        let action = reconcile::decide(&rec, existing.as_ref(), &self.source, &self.opts);
+        let entry = format!("{locator} ({})", rec.username);
+        match action {
+            Action::Unchanged => {
+                self.counts.unchanged += 1;
+                Ok(())
+            }
+            Action::Skip => Ok(()),
+            Action::Conflict(reason) => self.fail(&entry, &reason),
+            Action::Create => {
+                if let Some(reason) = self.conflicts(&rec, None)? {
+                    return self.fail(&entry, &reason);
+                }
+                let sp = self.tx.savepoint()?;
+                let r = write_user(
+                    &sp,
+                    self.source_id,
+                    anchor,
+                    &rec,
+                    pins,
+                    None,
+                    &mut self.group_ids,
+                );
+                finish_savepoint(sp, &r)?;
+                if r.is_err() {
+                    self.group_ids.clear();
+                }
+                match r {
+                    Ok(_) => {
+                        self.counts.created += 1;
+                        self.planned("create", &rec.username, Vec::new());
+                        self.event(&entry, "created", None)
+                    }
+                    Err(e) => self.fail(&entry, &e.to_string()),
+                }
+            }
+            Action::Update {
+                fields,
+                reactivate,
+                adopt,
+            } => {
+                let id = user_id.expect("updates have a user");
+                if let Some(reason) = self.conflicts(&rec, Some(id))? {
+                    return self.fail(&entry, &reason);
+                }
+                let sp = self.tx.savepoint()?;
+                let r = if fields.is_empty() && !adopt {
+                    // Only a reactivation (update_existing = false keeps the old data).
+                    sp.execute(
+                        &format!("UPDATE users SET active = 1, updated_at = {NOW} WHERE id = ?1"),
+                        [id],
+                    )
+                    .map(|_| ())
+                    .map_err(Into::into)
+                } else {
+                    write_user(
+                        &sp,
+                        self.source_id,
+                        anchor,
+                        &rec,
+                        pins,
+                        Some(id),
+                        &mut self.group_ids,
+                    )
+                    .map(|_| ())
+                };
+                finish_savepoint(sp, &r)?;
+                if let Err(e) = r {
+                    self.group_ids.clear();
+                    return self.fail(&entry, &e.to_string());
+                }
+                let reason = (!fields.is_empty()).then(|| fields.join(", "));
+                if reactivate {
+                    self.counts.reactivated += 1;
+                    self.planned("reactivate", &rec.username, fields);
+                    self.event(&entry, "reactivated", reason.as_deref())
+                } else {
+                    self.counts.updated += 1;
+                    self.planned("update", &rec.username, fields);
+                    self.event(&entry, "updated", reason.as_deref())
+                }
+            }
+        }
+    }
+
+    fn planned(&mut self, action: &'static str, username: &str, fields: Vec<&'static str>) {
+        if self.run_id.is_none() {
+            self.plan.push(PlanItem {
+                action,
+                username: username.into(),
+                fields,
+            });
+        }
+    }
+
+    /// Uniqueness checks with readable reasons: usernames and aliases share a namespace;
+    /// cards and personal numbers are unique.
+    fn conflicts(&self, rec: &UserRecord, me: Option<i64>) -> Result<Option<String>> {
+        let holder = |sql: &str, v: &str| -> Result<Option<String>> {
+            Ok(self
+                .tx
+                .prepare_cached(sql)?
+                .query_row([v], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .optional()?
+                .filter(|(id, _)| Some(*id) != me)
+                .map(|(_, name)| name))
+        };
+        const NAME: &str =
+            "SELECT n.user_id, u.username FROM names n JOIN users u ON u.id = n.user_id WHERE n.name = ?1";
+        if let Some(h) = holder(NAME, &rec.username)? {
+            return Ok(Some(format!(
+                "username {:?} is already used by user {h:?}",
+                rec.username
+            )));
+        }
+        for a in &rec.aliases {
+            if let Some(h) = holder(NAME, a)? {
+                return Ok(Some(format!("alias {a:?} is already used by user {h:?}")));
+            }
+        }
+        for c in &rec.cards {
+            if let Some(h) = holder(
+                "SELECT c.user_id, u.username FROM cards c JOIN users u ON u.id = c.user_id WHERE c.card = ?1",
+                c,
+            )? {
+                return Ok(Some(format!("card {c:?} is held by user {h:?}")));
+            }
+        }
+        if let Some(pn) = &rec.personal_number {
+            if let Some(h) = holder(
+                "SELECT id, username FROM users WHERE personal_number = ?1",
+                pn,
+            )? {
+                return Ok(Some(format!(
+                    "personal number {pn:?} is held by user {h:?}"
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deactivates or deletes the users in `temp.missing`, set-wise.
+    fn apply_missing(&mut self) -> Result<()> {
+        let delete = self.opts.on_missing == OnMissing::Delete;
+        let (action, reason) = if delete {
+            ("deleted", "missing from the source")
+        } else {
+            ("deactivated", "missing from the source")
+        };
+        let n: u64 = self
+            .tx
+            .query_row("SELECT count(*) FROM temp.missing", [], |r| r.get(0))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(run_id) = self.run_id {
+            self.tx.execute(
+                "INSERT INTO run_events(run_id, seq, entry, action, reason)
+                 SELECT ?1, ?2 + row_number() OVER (ORDER BY username), username, ?3, ?4 FROM temp.missing",
+                params![run_id, self.event_seq, action, reason],
+            )?;
+            self.event_seq += n as i64;
+        } else {
+            let names: Vec<String> = self
+                .tx
+                .prepare("SELECT username FROM temp.missing ORDER BY username")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let verb = if delete { "delete" } else { "deactivate" };
+            self.plan.extend(names.into_iter().map(|username| PlanItem {
+                action: verb,
+                username,
+                fields: vec![],
+            }));
+        }
+        if delete {
+            self.tx.execute(
+                "DELETE FROM users WHERE id IN (SELECT id FROM temp.missing)",
+                [],
+            )?;
+            self.counts.deleted += n;
+        } else {
+            self.tx.execute(
+                &format!("UPDATE users SET active = 0, updated_at = {NOW} WHERE id IN (SELECT id FROM temp.missing)"),
+                [],
+            )?;
+            self.counts.deactivated += n;
+        }
+        Ok(())
+    }
+
+    /// Groups of this source with no active member anywhere in their subtree vanish.
+    fn prune_groups(&mut self) -> Result<()> {
+        self.tx.execute(
+            "DELETE FROM groups WHERE source_id = ?1 AND NOT EXISTS (
+                 SELECT 1 FROM memberships m JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id
+                 WHERE u.active = 1 AND (g.id = groups.id OR g.path LIKE replace(replace(groups.path, '%', '\\%'), '_', '\\_') || '|%' ESCAPE '\\'))",
+            [self.source_id],
+        )?;
+        Ok(())
+    }
+
+    fn end(
+        self,
+        status: Status,
+        message: Option<String>,
+        cursor: Option<String>,
+        notices: Vec<String>,
+        full: bool,
+    ) -> Result<Outcome> {
+        let Run {
+            tx,
+            run_id,
+            counts,
+            errors,
+            plan,
+            source_id,
+            ..
+        } = self;
+        let c = counts;
+        let mode = if full { "full" } else { "delta" };
+        let notices_json = serde_json::to_string(&notices)?;
+        match (status, run_id) {
+            (Status::Ok, Some(id)) => {
+                if let Some(cursor) = &cursor {
+                    tx.execute(
+                        "UPDATE sources SET cursor = ?1 WHERE id = ?2",
+                        params![cursor, source_id],
+                    )?;
+                }
+                tx.execute(
+                    &format!(
+                        "UPDATE runs SET status = 'ok', mode = ?2, finished = {NOW}, created = ?3, updated = ?4,
+                         unchanged = ?5, deactivated = ?6, reactivated = ?7, deleted = ?8, failed = ?9,
+                         notices = ?10 WHERE id = ?1"
+                    ),
+                    params![id, mode, c.created, c.updated, c.unchanged, c.deactivated, c.reactivated, c.deleted, c.failed, notices_json],
+                )?;
+                tx.commit()?;
+            }
+            _ => tx.rollback()?,
+        }
+        Ok(Outcome {
+            run_id,
+            status,
+            counts: c,
+            errors,
+            message,
+            plan,
+            notices,
+            full,
+        })
+    }
+}
+
+fn on_missing_name(o: OnMissing) -> &'static str {
+    match o {
+        OnMissing::Deactivate => "deactivate",
+        OnMissing::Delete => "delete",
+        OnMissing::Ignore => "ignore",
+    }
+}
+
+fn finish_savepoint<T>(mut sp: rusqlite::Savepoint<'_>, r: &Result<T>) -> Result<()> {
+    if r.is_err() {
+        sp.rollback()?;
+    }
+    sp.commit()?;
+    Ok(())
+}
+
+/// Inserts or rewrites one user with its names, cards, PINs, link and this source's
+/// memberships.
+fn write_user(
+    db: &rusqlite::Connection,
+    source_id: i64,
+    anchor: &str,
+    rec: &UserRecord,
+    pins: &[(String, String)],
+    id: Option<i64>,
+    group_ids: &mut HashMap<String, i64>,
+) -> Result<i64> {
+    let record = serde_json::to_string(rec)?;
+    let hash = rec.content_hash();
+    let id = match id {
+        None => {
+            db.prepare_cached(&format!(
+                "INSERT INTO users(username, full_name, email, personal_number, language, phone, notes, storage,
+                                   active, source_id, record, hash, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW}, {NOW})"
+            ))?
+            .execute(params![
+                rec.username, rec.full_name, rec.email, rec.personal_number, rec.language, rec.phone,
+                rec.notes, rec.storage, rec.active, source_id, record, hash
+            ])?;
+            db.last_insert_rowid()
+        }
+        Some(id) => {
+            db.prepare_cached(&format!(
+                "UPDATE users SET username = ?2, full_name = ?3, email = ?4, personal_number = ?5, language = ?6,
+                        phone = ?7, notes = ?8, storage = ?9, active = ?10, source_id = ?11, record = ?12,
+                        hash = ?13, updated_at = {NOW} WHERE id = ?1"
+            ))?
+            .execute(params![
+                id, rec.username, rec.full_name, rec.email, rec.personal_number, rec.language, rec.phone,
+                rec.notes, rec.storage, rec.active, source_id, record, hash
+            ])?;
+            for t in ["names", "cards", "pins", "links"] {
+                db.prepare_cached(&format!("DELETE FROM {t} WHERE user_id = ?1"))?
+                    .execute([id])?;
+            }
+            db.prepare_cached("DELETE FROM memberships WHERE user_id = ?1 AND source_id = ?2")?
+                .execute([id, source_id])?;
+            id
+        }
+    };
+    let mut name =
+        db.prepare_cached("INSERT INTO names(name, user_id, alias) VALUES (?1, ?2, ?3)")?;
+    name.execute(params![rec.username, id, false])?;
+    for a in &rec.aliases {
+        name.execute(params![a, id, true])?;
+    }
+    let mut card = db.prepare_cached("INSERT INTO cards(card, user_id) VALUES (?1, ?2)")?;
+    for c in &rec.cards {
+        card.execute(params![c, id])?;
+    }
+    let mut pin = db.prepare_cached(
+        "INSERT OR IGNORE INTO pins(user_id, fingerprint, hash) VALUES (?1, ?2, ?3)",
+    )?;
+    for (fp, h) in pins {
+        pin.execute(params![id, fp, h])?;
+    }
+    db.prepare_cached(
+        "INSERT OR REPLACE INTO links(source_id, anchor, user_id) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![source_id, anchor, id])?;
+    let mut member = db.prepare_cached(
+        "INSERT OR IGNORE INTO memberships(group_id, user_id, source_id) VALUES (?1, ?2, ?3)",
+    )?;
+    for path in &rec.groups {
+        let gid = ensure_group(db, source_id, path, group_ids)?;
+        member.execute(params![gid, id, source_id])?;
+    }
+    Ok(id)
+}
+
+/// The id of a group path, creating it and its ancestors as needed.
+fn ensure_group(
+    db: &rusqlite::Connection,
+    source_id: i64,
+    path: &str,
+    cache: &mut HashMap<String, i64>,
+) -> Result<i64> {
+    if let Some(id) = cache.get(path) {
+        return Ok(*id);
+    }
+    let mut parent: Option<i64> = None;
+    for p in reconcile::ancestors(path) {
+        let id = match cache.get(p) {
+            Some(id) => *id,
+            None => {
+                let found: Option<i64> = db
+                    .prepare_cached("SELECT id FROM groups WHERE path = ?1")?
+                    .query_row([p], |r| r.get(0))
+                    .optional()?;
+                let id = match found {
+                    Some(id) => id,
+                    None => {
+                        let name = p.rsplit('|').next().unwrap_or(p);
+                        db.prepare_cached(
+                            "INSERT INTO groups(path, name, parent_id, source_id) VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![p, name, parent, source_id])?;
+                        db.last_insert_rowid()
+                    }
+                };
+                cache.insert(p.to_string(), id);
+                id
+            }
+        };
+        parent = Some(id);
+    }
+    Ok(parent.expect("a path has at least one level"))
+}

@@ -1,0 +1,366 @@
+//! One sync: for each source, plugin batches → mapping → staging → set-based merge → run log.
+
+use crate::caps::files::Grants;
+use crate::config::{config_err, resolve_string, Config, ConfigError, SourceConfig};
+use crate::mapping::Mapper;
+use crate::runtime::roster::plugin::types::KeyType;
+use crate::runtime::{
+    CallError, Entry, Limits, ObjectKind, Plugin, PluginInfo, RunMode, RunRequest, Runtime,
+};
+use crate::store::{Counts, Outcome, PlanItem, Status, Store};
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+
+/// What `sync --json` prints per source.
+#[derive(Debug, Serialize)]
+pub struct SourceResult {
+    pub source: String,
+    pub run_id: Option<i64>,
+    pub status: Status,
+    pub dry_run: bool,
+    pub mode: &'static str,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub errors: Vec<crate::store::ErrorItem>,
+    pub message: Option<String>,
+    pub notices: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Vec<PlanItem>>,
+    /// The source's configuration was wrong (exit code 2).
+    #[serde(skip)]
+    pub config_error: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncFlags {
+    pub dry_run: bool,
+    pub force: bool,
+    pub progress: bool,
+}
+
+/// A loaded, configured plugin ready for a run or a test.
+pub struct Prepared {
+    pub plugin: Plugin,
+    pub info: PluginInfo,
+    pub config_json: String,
+}
+
+/// Loads a source's plugin, checks its config against the keys the plugin declares, and
+/// grants it exactly the files its `file` keys (and `files = [...]`) name.
+pub fn prepare(
+    cfg: &Config,
+    src: &SourceConfig,
+    store: Option<&Store>,
+    rt: &Runtime,
+) -> Result<Prepared> {
+    let bytes = crate::plugins::resolve(&src.plugin, store, &cfg.database, &cfg.dir)?;
+    let component = rt
+        .load(&bytes)
+        .map_err(|e| anyhow!("plugin {}: {e:#}", src.plugin))?;
+    let limits = Limits {
+        timeout: src.timeout,
+        memory: src.memory_limit,
+    };
+    let mut plugin = rt.instantiate(&component, &src.name, limits, Grants::new(&cfg.dir))?;
+    let info = plugin.info()?;
+    let (config_json, grants) = plugin_config(src, &info, &cfg.dir)?;
+    plugin.set_grants(grants);
+    Ok(Prepared {
+        plugin,
+        info,
+        config_json,
+    })
+}
+
+/// The JSON handed to the plugin: secret-typed keys withheld, references resolved.
+fn plugin_config(
+    src: &SourceConfig,
+    info: &PluginInfo,
+    dir: &std::path::Path,
+) -> Result<(String, Grants)> {
+    let ctx = format!("sources.{}.config", src.name);
+    let mut grants = Grants::new(dir);
+    for f in &src.files {
+        grants.grant(f);
+    }
+    let mut out = serde_json::Map::new();
+    for (key, value) in &src.config {
+        let Some(decl) = info.config_keys.iter().find(|k| &k.name == key) else {
+            let known: Vec<_> = info.config_keys.iter().map(|k| k.name.as_str()).collect();
+            return Err(config_err(format!(
+                "{ctx}: unknown key `{key}` (plugin {} accepts: {})",
+                info.name,
+                known.join(", ")
+            )));
+        };
+        let json = match (decl.type_, value) {
+            (KeyType::Secret, v) => {
+                // Resolved to prove it is usable; never handed to the plugin.
+                resolve_string(v, dir, &format!("{ctx}.{key}"))
+                    .map_err(|e| config_err(format!("{e:#}")))?;
+                continue;
+            }
+            (KeyType::File, v) => {
+                let path = resolve_string(v, dir, &format!("{ctx}.{key}"))
+                    .map_err(|e| config_err(format!("{e:#}")))?
+                    .0;
+                grants.grant(&path);
+                serde_json::Value::String(path)
+            }
+            (KeyType::Boolean, toml::Value::Boolean(b)) => (*b).into(),
+            (KeyType::Integer, toml::Value::Integer(i)) => (*i).into(),
+            (KeyType::Boolean | KeyType::Integer, v) => {
+                return Err(config_err(format!(
+                    "{ctx}.{key}: expected a {}, got {v}",
+                    if decl.type_ == KeyType::Boolean {
+                        "boolean"
+                    } else {
+                        "integer"
+                    }
+                )));
+            }
+            (_, v) => toml_to_json(v, dir, &format!("{ctx}.{key}"))?,
+        };
+        out.insert(key.clone(), json);
+    }
+    for k in info.config_keys.iter().filter(|k| k.required) {
+        if !src.config.contains_key(&k.name) {
+            return Err(config_err(format!(
+                "{ctx}: missing required key `{}` ({})",
+                k.name, k.description
+            )));
+        }
+    }
+    Ok((serde_json::Value::Object(out).to_string(), grants))
+}
+
+fn toml_to_json(v: &toml::Value, dir: &std::path::Path, ctx: &str) -> Result<serde_json::Value> {
+    Ok(match v {
+        toml::Value::String(s) => s.clone().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => (*f).into(),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a
+            .iter()
+            .map(|v| toml_to_json(v, dir, ctx))
+            .collect::<Result<Vec<_>>>()?
+            .into(),
+        toml::Value::Table(t) => {
+            if t.len() == 1 && (t.contains_key("env") || t.contains_key("file")) {
+                return Ok(resolve_string(v, dir, ctx)
+                    .map_err(|e| config_err(format!("{e:#}")))?
+                    .0
+                    .into());
+            }
+            let mut m = serde_json::Map::new();
+            for (k, v) in t {
+                m.insert(k.clone(), toml_to_json(v, dir, &format!("{ctx}.{k}"))?);
+            }
+            m.into()
+        }
+    })
+}
+
+/// Runs the named sources (all when empty), each independently: a failing source does not
+/// stop the others.
+pub fn sync(
+    cfg: &Config,
+    store: &mut Store,
+    rt: &Runtime,
+    names: &[String],
+    flags: SyncFlags,
+) -> Result<Vec<SourceResult>> {
+    let selected: Vec<&SourceConfig> = if names.is_empty() {
+        cfg.sources.iter().collect()
+    } else {
+        names.iter().map(|n| cfg.source(n)).collect::<Result<_>>()?
+    };
+    if selected.is_empty() {
+        return Err(config_err(
+            "no sources configured: add a [sources.NAME] table",
+        ));
+    }
+    Ok(selected
+        .into_iter()
+        .map(|src| sync_source(cfg, store, rt, src, flags))
+        .collect())
+}
+
+/// A run that failed as a whole: nothing it did was kept.
+fn failed(
+    src: &SourceConfig,
+    flags: SyncFlags,
+    run_id: Option<i64>,
+    e: anyhow::Error,
+) -> SourceResult {
+    let message = match e.downcast_ref::<CallError>() {
+        Some(c) => c.to_string(),
+        None => format!("{e:#}"),
+    };
+    tracing::error!(
+        "source {}: run failed, nothing was changed: {message}",
+        src.name
+    );
+    SourceResult {
+        source: src.name.clone(),
+        run_id,
+        status: Status::Failed,
+        dry_run: flags.dry_run,
+        mode: "full",
+        counts: Counts::default(),
+        errors: Vec::new(),
+        message: Some(message),
+        notices: Vec::new(),
+        plan: flags.dry_run.then(Vec::new),
+        config_error: e.downcast_ref::<ConfigError>().is_some(),
+    }
+}
+
+/// Records a run that failed before it began.
+fn failed_early(
+    src: &SourceConfig,
+    store: &Store,
+    flags: SyncFlags,
+    e: anyhow::Error,
+) -> SourceResult {
+    let run_id = if flags.dry_run {
+        None
+    } else {
+        store.record_failed_run(&src.name, &format!("{e:#}")).ok()
+    };
+    failed(src, flags, run_id, e)
+}
+
+fn sync_source(
+    cfg: &Config,
+    store: &mut Store,
+    rt: &Runtime,
+    src: &SourceConfig,
+    flags: SyncFlags,
+) -> SourceResult {
+    let setup = (|| -> Result<_> {
+        let prepared = prepare(cfg, src, Some(store), rt)?;
+        let opts = src
+            .options(&prepared.info.defaults)
+            .map_err(|e| config_err(format!("sources.{}: {e:#}", src.name)))?;
+        let mapper = Mapper::new(&src.map, opts.lowercase_usernames, store.pin_key()?)
+            .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?;
+        let cursor = store.cursor(&src.name)?;
+        Ok((prepared, opts, mapper, cursor))
+    })();
+    let (mut prepared, opts, mapper, cursor) = match setup {
+        Ok(s) => s,
+        Err(e) => return failed_early(src, store, flags, e),
+    };
+    let progress = progress_bar(flags.progress, &src.name);
+    let mut run = match store.begin_run(&src.name, opts, flags.dry_run) {
+        Ok(r) => r,
+        Err(e) => return failed(src, flags, None, e),
+    };
+    let request = RunRequest {
+        config: prepared.config_json.clone(),
+        mode: if cursor.is_some() {
+            RunMode::Delta
+        } else {
+            RunMode::Full
+        },
+        cursor,
+    };
+    // Everything the plugin sends goes into the run's transaction; any error rolls it back.
+    let result = (|| -> Result<Outcome> {
+        let plugin = &mut prepared.plugin;
+        let session = plugin.open(&request)?;
+        let mut seen = 0u64;
+        while let Some(batch) = plugin.next_batch(&session)? {
+            for entry in batch {
+                seen += 1;
+                match entry {
+                    Entry::Object(obj) if obj.kind == ObjectKind::User => match mapper.map(&obj) {
+                        Ok(m) => run.stage(&obj.id, &obj.id, m)?,
+                        Err(reason) => run.fail(&obj.id, &reason)?,
+                    },
+                    // Group objects need the group staging of the LDAP/Entra work (#3, #4).
+                    Entry::Object(obj) => tracing::debug!(
+                        "source {}: group object {} not yet synced",
+                        src.name,
+                        obj.id
+                    ),
+                    Entry::Removed(r) => run.stage_removal(&r.id)?,
+                    Entry::Failed(f) => run.fail(&f.locator, &f.reason)?,
+                }
+            }
+            progress.set_message(format!("{}: {seen} entries", src.name));
+            progress.tick();
+        }
+        let end = plugin.finish(&session)?;
+        progress.set_message(format!("{}: merging {seen} entries", src.name));
+        for n in &end.notices {
+            tracing::warn!("source {}: {n}", src.name);
+        }
+        run.finish(
+            end.mode == RunMode::Full,
+            end.cursor,
+            end.notices,
+            flags.force,
+        )
+    })();
+    progress.finish_and_clear();
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            // `run` was consumed or is dropped here: its transaction rolls back.
+            let run_id = close_failed_run(store, &src.name, flags, &e);
+            return failed(src, flags, run_id, e);
+        }
+    };
+    if let (Some(id), Status::Aborted) = (outcome.run_id, outcome.status) {
+        if let Err(e) = store.close_run(id, "aborted", outcome.message.as_deref().unwrap_or("")) {
+            tracing::error!("recording aborted run {id}: {e:#}");
+        }
+    }
+    SourceResult {
+        source: src.name.clone(),
+        run_id: outcome.run_id,
+        status: outcome.status,
+        dry_run: flags.dry_run,
+        mode: if outcome.full { "full" } else { "delta" },
+        counts: outcome.counts,
+        errors: outcome.errors,
+        message: outcome.message,
+        notices: outcome.notices,
+        plan: flags.dry_run.then_some(outcome.plan),
+        config_error: false,
+    }
+}
+
+/// Marks the run that was "running" as failed (its changes were rolled back).
+fn close_failed_run(
+    store: &Store,
+    source: &str,
+    flags: SyncFlags,
+    e: &anyhow::Error,
+) -> Option<i64> {
+    if flags.dry_run {
+        return None;
+    }
+    let id = store.latest_running(source).ok().flatten()?;
+    let message = match e.downcast_ref::<CallError>() {
+        Some(c) => c.to_string(),
+        None => format!("{e:#}"),
+    };
+    if let Err(err) = store.close_run(id, "failed", &message) {
+        tracing::error!("recording failed run {id}: {err:#}");
+    }
+    Some(id)
+}
+
+fn progress_bar(show: bool, source: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(format!("{source}: starting"));
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
