@@ -33,7 +33,7 @@ impl std::fmt::Debug for Secret {
 struct RawConfig {
     database: Option<toml::Value>,
     #[serde(default)]
-    sources: toml::Table,
+    sources: indexmap::IndexMap<String, RawSource>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,17 +111,16 @@ impl Config {
     }
 
     pub fn parse(text: &str, dir: &Path) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow!("{}", e.message()))?;
+        // The full error text shows the offending line, so it names the key.
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
         let database = match &raw.database {
             Some(v) => resolve_string(v, dir, "database")?.0,
             None => "roster.db".to_string(),
         };
         let mut sources = Vec::new();
-        for (name, value) in raw.sources {
+        for (name, raw) in raw.sources {
             let ctx = format!("sources.{name}");
-            let raw: RawSource = value
-                .try_into()
-                .map_err(|e: toml::de::Error| anyhow!("{ctx}: {}", e.message()))?;
             sources.push(SourceConfig::from_raw(name, raw, dir).context(ctx)?);
         }
         Ok(Config {
@@ -165,18 +164,13 @@ impl SourceConfig {
         let mut map = Vec::new();
         for (field, v) in raw.map {
             crate::mapping::Field::parse(&field).map_err(|e| anyhow!("map: {e}"))?;
-            let templates = match v {
-                toml::Value::String(s) => vec![s],
+            let key = format!("map.{field}");
+            let templates = match &v {
                 toml::Value::Array(a) => a
-                    .into_iter()
-                    .map(|v| match v {
-                        toml::Value::String(s) => Ok(s),
-                        other => Err(anyhow!(
-                            "map.{field}: expected template strings, got {other}"
-                        )),
-                    })
+                    .iter()
+                    .map(|v| resolve_string(v, dir, &key).map(|s| s.0))
                     .collect::<Result<_>>()?,
-                other => bail!("map.{field}: expected a template string or a list, got {other}"),
+                v => vec![resolve_string(v, dir, &key)?.0],
             };
             map.push((field, templates));
         }
