@@ -1,0 +1,353 @@
+//! A connector that misbehaves on purpose, for the host's sandbox tests. Config key `mode`:
+//!
+//! - `ok`: `count` users (default 3) in batches of 1000: id `u{i}`, `username=u{i}`,
+//!   `full_name=User {i}`.
+//! - `loop`: `next-batch` spins forever.
+//! - `grow`: `next-batch` allocates 1 MiB blocks, touching them, forever.
+//! - `huge-batch`: `next-batch` returns one batch of 200,000 small users.
+//! - `trap`: `next-batch` executes `unreachable`.
+//! - `read-file`: `next-batch` opens `path` through the host; a failure is
+//!   `plugin-error::config("open PATH: <error>")`, a success one user `file` whose `content`
+//!   holds the file's first 100 bytes.
+//! - `env`: one user `env` with `vars` (every environment variable as `K=V`), `args`, `cwd`
+//!   and `root` (the outcome of listing `/`): what ambient authority the guest has.
+//! - `stdout`: prints a line to stdout and one to stderr, then behaves like `ok`.
+//! - `fail-open`: `open` returns `plugin-error::authentication("bad password for test")`.
+//! - `half-then-trap`: the first batch holds `count` users like `ok`, the second call traps.
+//!
+//! `test` does what a run does and counts the users.
+
+use std::cell::RefCell;
+
+// The repository's wit/ directory, as copied by build.rs.
+wit_bindgen::generate!({
+    path: concat!(env!("OUT_DIR"), "/wit"),
+    world: "source",
+});
+
+use exports::roster::plugin::connector::{
+    Guest, GuestSession, RunEnd, RunRequest, Session, TestReport,
+};
+use roster::plugin::files::{self, FileError};
+use roster::plugin::types::{
+    Attribute, Capability, ConfigKey, Entry, KeyType, ObjectKind, PluginError, PluginInfo, RunMode,
+    SourceObject,
+};
+
+const OK_BATCH: u64 = 1000;
+const HUGE_BATCH: u64 = 200_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Ok,
+    Loop,
+    Grow,
+    HugeBatch,
+    Trap,
+    ReadFile,
+    Env,
+    Stdout,
+    FailOpen,
+    HalfThenTrap,
+}
+
+struct Config {
+    mode: Mode,
+    count: u64,
+    path: String,
+}
+
+fn parse_config(json: &str) -> Result<Config, PluginError> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| PluginError::Config(format!("config is not valid JSON: {e}")))?;
+    let mode = match value.get("mode").and_then(|m| m.as_str()) {
+        None => return Err(PluginError::Config("mode: required".to_string())),
+        Some("ok") => Mode::Ok,
+        Some("loop") => Mode::Loop,
+        Some("grow") => Mode::Grow,
+        Some("huge-batch") => Mode::HugeBatch,
+        Some("trap") => Mode::Trap,
+        Some("read-file") => Mode::ReadFile,
+        Some("env") => Mode::Env,
+        Some("stdout") => Mode::Stdout,
+        Some("fail-open") => Mode::FailOpen,
+        Some("half-then-trap") => Mode::HalfThenTrap,
+        Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
+    };
+    let count = match value.get("count") {
+        None | Some(serde_json::Value::Null) => 3,
+        Some(c) => c
+            .as_u64()
+            .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| {
+                PluginError::Config(format!("count: expected a non-negative integer, found {c}"))
+            })?,
+    };
+    let path = value
+        .get("path")
+        .and_then(|p| p.as_str())
+        .unwrap_or_default()
+        .to_string();
+    Ok(Config { mode, count, path })
+}
+
+fn user(id: &str, attributes: Vec<(&str, Vec<String>)>) -> Entry {
+    let mut attrs = vec![Attribute {
+        name: "username".to_string(),
+        values: vec![id.to_string()],
+    }];
+    attrs.extend(attributes.into_iter().map(|(name, values)| Attribute {
+        name: name.to_string(),
+        values,
+    }));
+    Entry::Object(SourceObject {
+        kind: ObjectKind::User,
+        id: id.to_string(),
+        attributes: attrs,
+        member_of: Vec::new(),
+        members: Vec::new(),
+        parent: None,
+    })
+}
+
+/// `u{i}` for i in `range`.
+fn numbered_users(range: std::ops::Range<u64>) -> Vec<Entry> {
+    range
+        .map(|i| {
+            user(
+                &format!("u{i}"),
+                vec![("full_name", vec![format!("User {i}")])],
+            )
+        })
+        .collect()
+}
+
+fn file_error(e: &FileError) -> String {
+    match e {
+        FileError::Denied(m) => format!("denied: {m}"),
+        FileError::NotFound(m) => format!("not found: {m}"),
+        FileError::Io(m) => format!("io: {m}"),
+    }
+}
+
+fn read_file(path: &str) -> Result<Vec<Entry>, PluginError> {
+    let open_error = |e: FileError| PluginError::Config(format!("open {path}: {}", file_error(&e)));
+    let file = files::open(path).map_err(open_error)?;
+    let mut content = Vec::new();
+    while content.len() < 100 {
+        let chunk = file.read(100 - content.len() as u32).map_err(open_error)?;
+        if chunk.is_empty() {
+            break;
+        }
+        content.extend_from_slice(&chunk);
+    }
+    content.truncate(100);
+    Ok(vec![user(
+        "file",
+        vec![(
+            "content",
+            vec![String::from_utf8_lossy(&content).into_owned()],
+        )],
+    )])
+}
+
+fn env_report() -> Vec<Entry> {
+    let vars = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+    let args = std::env::args().collect();
+    let cwd = match std::env::current_dir() {
+        Ok(dir) => dir.display().to_string(),
+        Err(e) => format!("error: {e}"),
+    };
+    let root = match std::fs::read_dir("/") {
+        Ok(entries) => entries
+            .map(|e| match e {
+                Ok(e) => e.path().display().to_string(),
+                Err(e) => format!("error: {e}"),
+            })
+            .collect(),
+        Err(e) => vec![format!("error: {e}")],
+    };
+    vec![user(
+        "env",
+        vec![
+            ("vars", vars),
+            ("args", args),
+            ("cwd", vec![cwd]),
+            ("root", root),
+        ],
+    )]
+}
+
+/// Never returns, and the optimiser cannot prove the loop does nothing.
+fn spin() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates 1 MiB blocks, writing to every page, until the host stops it.
+fn grow() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        for byte in block.iter_mut().step_by(4096) {
+            *byte = 1;
+        }
+        blocks.push(std::hint::black_box(block));
+    }
+}
+
+fn trap() -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+struct Component;
+
+export!(Component);
+
+impl Guest for Component {
+    type Session = HostileSession;
+
+    fn info() -> PluginInfo {
+        let key = |name: &str, ty, required, default: Option<&str>, description: &str| ConfigKey {
+            name: name.to_string(),
+            type_: ty,
+            required,
+            default: default.map(str::to_string),
+            description: description.to_string(),
+        };
+        PluginInfo {
+            name: "hostile".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            description: "Misbehaves on purpose, for roster's sandbox tests".to_string(),
+            config_keys: vec![
+                key(
+                    "mode",
+                    KeyType::String,
+                    true,
+                    None,
+                    "ok, loop, grow, huge-batch, trap, read-file, env, stdout, fail-open or \
+                     half-then-trap",
+                ),
+                key("count", KeyType::Integer, false, Some("3"), "Users to emit"),
+                // Deliberately a string, not a file: the host grants nothing for it.
+                key(
+                    "path",
+                    KeyType::String,
+                    false,
+                    None,
+                    "File that read-file tries to open",
+                ),
+            ],
+            capabilities: vec![
+                Capability {
+                    name: "files".to_string(),
+                    reason: "read-file mode tries to open `path`".to_string(),
+                },
+                Capability {
+                    name: "log".to_string(),
+                    reason: "logging".to_string(),
+                },
+            ],
+            defaults: Vec::new(),
+        }
+    }
+
+    fn test(config: String) -> Result<TestReport, PluginError> {
+        let session = HostileSession::open(&config)?;
+        let mut users = 0;
+        let mut sample = None;
+        while let Some(batch) = session.next_batch()? {
+            for entry in batch {
+                if let Entry::Object(object) = entry {
+                    users += 1;
+                    sample.get_or_insert(object);
+                }
+            }
+        }
+        Ok(TestReport {
+            users: Some(users),
+            groups: None,
+            sample,
+            messages: vec![format!("mode {:?}", session.state.borrow().config.mode)],
+        })
+    }
+
+    fn open(request: RunRequest) -> Result<Session, PluginError> {
+        Ok(Session::new(HostileSession::open(&request.config)?))
+    }
+}
+
+struct State {
+    config: Config,
+    /// `next-batch` calls so far.
+    calls: u64,
+    /// Users emitted so far (ok, stdout).
+    emitted: u64,
+}
+
+struct HostileSession {
+    state: RefCell<State>,
+}
+
+impl HostileSession {
+    fn open(config: &str) -> Result<HostileSession, PluginError> {
+        let config = parse_config(config)?;
+        match config.mode {
+            Mode::FailOpen => {
+                return Err(PluginError::Authentication(
+                    "bad password for test".to_string(),
+                ))
+            }
+            Mode::Stdout => {
+                println!("hello from guest stdout");
+                eprintln!("hello from guest stderr");
+            }
+            _ => {}
+        }
+        Ok(HostileSession {
+            state: RefCell::new(State {
+                config,
+                calls: 0,
+                emitted: 0,
+            }),
+        })
+    }
+}
+
+impl GuestSession for HostileSession {
+    fn next_batch(&self) -> Result<Option<Vec<Entry>>, PluginError> {
+        let mut state = self.state.borrow_mut();
+        state.calls += 1;
+        let first = state.calls == 1;
+        match state.config.mode {
+            Mode::Ok | Mode::Stdout | Mode::FailOpen => {
+                let start = state.emitted;
+                let end = state.config.count.min(start + OK_BATCH);
+                if start == end {
+                    return Ok(None);
+                }
+                state.emitted = end;
+                Ok(Some(numbered_users(start..end)))
+            }
+            Mode::Loop => spin(),
+            Mode::Grow => grow(),
+            Mode::Trap => trap(),
+            Mode::HugeBatch => Ok(first.then(|| numbered_users(0..HUGE_BATCH))),
+            Mode::HalfThenTrap if first => Ok(Some(numbered_users(0..state.config.count))),
+            Mode::HalfThenTrap => trap(),
+            Mode::ReadFile if first => read_file(&state.config.path).map(Some),
+            Mode::Env if first => Ok(Some(env_report())),
+            Mode::ReadFile | Mode::Env => Ok(None),
+        }
+    }
+
+    fn finish(&self) -> Result<RunEnd, PluginError> {
+        Ok(RunEnd {
+            mode: RunMode::Full,
+            cursor: None,
+            notices: Vec::new(),
+        })
+    }
+}
