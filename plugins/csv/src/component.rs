@@ -9,7 +9,7 @@ use crate::Error;
 
 // The repository's wit/ directory, as copied by build.rs.
 wit_bindgen::generate!({
-    path: concat!(env!("OUT_DIR"), "/wit"),
+    path: "../../wit",
     world: "source",
 });
 
