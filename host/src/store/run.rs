@@ -109,6 +109,8 @@ impl Store {
              DROP TABLE IF EXISTS temp.removals;
              DROP TABLE IF EXISTS temp.work;
              DROP TABLE IF EXISTS temp.missing;
+             DROP TABLE IF EXISTS temp.slow;
+             DROP TABLE IF EXISTS temp.bulk;
              CREATE TEMP TABLE stage(
                  seq INTEGER PRIMARY KEY,
                  locator TEXT NOT NULL,
@@ -294,6 +296,9 @@ impl Run<'_> {
                 return self.end(Status::Aborted, Some(msg), None, notices, full);
             }
         }
+        if self.opts.import_new {
+            self.bulk_create()?;
+        }
         self.apply_changes()?;
         self.apply_missing()?;
         if full && self.opts.on_missing != OnMissing::Ignore {
@@ -320,11 +325,12 @@ impl Run<'_> {
         }
         // Rows whose stored user is owned by this source, active and of equal content are
         // unchanged; only the rest is walked one by one.
-        self.tx.execute_batch("DROP TABLE IF EXISTS temp.work")?;
+        self.tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.work; CREATE TEMP TABLE work(seq INTEGER PRIMARY KEY);",
+        )?;
         self.tx.execute(
-            "CREATE TEMP TABLE work AS SELECT s.seq FROM temp.stage s LEFT JOIN users u ON u.id = s.user_id
-             WHERE u.id IS NULL OR u.hash != s.hash OR u.source_id IS NOT ?1 OR u.active = 0
-             ORDER BY s.seq",
+            "INSERT INTO temp.work SELECT s.seq FROM temp.stage s LEFT JOIN users u ON u.id = s.user_id
+             WHERE u.id IS NULL OR u.hash != s.hash OR u.source_id IS NOT ?1 OR u.active = 0",
             [self.source_id],
         )?;
         let (staged, work): (u64, u64) = self.tx.query_row(
@@ -333,6 +339,121 @@ impl Run<'_> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         self.counts.unchanged += staged - work;
+        Ok(())
+    }
+
+    /// Creates, in a few set-wise statements, every new user that cannot conflict with a
+    /// stored user or with another new one. The rest (possible conflicts) stays in `work` for
+    /// the per-entry path, which reports precise reasons and lets the first entry win.
+    fn bulk_create(&mut self) -> Result<()> {
+        const FRESH: &str = "temp.work w JOIN temp.stage s ON s.seq = w.seq AND s.user_id IS NULL";
+        self.tx.execute_batch(&format!(
+            "DROP TABLE IF EXISTS temp.slow;
+             DROP TABLE IF EXISTS temp.bulk;
+             CREATE TEMP TABLE slow(seq INTEGER PRIMARY KEY);
+             CREATE TEMP TABLE bulk(seq INTEGER PRIMARY KEY);
+             -- usernames and aliases taken by stored users, or aliases clashing with staged names
+             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH} JOIN names n ON n.name = s.username;
+             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.record, '$.aliases') j
+                 WHERE EXISTS (SELECT 1 FROM names WHERE name = j.value)
+                    OR EXISTS (SELECT 1 FROM temp.stage t WHERE t.username = j.value);
+             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.record, '$.aliases') j
+                 WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.record, '$.aliases') j2
+                                   GROUP BY j2.value HAVING count(*) > 1);
+             -- cards held by stored users or by two new users
+             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.record, '$.cards') j
+                 WHERE EXISTS (SELECT 1 FROM cards WHERE card = j.value);
+             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.record, '$.cards') j
+                 WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.record, '$.cards') j2
+                                   GROUP BY j2.value HAVING count(*) > 1);
+             -- personal numbers held by stored users or by two new users
+             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}
+                 WHERE s.record ->> '$.personal_number' IN (
+                     SELECT personal_number FROM users WHERE personal_number IS NOT NULL
+                     UNION ALL
+                     SELECT s2.record ->> '$.personal_number' FROM {FRESH2}
+                     WHERE s2.record ->> '$.personal_number' IS NOT NULL
+                     GROUP BY 1 HAVING count(*) > 1);
+             INSERT INTO bulk SELECT s.seq FROM {FRESH}
+                 WHERE s.seq NOT IN (SELECT seq FROM temp.slow);",
+            FRESH2 = "temp.work w2 JOIN temp.stage s2 ON s2.seq = w2.seq AND s2.user_id IS NULL",
+        ))?;
+        let n: u64 = self
+            .tx
+            .query_row("SELECT count(*) FROM temp.bulk", [], |r| r.get(0))?;
+        if n == 0 {
+            return Ok(());
+        }
+        const B: &str = "temp.bulk b JOIN temp.stage s ON s.seq = b.seq";
+        const U: &str = "JOIN users u ON u.username = s.username";
+        self.tx.execute(
+            &format!(
+                "INSERT INTO users(username, full_name, email, personal_number, language, phone, notes,
+                                   storage, active, source_id, record, hash, created_at, updated_at)
+                 SELECT s.username, s.record ->> '$.full_name', s.record ->> '$.email',
+                        s.record ->> '$.personal_number', s.record ->> '$.language', s.record ->> '$.phone',
+                        s.record ->> '$.notes', s.record ->> '$.storage', s.record ->> '$.active', ?1,
+                        s.record, s.hash, {NOW}, {NOW}
+                 FROM {B} ORDER BY b.seq"
+            ),
+            [self.source_id],
+        )?;
+        self.tx.execute_batch(&format!(
+            "INSERT INTO names(name, user_id, alias) SELECT s.username, u.id, 0 FROM {B} {U};
+             INSERT INTO names(name, user_id, alias)
+                 SELECT j.value, u.id, 1 FROM {B} {U}, json_each(s.record, '$.aliases') j;
+             INSERT INTO cards(card, user_id) SELECT j.value, u.id FROM {B} {U}, json_each(s.record, '$.cards') j;
+             INSERT OR IGNORE INTO pins(user_id, fingerprint, hash)
+                 SELECT u.id, j.value ->> 0, j.value ->> 1 FROM {B} {U}, json_each(s.pins) j WHERE s.pins IS NOT NULL;"
+        ))?;
+        self.tx.execute(
+            &format!("INSERT OR REPLACE INTO links(source_id, anchor, user_id) SELECT ?1, s.anchor, u.id FROM {B} {U}"),
+            [self.source_id],
+        )?;
+        let paths: Vec<String> = self
+            .tx
+            .prepare(&format!(
+                "SELECT DISTINCT j.value FROM {B}, json_each(s.record, '$.groups') j"
+            ))?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for p in &paths {
+            ensure_group(&self.tx, self.source_id, p, &mut self.group_ids)?;
+        }
+        self.tx.execute(
+            &format!(
+                "INSERT OR IGNORE INTO memberships(group_id, user_id, source_id)
+                 SELECT g.id, u.id, ?1 FROM {B} {U}, json_each(s.record, '$.groups') j JOIN groups g ON g.path = j.value"
+            ),
+            [self.source_id],
+        )?;
+        if let Some(run_id) = self.run_id {
+            self.tx.execute(
+                &format!(
+                    "INSERT INTO run_events(run_id, seq, entry, action, reason)
+                     SELECT ?1, ?2 + row_number() OVER (ORDER BY b.seq), s.locator || ' (' || s.username || ')', 'created', NULL
+                     FROM {B}"
+                ),
+                params![run_id, self.event_seq],
+            )?;
+            self.event_seq += n as i64;
+        } else {
+            let names: Vec<String> = self
+                .tx
+                .prepare(&format!("SELECT s.username FROM {B} ORDER BY b.seq"))?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            self.plan.extend(names.into_iter().map(|username| PlanItem {
+                action: "create",
+                username,
+                fields: vec![],
+            }));
+        }
+        self.counts.created += n;
+        self.tx.execute(
+            "DELETE FROM temp.work WHERE seq IN (SELECT seq FROM temp.bulk)",
+            [],
+        )?;
         Ok(())
     }
 
@@ -618,12 +739,11 @@ impl Run<'_> {
         let notices_json = serde_json::to_string(&notices)?;
         match (status, run_id) {
             (Status::Ok, Some(id)) => {
-                if let Some(cursor) = &cursor {
-                    tx.execute(
-                        "UPDATE sources SET cursor = ?1 WHERE id = ?2",
-                        params![cursor, source_id],
-                    )?;
-                }
+                // No cursor means the next run is a full one.
+                tx.execute(
+                    "UPDATE sources SET cursor = ?1 WHERE id = ?2",
+                    params![cursor, source_id],
+                )?;
                 tx.execute(
                     &format!(
                         "UPDATE runs SET status = 'ok', mode = ?2, finished = {NOW}, created = ?3, updated = ?4,
