@@ -525,7 +525,7 @@ impl Run<'_> {
             Action::Skip => Ok(()),
             Action::Conflict(reason) => self.fail(&entry, &reason),
             Action::Create => {
-                if let Some(reason) = self.conflicts(&rec, None)? {
+                if let Some(reason) = self.conflicts(&rec, None, None)? {
                     return self.fail(&entry, &reason);
                 }
                 let sp = self.tx.savepoint()?;
@@ -535,6 +535,7 @@ impl Run<'_> {
                     anchor,
                     &rec,
                     pins,
+                    None,
                     None,
                     &mut self.group_ids,
                 );
@@ -557,7 +558,8 @@ impl Run<'_> {
                 adopt,
             } => {
                 let id = user_id.expect("updates have a user");
-                if let Some(reason) = self.conflicts(&rec, Some(id))? {
+                let changed = (!adopt).then_some(fields.as_slice());
+                if let Some(reason) = self.conflicts(&rec, Some(id), changed)? {
                     return self.fail(&entry, &reason);
                 }
                 let sp = self.tx.savepoint()?;
@@ -577,6 +579,7 @@ impl Run<'_> {
                         &rec,
                         pins,
                         Some(id),
+                        (!adopt).then_some(fields.as_slice()),
                         &mut self.group_ids,
                     )
                     .map(|_| ())
@@ -612,7 +615,13 @@ impl Run<'_> {
 
     /// Uniqueness checks with readable reasons: usernames and aliases share a namespace;
     /// cards and personal numbers are unique.
-    fn conflicts(&self, rec: &UserRecord, me: Option<i64>) -> Result<Option<String>> {
+    fn conflicts(
+        &self,
+        rec: &UserRecord,
+        me: Option<i64>,
+        changed: Option<&[&str]>,
+    ) -> Result<Option<String>> {
+        let check = |f: &str| changed.is_none_or(|c| c.contains(&f));
         let holder = |sql: &str, v: &str| -> Result<Option<String>> {
             Ok(self
                 .tx
@@ -624,18 +633,23 @@ impl Run<'_> {
         };
         const NAME: &str =
             "SELECT n.user_id, u.username FROM names n JOIN users u ON u.id = n.user_id WHERE n.name = ?1";
-        if let Some(h) = holder(NAME, &rec.username)? {
+        let names = check("username") || check("aliases");
+        if let Some(h) = names
+            .then(|| holder(NAME, &rec.username))
+            .transpose()?
+            .flatten()
+        {
             return Ok(Some(format!(
                 "username {:?} is already used by user {h:?}",
                 rec.username
             )));
         }
-        for a in &rec.aliases {
+        for a in rec.aliases.iter().filter(|_| names) {
             if let Some(h) = holder(NAME, a)? {
                 return Ok(Some(format!("alias {a:?} is already used by user {h:?}")));
             }
         }
-        for c in &rec.cards {
+        for c in rec.cards.iter().filter(|_| check("cards")) {
             if let Some(h) = holder(
                 "SELECT c.user_id, u.username FROM cards c JOIN users u ON u.id = c.user_id WHERE c.card = ?1",
                 c,
@@ -643,7 +657,11 @@ impl Run<'_> {
                 return Ok(Some(format!("card {c:?} is held by user {h:?}")));
             }
         }
-        if let Some(pn) = &rec.personal_number {
+        if let Some(pn) = rec
+            .personal_number
+            .as_ref()
+            .filter(|_| check("personal_number"))
+        {
             if let Some(h) = holder(
                 "SELECT id, username FROM users WHERE personal_number = ?1",
                 pn,
@@ -794,8 +812,17 @@ fn write_user(
     rec: &UserRecord,
     pins: &[(String, String)],
     id: Option<i64>,
+    changed: Option<&[&str]>,
     group_ids: &mut HashMap<String, i64>,
 ) -> Result<i64> {
+    // An update rewrites only the side tables whose fields changed.
+    let touch = |fields: &[&str]| changed.is_none_or(|c| fields.iter().any(|f| c.contains(f)));
+    let (names, cards, pins_changed, groups) = (
+        touch(&["username", "aliases"]),
+        touch(&["cards"]),
+        touch(&["pins"]),
+        touch(&["groups"]),
+    );
     let record = serde_json::to_string(rec)?;
     let hash = rec.content_hash();
     let id = match id {
@@ -821,41 +848,53 @@ fn write_user(
                 id, rec.username, rec.full_name, rec.email, rec.personal_number, rec.language, rec.phone,
                 rec.notes, rec.storage, rec.active, source_id, record, hash
             ])?;
-            for t in ["names", "cards", "pins", "links"] {
-                db.prepare_cached(&format!("DELETE FROM {t} WHERE user_id = ?1"))?
-                    .execute([id])?;
+            for (t, on) in [("names", names), ("cards", cards), ("pins", pins_changed)] {
+                if on {
+                    db.prepare_cached(&format!("DELETE FROM {t} WHERE user_id = ?1"))?
+                        .execute([id])?;
+                }
             }
-            db.prepare_cached("DELETE FROM memberships WHERE user_id = ?1 AND source_id = ?2")?
-                .execute([id, source_id])?;
+            if groups {
+                db.prepare_cached("DELETE FROM memberships WHERE user_id = ?1 AND source_id = ?2")?
+                    .execute([id, source_id])?;
+            }
             id
         }
     };
-    let mut name =
-        db.prepare_cached("INSERT INTO names(name, user_id, alias) VALUES (?1, ?2, ?3)")?;
-    name.execute(params![rec.username, id, false])?;
-    for a in &rec.aliases {
-        name.execute(params![a, id, true])?;
+    if names {
+        let mut name =
+            db.prepare_cached("INSERT INTO names(name, user_id, alias) VALUES (?1, ?2, ?3)")?;
+        name.execute(params![rec.username, id, false])?;
+        for a in &rec.aliases {
+            name.execute(params![a, id, true])?;
+        }
     }
-    let mut card = db.prepare_cached("INSERT INTO cards(card, user_id) VALUES (?1, ?2)")?;
-    for c in &rec.cards {
-        card.execute(params![c, id])?;
+    if cards {
+        let mut card = db.prepare_cached("INSERT INTO cards(card, user_id) VALUES (?1, ?2)")?;
+        for c in &rec.cards {
+            card.execute(params![c, id])?;
+        }
     }
-    let mut pin = db.prepare_cached(
-        "INSERT OR IGNORE INTO pins(user_id, fingerprint, hash) VALUES (?1, ?2, ?3)",
-    )?;
-    for (fp, h) in pins {
-        pin.execute(params![id, fp, h])?;
+    if pins_changed {
+        let mut pin = db.prepare_cached(
+            "INSERT OR IGNORE INTO pins(user_id, fingerprint, hash) VALUES (?1, ?2, ?3)",
+        )?;
+        for (fp, h) in pins {
+            pin.execute(params![id, fp, h])?;
+        }
     }
     db.prepare_cached(
         "INSERT OR REPLACE INTO links(source_id, anchor, user_id) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![source_id, anchor, id])?;
-    let mut member = db.prepare_cached(
-        "INSERT OR IGNORE INTO memberships(group_id, user_id, source_id) VALUES (?1, ?2, ?3)",
-    )?;
-    for path in &rec.groups {
-        let gid = ensure_group(db, source_id, path, group_ids)?;
-        member.execute(params![gid, id, source_id])?;
+    if groups {
+        let mut member = db.prepare_cached(
+            "INSERT OR IGNORE INTO memberships(group_id, user_id, source_id) VALUES (?1, ?2, ?3)",
+        )?;
+        for path in &rec.groups {
+            let gid = ensure_group(db, source_id, path, group_ids)?;
+            member.execute(params![gid, id, source_id])?;
+        }
     }
     Ok(id)
 }
