@@ -427,8 +427,3 @@ pub fn toml_str(s: impl AsRef<str>) -> String {
     out.push('"');
     out
 }
-
-/// Whether any of `haystacks` contains `needle`.
-pub fn any_contains(haystacks: &[&str], needle: &str) -> bool {
-    haystacks.iter().any(|h| h.contains(needle))
-}
