@@ -171,6 +171,7 @@ fn run(cli: Cli) -> Result<i32> {
             json,
         } => {
             let cfg = Config::load(path)?;
+            let t = std::time::Instant::now();
             let rt = runtime(&cfg)?;
             // A dry run against a database that does not exist yet must not create it.
             let mut store = if dry_run && !cfg.database.exists() {
@@ -178,6 +179,7 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 Store::open(&cfg.database)?
             };
+            tracing::debug!("runtime and store ready in {:?}", t.elapsed());
             let progress = !json && std::io::stderr().is_terminal();
             let results = sync::sync(
                 &cfg,

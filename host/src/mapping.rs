@@ -9,7 +9,6 @@ use crate::reconcile::{parse_group_paths, UserRecord};
 use crate::runtime::SourceObject;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 
 /// A roster user field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,17 +63,30 @@ impl Field {
         }
     }
 
-    fn name(self) -> &'static str {
-        FIELDS.iter().find(|(_, f)| *f == self).unwrap().0
+    /// The field's name as an attribute name matches it (normalised).
+    fn key(self) -> &'static str {
+        match self {
+            Field::FullName => "fullname",
+            Field::PersonalNumber => "personalnumber",
+            _ => FIELDS.iter().find(|(_, f)| *f == self).unwrap().0,
+        }
     }
 }
 
-/// Attribute-name normalisation: lowercase, without space, `_` and `-`.
-pub fn normalise_name(name: &str) -> String {
+/// Attribute-name normalisation: lowercase, without space, `_` and `-`. Borrows when the
+/// name is already normal, as most are, so mapping a row allocates nothing for its names.
+pub fn normalise_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return std::borrow::Cow::Borrowed(name);
+    }
     name.chars()
         .filter(|c| !matches!(c, ' ' | '_' | '-'))
         .flat_map(char::to_lowercase)
-        .collect()
+        .collect::<String>()
+        .into()
 }
 
 /// A parsed `%attr%` template.
@@ -102,7 +114,7 @@ impl Template {
             if end == 0 {
                 pieces.push(Piece::Text("%".into()));
             } else {
-                pieces.push(Piece::Attr(normalise_name(&after[..end])));
+                pieces.push(Piece::Attr(normalise_name(&after[..end]).into_owned()));
             }
             rest = &after[end + 1..];
         }
@@ -125,20 +137,25 @@ impl Template {
     }
 }
 
-/// Attributes of one object by normalised name.
-struct Attrs<'a>(HashMap<String, &'a [String]>);
+/// Attributes of one object by normalised name. A short list searched linearly: objects
+/// carry tens of attributes, and building a hash map per object costs more.
+struct Attrs<'a>(Vec<(std::borrow::Cow<'a, str>, &'a [String])>);
 
 impl<'a> Attrs<'a> {
     fn new(obj: &'a SourceObject) -> Self {
-        let mut m = HashMap::with_capacity(obj.attributes.len());
-        for a in &obj.attributes {
-            m.entry(normalise_name(&a.name))
-                .or_insert(a.values.as_slice());
-        }
-        Attrs(m)
+        Attrs(
+            obj.attributes
+                .iter()
+                .map(|a| (normalise_name(&a.name), a.values.as_slice()))
+                .collect(),
+        )
     }
     fn values(&self, name: &str) -> &'a [String] {
-        self.0.get(name).copied().unwrap_or(&[])
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(&[])
     }
     fn first(&self, name: &str) -> Option<&'a str> {
         self.values(name)
@@ -193,7 +210,7 @@ impl Mapper {
             if let Some((_, ts)) = self.overrides.iter().find(|(o, _)| *o == f) {
                 return ts.iter().filter_map(|t| t.render(&attrs)).collect();
             }
-            let own = attrs.values(&normalise_name(f.name()));
+            let own = attrs.values(f.key());
             if !own.is_empty() || f == Field::Aliases {
                 let mut v: Vec<String> = own.to_vec();
                 if f == Field::Aliases {

@@ -205,12 +205,13 @@ impl UserRecord {
         f
     }
 
-    /// A stable content hash: equal records hash equal across runs and builds.
-    pub fn content_hash(&self) -> i64 {
+    /// The record as stored (JSON) and its stable content hash: equal records hash equal
+    /// across runs and builds.
+    pub fn to_stored(&self) -> (String, i64) {
         use sha2::{Digest, Sha256};
-        let bytes = serde_json::to_vec(self).expect("records serialise");
-        let d = Sha256::digest(&bytes);
-        i64::from_le_bytes(d[..8].try_into().unwrap())
+        let json = serde_json::to_string(self).expect("records serialise");
+        let d = Sha256::digest(json.as_bytes());
+        (json, i64::from_le_bytes(d[..8].try_into().unwrap()))
     }
 }
 
@@ -488,7 +489,7 @@ mod tests {
     #[test]
     fn content_hash_is_stable_and_sensitive() {
         let a = user("a");
-        assert_eq!(a.content_hash(), user("a").content_hash());
-        assert_ne!(a.content_hash(), user("b").content_hash());
+        assert_eq!(a.to_stored().1, user("a").to_stored().1);
+        assert_ne!(a.to_stored().1, user("b").to_stored().1);
     }
 }

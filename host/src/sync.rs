@@ -270,6 +270,7 @@ fn sync_source(
     // Everything the plugin sends goes into the run's transaction; any error rolls it back.
     let result = (|| -> Result<Outcome> {
         let plugin = &mut prepared.plugin;
+        let started = std::time::Instant::now();
         let session = plugin.open(&request)?;
         let mut seen = 0u64;
         while let Some(batch) = plugin.next_batch(&session)? {
@@ -294,6 +295,11 @@ fn sync_source(
             progress.tick();
         }
         let end = plugin.finish(&session)?;
+        tracing::debug!(
+            "source {}: {seen} entries read and staged in {:?}",
+            src.name,
+            started.elapsed()
+        );
         progress.set_message(format!("{}: merging {seen} entries", src.name));
         for n in &end.notices {
             tracing::warn!("source {}: {n}", src.name);

@@ -115,7 +115,8 @@ impl Store {
                  seq INTEGER PRIMARY KEY,
                  locator TEXT NOT NULL,
                  anchor TEXT NOT NULL UNIQUE,
-                 key TEXT NOT NULL UNIQUE,
+                 -- the pairing key, kept only when it is neither the username nor the anchor
+                 key TEXT UNIQUE,
                  username TEXT NOT NULL UNIQUE,
                  hash INTEGER NOT NULL,
                  record TEXT NOT NULL,
@@ -184,6 +185,9 @@ impl Run<'_> {
             }
             Some(serde_json::to_string(&staged)?)
         };
+        let (record, hash) = m.record.to_stored();
+        let stored_key =
+            matches!(self.opts.pair_by, PairBy::Email | PairBy::PersonalNumber).then_some(&key);
         let r = self
             .tx
             .prepare_cached(
@@ -193,10 +197,10 @@ impl Run<'_> {
             .execute(params![
                 locator,
                 anchor,
-                key,
+                stored_key,
                 m.record.username,
-                m.record.content_hash(),
-                serde_json::to_string(&m.record)?,
+                hash,
+                record,
                 pins
             ]);
         match r {
@@ -261,7 +265,9 @@ impl Run<'_> {
         notices: Vec<String>,
         force: bool,
     ) -> Result<Outcome> {
+        let t = std::time::Instant::now();
         self.pair()?;
+        tracing::debug!("paired and diffed in {:?}", t.elapsed());
         // Missing users are decided on the pairing before any change.
         if full && self.opts.on_missing != OnMissing::Ignore {
             let only_active = if self.opts.on_missing == OnMissing::Deactivate {
@@ -298,8 +304,10 @@ impl Run<'_> {
         }
         if self.opts.import_new {
             self.bulk_create()?;
+            tracing::debug!("bulk creates done at {:?}", t.elapsed());
         }
         self.apply_changes()?;
+        tracing::debug!("per-entry changes done at {:?}", t.elapsed());
         self.apply_missing()?;
         if full && self.opts.on_missing != OnMissing::Ignore {
             self.prune_groups()?;
@@ -310,7 +318,7 @@ impl Run<'_> {
     /// Pairs every staged row with a stored user, in one statement.
     fn pair(&mut self) -> Result<()> {
         let lookup = match self.opts.pair_by {
-            PairBy::Username => "SELECT id FROM users WHERE username = s.key",
+            PairBy::Username => "SELECT id FROM users WHERE username = s.username",
             PairBy::PersonalNumber => "SELECT id FROM users WHERE personal_number = s.key",
             PairBy::Email => {
                 "SELECT id FROM users WHERE email = s.key COLLATE NOCASE ORDER BY source_id IS NOT ?1, id LIMIT 1"
@@ -346,6 +354,14 @@ impl Run<'_> {
     /// stored user or with another new one. The rest (possible conflicts) stays in `work` for
     /// the per-entry path, which reports precise reasons and lets the first entry win.
     fn bulk_create(&mut self) -> Result<()> {
+        let fresh: bool = self.tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM temp.work w JOIN temp.stage s ON s.seq = w.seq AND s.user_id IS NULL)",
+            [],
+            |r| r.get(0),
+        )?;
+        if !fresh {
+            return Ok(());
+        }
         const FRESH: &str = "temp.work w JOIN temp.stage s ON s.seq = w.seq AND s.user_id IS NULL";
         self.tx.execute_batch(&format!(
             "DROP TABLE IF EXISTS temp.slow;
@@ -368,9 +384,9 @@ impl Run<'_> {
                                    GROUP BY j2.value HAVING count(*) > 1);
              -- personal numbers held by stored users or by two new users
              INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}
+                 WHERE EXISTS (SELECT 1 FROM users WHERE personal_number = s.record ->> '$.personal_number');
+             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}
                  WHERE s.record ->> '$.personal_number' IN (
-                     SELECT personal_number FROM users WHERE personal_number IS NOT NULL
-                     UNION ALL
                      SELECT s2.record ->> '$.personal_number' FROM {FRESH2}
                      WHERE s2.record ->> '$.personal_number' IS NOT NULL
                      GROUP BY 1 HAVING count(*) > 1);
@@ -532,9 +548,11 @@ impl Run<'_> {
                 let r = write_user(
                     &sp,
                     self.source_id,
-                    anchor,
-                    &rec,
-                    pins,
+                    Staged {
+                        anchor,
+                        rec: &rec,
+                        pins,
+                    },
                     None,
                     None,
                     &mut self.group_ids,
@@ -575,9 +593,11 @@ impl Run<'_> {
                     write_user(
                         &sp,
                         self.source_id,
-                        anchor,
-                        &rec,
-                        pins,
+                        Staged {
+                            anchor,
+                            rec: &rec,
+                            pins,
+                        },
                         Some(id),
                         (!adopt).then_some(fields.as_slice()),
                         &mut self.group_ids,
@@ -770,7 +790,9 @@ impl Run<'_> {
                     ),
                     params![id, mode, c.created, c.updated, c.unchanged, c.deactivated, c.reactivated, c.deleted, c.failed, notices_json],
                 )?;
+                let t = std::time::Instant::now();
                 tx.commit()?;
+                tracing::debug!("committed in {:?}", t.elapsed());
             }
             _ => tx.rollback()?,
         }
@@ -803,18 +825,25 @@ fn finish_savepoint<T>(mut sp: rusqlite::Savepoint<'_>, r: &Result<T>) -> Result
     Ok(())
 }
 
+/// One staged user: its anchor, record and (fingerprint, argon2 hash) PINs.
+#[derive(Clone, Copy)]
+struct Staged<'a> {
+    anchor: &'a str,
+    rec: &'a UserRecord,
+    pins: &'a [(String, String)],
+}
+
 /// Inserts or rewrites one user with its names, cards, PINs, link and this source's
 /// memberships.
 fn write_user(
     db: &rusqlite::Connection,
     source_id: i64,
-    anchor: &str,
-    rec: &UserRecord,
-    pins: &[(String, String)],
+    user: Staged<'_>,
     id: Option<i64>,
     changed: Option<&[&str]>,
     group_ids: &mut HashMap<String, i64>,
 ) -> Result<i64> {
+    let Staged { anchor, rec, pins } = user;
     // An update rewrites only the side tables whose fields changed.
     let touch = |fields: &[&str]| changed.is_none_or(|c| fields.iter().any(|f| c.contains(f)));
     let (names, cards, pins_changed, groups) = (
@@ -823,8 +852,7 @@ fn write_user(
         touch(&["pins"]),
         touch(&["groups"]),
     );
-    let record = serde_json::to_string(rec)?;
-    let hash = rec.content_hash();
+    let (record, hash) = rec.to_stored();
     let id = match id {
         None => {
             db.prepare_cached(&format!(
