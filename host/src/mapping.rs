@@ -284,6 +284,16 @@ impl Mapper {
     }
 }
 
+/// A group object's name: its `name`, `displayName` or `cn` attribute, else its id.
+pub fn group_name(obj: &SourceObject) -> String {
+    let attrs = Attrs::new(obj);
+    ["name", "displayname", "cn"]
+        .iter()
+        .find_map(|a| attrs.first(a))
+        .unwrap_or(&obj.id)
+        .to_string()
+}
+
 fn parse_bool(v: &str) -> Option<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "y" | "on" | "active" | "enabled" => Some(true),

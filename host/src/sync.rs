@@ -278,16 +278,25 @@ fn sync_source(
                 seen += 1;
                 match entry {
                     Entry::Object(obj) if obj.kind == ObjectKind::User => match mapper.map(&obj) {
-                        Ok(m) => run.stage(&obj.id, &obj.id, m)?,
+                        Ok(m) => {
+                            run.stage(&obj.id, &obj.id, m)?;
+                            run.stage_edges(&obj.id, &obj.member_of, &[])?;
+                        }
                         Err(reason) => run.fail(&obj.id, &reason)?,
                     },
-                    // Group objects need the group staging of the LDAP/Entra work (#3, #4).
-                    Entry::Object(obj) => tracing::debug!(
-                        "source {}: group object {} not yet synced",
-                        src.name,
-                        obj.id
-                    ),
-                    Entry::Removed(r) => run.stage_removal(&r.id)?,
+                    Entry::Object(obj) => {
+                        let name = crate::mapping::group_name(&obj);
+                        run.stage_group(&obj.id, &obj.id, &name, obj.parent.as_deref())?;
+                        run.stage_edges(&obj.id, &obj.member_of, &obj.members)?;
+                    }
+                    Entry::Removed(r) => {
+                        let kind = if r.kind == ObjectKind::User {
+                            "user"
+                        } else {
+                            "group"
+                        };
+                        run.stage_removal(kind, &r.id)?
+                    }
                     Entry::Failed(f) => run.fail(&f.locator, &f.reason)?,
                 }
             }

@@ -57,12 +57,15 @@ CREATE TABLE pins(
     PRIMARY KEY(user_id, fingerprint)
 ) WITHOUT ROWID;
 CREATE INDEX pins_fingerprint ON pins(fingerprint);
+-- Groups: a tree by path (`A|B`). Groups from a connector's group objects carry its anchor.
 CREATE TABLE groups(
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     parent_id INTEGER REFERENCES groups(id) ON DELETE CASCADE,
-    source_id INTEGER REFERENCES sources(id)
+    source_id INTEGER REFERENCES sources(id),
+    anchor TEXT,
+    UNIQUE(source_id, anchor)
 );
 CREATE INDEX groups_parent ON groups(parent_id);
 CREATE TABLE memberships(

@@ -107,6 +107,10 @@ impl Store {
         tx.execute_batch(
             "DROP TABLE IF EXISTS temp.stage;
              DROP TABLE IF EXISTS temp.removals;
+             DROP TABLE IF EXISTS temp.stage_groups;
+             DROP TABLE IF EXISTS temp.edges;
+             DROP TABLE IF EXISTS temp.gmap;
+             DROP TABLE IF EXISTS temp.desired;
              DROP TABLE IF EXISTS temp.work;
              DROP TABLE IF EXISTS temp.missing;
              DROP TABLE IF EXISTS temp.slow;
@@ -122,7 +126,10 @@ impl Store {
                  record TEXT NOT NULL,
                  pins TEXT,
                  user_id INTEGER);
-             CREATE TEMP TABLE removals(anchor TEXT PRIMARY KEY) WITHOUT ROWID;",
+             CREATE TEMP TABLE removals(kind TEXT NOT NULL, anchor TEXT NOT NULL, PRIMARY KEY(kind, anchor)) WITHOUT ROWID;
+             CREATE TEMP TABLE stage_groups(anchor TEXT PRIMARY KEY, locator TEXT NOT NULL, name TEXT NOT NULL, parent TEXT) WITHOUT ROWID;
+             -- membership references: member (user or group anchor) is in group
+             CREATE TEMP TABLE edges(grp TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY(grp, member)) WITHOUT ROWID;",
         )?;
         let total_before = tx.query_row(
             "SELECT count(*) FROM users WHERE source_id = ?1 AND active = 1",
@@ -229,12 +236,58 @@ impl Run<'_> {
         }
     }
 
-    /// An explicit removal (delta runs).
-    pub fn stage_removal(&mut self, anchor: &str) -> Result<()> {
+    /// An explicit removal (delta runs). `kind` is "user" or "group".
+    pub fn stage_removal(&mut self, kind: &str, anchor: &str) -> Result<()> {
         self.tx.execute(
-            "INSERT OR IGNORE INTO temp.removals(anchor) VALUES (?1)",
-            [anchor],
+            "INSERT OR IGNORE INTO temp.removals(kind, anchor) VALUES (?1, ?2)",
+            [kind, anchor],
         )?;
+        Ok(())
+    }
+
+    /// Membership references of an object: it is a member of each group in `member_of`, and
+    /// (for a group) each of `members` is a member of it.
+    pub fn stage_edges(
+        &mut self,
+        anchor: &str,
+        member_of: &[String],
+        members: &[String],
+    ) -> Result<()> {
+        if member_of.is_empty() && members.is_empty() {
+            return Ok(());
+        }
+        let mut edge = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO temp.edges(grp, member) VALUES (?1, ?2)")?;
+        for g in member_of {
+            edge.execute([g.as_str(), anchor])?;
+        }
+        for m in members {
+            edge.execute([anchor, m.as_str()])?;
+        }
+        Ok(())
+    }
+
+    /// Stages a group object. Its place in the tree comes from `parent`, else from a staged
+    /// group it is a member of.
+    pub fn stage_group(
+        &mut self,
+        locator: &str,
+        anchor: &str,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<()> {
+        let name = name.replace('|', "/");
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO temp.stage_groups(anchor, locator, name, parent) VALUES (?1, ?2, ?3, ?4)",
+            params![anchor, locator, name, parent],
+        )?;
+        if n == 0 {
+            return self.fail(
+                locator,
+                &format!("duplicate group id {anchor:?} in the source"),
+            );
+        }
         Ok(())
     }
 
@@ -286,7 +339,7 @@ impl Run<'_> {
         } else {
             self.tx.execute(
                 "CREATE TEMP TABLE missing AS SELECT u.id, u.username FROM temp.removals r
-                 JOIN links l ON l.source_id = ?1 AND l.anchor = r.anchor
+                 JOIN links l ON l.source_id = ?1 AND l.anchor = r.anchor AND r.kind = 'user'
                  JOIN users u ON u.id = l.user_id
                  WHERE ?2 != 'ignore' AND (u.active = 1 OR ?2 = 'delete')",
                 params![self.source_id, on_missing_name(self.opts.on_missing)],
@@ -308,6 +361,7 @@ impl Run<'_> {
         }
         self.apply_changes()?;
         tracing::debug!("per-entry changes done at {:?}", t.elapsed());
+        self.apply_groups(full)?;
         self.apply_missing()?;
         if full && self.opts.on_missing != OnMissing::Ignore {
             self.prune_groups()?;
@@ -744,10 +798,126 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Group objects: places them in the tree, keeps their memberships equal to what the
+    /// source lists, and removes groups the source no longer has (unless `on_missing` is
+    /// `ignore`). A staged group's member list is taken as complete.
+    fn apply_groups(&mut self, full: bool) -> Result<()> {
+        let staged: Vec<(String, String, Option<String>)> = self
+            .tx
+            .prepare("SELECT anchor, name, parent FROM temp.stage_groups")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let removing = self.opts.on_missing != OnMissing::Ignore;
+        let any_edges: bool =
+            self.tx
+                .query_row("SELECT EXISTS (SELECT 1 FROM temp.edges)", [], |r| r.get(0))?;
+        if staged.is_empty() && !any_edges && !full {
+            if removing {
+                self.tx.execute(
+                    "DELETE FROM groups WHERE source_id = ?1 AND anchor IN (SELECT anchor FROM temp.removals WHERE kind = 'group')",
+                    [self.source_id],
+                )?;
+            }
+            return Ok(());
+        }
+        // Tree: explicit parent, else the first staged group that lists this one as member.
+        let mut groups: HashMap<String, (String, Option<String>)> =
+            staged.into_iter().map(|(a, n, p)| (a, (n, p))).collect();
+        let nesting: Vec<(String, String)> = self
+            .tx
+            .prepare(
+                "SELECT e.grp, e.member FROM temp.edges e
+                 JOIN temp.stage_groups p ON p.anchor = e.grp JOIN temp.stage_groups c ON c.anchor = e.member
+                 ORDER BY e.grp, e.member",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (parent, child) in nesting {
+            if parent != child {
+                if let Some((_, p @ None)) = groups.get_mut(&child) {
+                    *p = Some(parent);
+                }
+            }
+        }
+        let mut paths: Vec<(String, String)> = Vec::with_capacity(groups.len());
+        for anchor in groups.keys() {
+            let mut chain = vec![groups[anchor].0.clone()];
+            let mut seen = vec![anchor.as_str()];
+            let mut at = anchor.as_str();
+            // Walk up; a cycle or an unknown parent ends the walk at a root.
+            while let Some(p) = groups[at]
+                .1
+                .as_deref()
+                .filter(|p| groups.contains_key(*p) && !seen.contains(p))
+            {
+                chain.push(groups[p].0.clone());
+                seen.push(p);
+                at = p;
+            }
+            chain.reverse();
+            paths.push((anchor.clone(), chain.join("|")));
+        }
+        paths.sort_by(|a, b| a.1.cmp(&b.1));
+        // A group that moved or was renamed is replaced (its old place and memberships go).
+        for (anchor, path) in &paths {
+            self.tx.execute(
+                "DELETE FROM groups WHERE source_id = ?1 AND anchor = ?2 AND path != ?3",
+                params![self.source_id, anchor, path],
+            )?;
+        }
+        self.group_ids.clear();
+        for (anchor, path) in &paths {
+            let id = ensure_group(&self.tx, self.source_id, path, &mut self.group_ids)?;
+            self.tx.execute(
+                "UPDATE groups SET source_id = ?1, anchor = ?2 WHERE id = ?3",
+                params![self.source_id, anchor, id],
+            )?;
+        }
+        self.tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.gmap; DROP TABLE IF EXISTS temp.desired;
+             CREATE TEMP TABLE gmap(anchor TEXT PRIMARY KEY, group_id INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TEMP TABLE desired(group_id INTEGER, user_id INTEGER, PRIMARY KEY(group_id, user_id)) WITHOUT ROWID;",
+        )?;
+        self.tx.execute(
+            "INSERT INTO temp.gmap SELECT anchor, id FROM groups WHERE source_id = ?1 AND anchor IS NOT NULL",
+            [self.source_id],
+        )?;
+        self.tx.execute(
+            "INSERT OR IGNORE INTO temp.desired SELECT g.group_id, l.user_id FROM temp.edges e
+             JOIN temp.gmap g ON g.anchor = e.grp JOIN links l ON l.source_id = ?1 AND l.anchor = e.member",
+            [self.source_id],
+        )?;
+        self.tx.execute(
+            "INSERT OR IGNORE INTO memberships(group_id, user_id, source_id) SELECT group_id, user_id, ?1 FROM temp.desired",
+            [self.source_id],
+        )?;
+        self.tx.execute(
+            "DELETE FROM memberships WHERE source_id = ?1
+               AND group_id IN (SELECT g.group_id FROM temp.gmap g JOIN temp.stage_groups s ON s.anchor = g.anchor)
+               AND NOT EXISTS (SELECT 1 FROM temp.desired d WHERE d.group_id = memberships.group_id AND d.user_id = memberships.user_id)",
+            [self.source_id],
+        )?;
+        if removing {
+            let gone = if full {
+                "anchor NOT IN (SELECT anchor FROM temp.stage_groups)"
+            } else {
+                "anchor IN (SELECT anchor FROM temp.removals WHERE kind = 'group')"
+            };
+            self.tx.execute(
+                &format!(
+                    "DELETE FROM groups WHERE source_id = ?1 AND anchor IS NOT NULL AND {gone}"
+                ),
+                [self.source_id],
+            )?;
+        }
+        self.group_ids.clear();
+        Ok(())
+    }
+
     /// Groups of this source with no active member anywhere in their subtree vanish.
     fn prune_groups(&mut self) -> Result<()> {
         self.tx.execute(
-            "DELETE FROM groups WHERE source_id = ?1 AND NOT EXISTS (
+            "DELETE FROM groups WHERE source_id = ?1 AND anchor IS NULL AND NOT EXISTS (
                  SELECT 1 FROM memberships m JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id
                  WHERE u.active = 1 AND (g.id = groups.id OR g.path LIKE replace(replace(groups.path, '%', '\\%'), '_', '\\_') || '|%' ESCAPE '\\'))",
             [self.source_id],

@@ -14,6 +14,8 @@
 //! - `stdout`: prints a line to stdout and one to stderr, then behaves like `ok`.
 //! - `fail-open`: `open` returns `plugin-error::authentication("bad password for test")`.
 //! - `half-then-trap`: the first batch holds `count` users like `ok`, the second call traps.
+//! - `directory`: users and group objects with nesting and memberships; `count` picks
+//!   version 1 or 2 of the directory (see `directory`).
 //!
 //! `test` does what a run does and counts the users.
 
@@ -50,6 +52,7 @@ enum Mode {
     Stdout,
     FailOpen,
     HalfThenTrap,
+    Directory,
 }
 
 struct Config {
@@ -73,6 +76,7 @@ fn parse_config(json: &str) -> Result<Config, PluginError> {
         Some("stdout") => Mode::Stdout,
         Some("fail-open") => Mode::FailOpen,
         Some("half-then-trap") => Mode::HalfThenTrap,
+        Some("directory") => Mode::Directory,
         Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
     };
     let count = match value.get("count") {
@@ -121,6 +125,39 @@ fn numbered_users(range: std::ops::Range<u64>) -> Vec<Entry> {
             )
         })
         .collect()
+}
+
+/// A small directory with group objects; `version` 1 or 2 (the second after changes):
+/// - users u0..u3; u3 is a member of Staff through its own `member-of`;
+/// - Staff lists IT as a member, so IT sits under Staff;
+/// - IT has members u0, u1 (version 2: only u1);
+/// - Ops names Staff as its parent and has member u2 (gone in version 2).
+fn directory(version: u64) -> Vec<Entry> {
+    let mut entries = numbered_users(0..4);
+    if let Some(Entry::Object(u3)) = entries.get_mut(3) {
+        u3.member_of = vec!["g-staff".into()];
+    }
+    let group = |id: &str, name: &str, parent: Option<&str>, members: &[&str]| {
+        Entry::Object(SourceObject {
+            kind: ObjectKind::Group,
+            id: id.into(),
+            attributes: vec![Attribute {
+                name: "cn".into(),
+                values: vec![name.into()],
+            }],
+            member_of: Vec::new(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            parent: parent.map(String::from),
+        })
+    };
+    entries.push(group("g-staff", "Staff", None, &["g-it"]));
+    if version == 1 {
+        entries.push(group("g-it", "IT", None, &["u0", "u1"]));
+        entries.push(group("g-ops", "Ops", Some("g-staff"), &["u2"]));
+    } else {
+        entries.push(group("g-it", "IT", None, &["u1"]));
+    }
+    entries
 }
 
 /// Users with an id and nothing else.
@@ -345,7 +382,8 @@ impl GuestSession for HostileSession {
             Mode::HalfThenTrap => trap(),
             Mode::ReadFile if first => read_file(&state.config.path).map(Some),
             Mode::Env if first => Ok(Some(env_report())),
-            Mode::ReadFile | Mode::Env => Ok(None),
+            Mode::Directory if first => Ok(Some(directory(state.config.count))),
+            Mode::ReadFile | Mode::Env | Mode::Directory => Ok(None),
         }
     }
 
