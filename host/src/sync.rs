@@ -268,42 +268,46 @@ fn sync_source(
         cursor,
     };
     // Everything the plugin sends goes into the run's transaction; any error rolls it back.
-    let result = (|| -> Result<Outcome> {
-        let plugin = &mut prepared.plugin;
-        let started = std::time::Instant::now();
-        let session = plugin.open(&request)?;
-        let mut seen = 0u64;
-        while let Some(batch) = plugin.next_batch(&session)? {
-            for entry in batch {
-                seen += 1;
-                match entry {
-                    Entry::Object(obj) if obj.kind == ObjectKind::User => match mapper.map(&obj) {
-                        Ok(m) => {
-                            run.stage(&obj.id, &obj.id, m)?;
-                            run.stage_edges(&obj.id, &obj.member_of, &[])?;
-                        }
-                        Err(reason) => run.fail(&obj.id, &reason)?,
-                    },
-                    Entry::Object(obj) => {
-                        let name = crate::mapping::group_name(&obj);
-                        run.stage_group(&obj.id, &obj.id, &name, obj.parent.as_deref())?;
-                        run.stage_edges(&obj.id, &obj.member_of, &obj.members)?;
-                    }
-                    Entry::Removed(r) => {
-                        let kind = if r.kind == ObjectKind::User {
-                            "user"
-                        } else {
-                            "group"
-                        };
-                        run.stage_removal(kind, &r.id)?
-                    }
-                    Entry::Failed(f) => run.fail(&f.locator, &f.reason)?,
+    // Two threads: one drives the plugin and maps, the other stages into SQLite. A bounded
+    // channel keeps at most a few batches in flight, so memory stays bounded.
+    let started = std::time::Instant::now();
+    let plugin = &mut prepared.plugin;
+    let mapper = &mapper;
+    let result = std::thread::scope(|scope| -> Result<Outcome> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(2);
+        let reader = scope.spawn(move || -> Result<crate::runtime::RunEnd> {
+            let session = plugin.open(&request)?;
+            while let Some(batch) = plugin.next_batch(&session)? {
+                let items = batch
+                    .into_iter()
+                    .map(|e| Item::from_entry(e, mapper))
+                    .collect();
+                if tx.send(items).is_err() {
+                    anyhow::bail!("staging stopped");
                 }
             }
-            progress.set_message(format!("{}: {seen} entries", src.name));
-            progress.tick();
-        }
-        let end = plugin.finish(&session)?;
+            drop(tx);
+            Ok(plugin.finish(&session)?)
+        });
+        let mut seen = 0u64;
+        let staged = (|| -> Result<()> {
+            for items in &rx {
+                seen += items.len() as u64;
+                for item in items {
+                    item.stage(&mut run)?;
+                }
+                progress.set_message(format!("{}: {seen} entries", src.name));
+                progress.tick();
+            }
+            Ok(())
+        })();
+        // On a staging error the reader stops at its next send.
+        drop(rx);
+        let end = reader
+            .join()
+            .map_err(|_| anyhow!("the plugin thread panicked"))?;
+        staged?;
+        let end = end?;
         tracing::debug!(
             "source {}: {seen} entries read and staged in {:?}",
             src.name,
@@ -319,7 +323,7 @@ fn sync_source(
             end.notices,
             flags.force,
         )
-    })();
+    });
     progress.finish_and_clear();
     let outcome = match result {
         Ok(o) => o,
@@ -346,6 +350,91 @@ fn sync_source(
         notices: outcome.notices,
         plan: flags.dry_run.then_some(outcome.plan),
         config_error: false,
+    }
+}
+
+/// One entry, mapped on the plugin thread, to be staged on the database thread.
+enum Item {
+    User {
+        anchor: String,
+        mapped: Result<crate::mapping::Mapped, String>,
+        member_of: Vec<String>,
+    },
+    Group {
+        anchor: String,
+        name: String,
+        parent: Option<String>,
+        member_of: Vec<String>,
+        members: Vec<String>,
+    },
+    Removed {
+        kind: &'static str,
+        anchor: String,
+    },
+    Failed {
+        locator: String,
+        reason: String,
+    },
+}
+
+impl Item {
+    fn from_entry(e: Entry, mapper: &Mapper) -> Item {
+        match e {
+            Entry::Object(obj) if obj.kind == ObjectKind::User => Item::User {
+                mapped: mapper.map(&obj),
+                anchor: obj.id,
+                member_of: obj.member_of,
+            },
+            Entry::Object(obj) => Item::Group {
+                name: crate::mapping::group_name(&obj),
+                anchor: obj.id,
+                parent: obj.parent,
+                member_of: obj.member_of,
+                members: obj.members,
+            },
+            Entry::Removed(r) => Item::Removed {
+                kind: if r.kind == ObjectKind::User {
+                    "user"
+                } else {
+                    "group"
+                },
+                anchor: r.id,
+            },
+            Entry::Failed(f) => Item::Failed {
+                locator: f.locator,
+                reason: f.reason,
+            },
+        }
+    }
+
+    fn stage(self, run: &mut crate::store::Run<'_>) -> Result<()> {
+        match self {
+            Item::User {
+                anchor,
+                mapped: Ok(m),
+                member_of,
+            } => {
+                run.stage(&anchor, &anchor, m)?;
+                run.stage_edges(&anchor, &member_of, &[])
+            }
+            Item::User {
+                anchor,
+                mapped: Err(reason),
+                ..
+            } => run.fail(&anchor, &reason),
+            Item::Group {
+                anchor,
+                name,
+                parent,
+                member_of,
+                members,
+            } => {
+                run.stage_group(&anchor, &anchor, &name, parent.as_deref())?;
+                run.stage_edges(&anchor, &member_of, &members)
+            }
+            Item::Removed { kind, anchor } => run.stage_removal(kind, &anchor),
+            Item::Failed { locator, reason } => run.fail(&locator, &reason),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod run;
 
-pub use run::{Counts, ErrorItem, Outcome, PlanItem, Status};
+pub use run::{Counts, ErrorItem, Outcome, PlanItem, Run, Status};
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
