@@ -1566,3 +1566,23 @@ fn plugin_install_rejects_non_components() {
         assert!(!list.contains("bogus"), "{name} listed:\n{list}");
     }
 }
+
+#[test]
+fn duplicate_of_a_stored_user_on_resync_is_a_failed_entry() {
+    // The first row is unchanged (never staged), the second pairs with the same user.
+    let sb = hr("username,full_name\nalice,Alice Smith\nbob,Bob Jones\n", "");
+    sb.sync_ok(&[]);
+    sb.write_csv(
+        "users.csv",
+        "username,full_name\nalice,Alice Smith\nbob,Bob Jones\nalice,Alice Impostor\n",
+    );
+    let s = sb.sync_ok(&[]);
+    let run = s.only();
+    assert_counts(run, &[("unchanged", 2), ("updated", 0), ("failed", 1)]);
+    let (entry, reason) = error_about(run, &["line 4"]);
+    assert!(
+        reason.contains("duplicate") && reason.contains("line 2"),
+        "{entry}: {reason}"
+    );
+    assert_eq!(sb.user("alice")["full_name"], "Alice Smith");
+}

@@ -311,6 +311,7 @@ mod tests {
         SourceObject {
             kind: ObjectKind::User,
             id: "x".into(),
+            locator: None,
             attributes: attrs
                 .iter()
                 .map(|(n, v)| Attribute {

@@ -205,12 +205,16 @@ impl UserRecord {
         f
     }
 
-    /// The record as stored (JSON) and its stable content hash: equal records hash equal
-    /// across runs and builds.
-    pub fn to_stored(&self) -> (String, i64) {
+    /// The record as stored (JSON) and a stable hash of it with the source anchor: equal
+    /// entries hash equal across runs and builds.
+    pub fn to_stored(&self, anchor: &str) -> (String, i64) {
         use sha2::{Digest, Sha256};
         let json = serde_json::to_string(self).expect("records serialise");
-        let d = Sha256::digest(json.as_bytes());
+        let mut h = Sha256::new();
+        h.update(anchor.as_bytes());
+        h.update([0]);
+        h.update(json.as_bytes());
+        let d = h.finalize();
         (json, i64::from_le_bytes(d[..8].try_into().unwrap()))
     }
 }
@@ -489,7 +493,8 @@ mod tests {
     #[test]
     fn content_hash_is_stable_and_sensitive() {
         let a = user("a");
-        assert_eq!(a.to_stored().1, user("a").to_stored().1);
-        assert_ne!(a.to_stored().1, user("b").to_stored().1);
+        assert_eq!(a.to_stored("x").1, user("a").to_stored("x").1);
+        assert_ne!(a.to_stored("x").1, user("b").to_stored("x").1);
+        assert_ne!(a.to_stored("x").1, a.to_stored("y").1);
     }
 }

@@ -357,6 +357,7 @@ fn sync_source(
 enum Item {
     User {
         anchor: String,
+        locator: String,
         mapped: Result<crate::mapping::Mapped, String>,
         member_of: Vec<String>,
     },
@@ -382,6 +383,7 @@ impl Item {
         match e {
             Entry::Object(obj) if obj.kind == ObjectKind::User => Item::User {
                 mapped: mapper.map(&obj),
+                locator: obj.locator.unwrap_or_else(|| obj.id.clone()),
                 anchor: obj.id,
                 member_of: obj.member_of,
             },
@@ -411,17 +413,18 @@ impl Item {
         match self {
             Item::User {
                 anchor,
+                locator,
                 mapped: Ok(m),
                 member_of,
             } => {
-                run.stage(&anchor, &anchor, m)?;
+                run.stage(&locator, &anchor, m)?;
                 run.stage_edges(&anchor, &member_of, &[])
             }
             Item::User {
-                anchor,
+                locator,
                 mapped: Err(reason),
                 ..
-            } => run.fail(&anchor, &reason),
+            } => run.fail(&locator, &reason),
             Item::Group {
                 anchor,
                 name,

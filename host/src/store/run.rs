@@ -108,6 +108,7 @@ impl Store {
             "DROP TABLE IF EXISTS temp.stage;
              DROP TABLE IF EXISTS temp.removals;
              DROP TABLE IF EXISTS temp.stage_groups;
+             DROP TABLE IF EXISTS temp.seen;
              DROP TABLE IF EXISTS temp.edges;
              DROP TABLE IF EXISTS temp.gmap;
              DROP TABLE IF EXISTS temp.desired;
@@ -127,6 +128,7 @@ impl Store {
                  pins TEXT,
                  user_id INTEGER);
              CREATE TEMP TABLE removals(kind TEXT NOT NULL, anchor TEXT NOT NULL, PRIMARY KEY(kind, anchor)) WITHOUT ROWID;
+             CREATE TEMP TABLE seen(user_id INTEGER PRIMARY KEY, locator TEXT NOT NULL);
              CREATE TEMP TABLE stage_groups(anchor TEXT PRIMARY KEY, locator TEXT NOT NULL, name TEXT NOT NULL, parent TEXT) WITHOUT ROWID;
              -- membership references: member (user or group anchor) is in group
              CREATE TEMP TABLE edges(grp TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY(grp, member)) WITHOUT ROWID;",
@@ -183,6 +185,34 @@ impl Run<'_> {
                 &format!("no {} to pair by", self.opts.pair_by.name()),
             );
         };
+        let (record, hash) = m.record.to_stored(anchor);
+        // Pair now. An unchanged user (same content, owned, active) is only marked seen:
+        // it costs no staging and no write.
+        let paired = self.lookup(&key)?;
+        if let Some(p) = &paired {
+            let fresh = self
+                .tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO temp.seen(user_id, locator) VALUES (?1, ?2)",
+                )?
+                .execute(params![p.id, locator])?;
+            if fresh == 0 {
+                let first: String = self.tx.query_row(
+                    "SELECT locator FROM temp.seen WHERE user_id = ?1",
+                    [p.id],
+                    |r| r.get(0),
+                )?;
+                let what = self.opts.pair_by.name();
+                return self.fail(
+                    locator,
+                    &format!("duplicate {what} {key:?} in the source (first at {first})"),
+                );
+            }
+            if p.hash == hash && p.active && p.source_id == Some(self.source_id) {
+                self.counts.unchanged += 1;
+                return Ok(());
+            }
+        }
         let pins = if m.pins.is_empty() {
             None
         } else {
@@ -192,14 +222,13 @@ impl Run<'_> {
             }
             Some(serde_json::to_string(&staged)?)
         };
-        let (record, hash) = m.record.to_stored();
         let stored_key =
             matches!(self.opts.pair_by, PairBy::Email | PairBy::PersonalNumber).then_some(&key);
         let r = self
             .tx
             .prepare_cached(
-                "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins, user_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 locator,
@@ -208,7 +237,8 @@ impl Run<'_> {
                 m.record.username,
                 hash,
                 record,
-                pins
+                pins,
+                paired.map(|p| p.id)
             ]);
         match r {
             Ok(_) => Ok(()),
@@ -234,6 +264,42 @@ impl Run<'_> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The stored user a pairing key finds.
+    fn lookup(&self, key: &str) -> Result<Option<Paired>> {
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok(Paired {
+                id: r.get(0)?,
+                hash: r.get(1)?,
+                active: r.get(2)?,
+                source_id: r.get(3)?,
+            })
+        };
+        const COLS: &str = "SELECT u.id, u.hash, u.active, u.source_id FROM users u";
+        let found = match self.opts.pair_by {
+            PairBy::Username => self
+                .tx
+                .prepare_cached(&format!("{COLS} WHERE u.username = ?1"))?
+                .query_row([key], row),
+            PairBy::PersonalNumber => self
+                .tx
+                .prepare_cached(&format!("{COLS} WHERE u.personal_number = ?1"))?
+                .query_row([key], row),
+            PairBy::Email => self
+                .tx
+                .prepare_cached(&format!(
+                    "{COLS} WHERE u.email = ?1 COLLATE NOCASE ORDER BY u.source_id IS NOT ?2, u.id LIMIT 1"
+                ))?
+                .query_row(params![key, self.source_id], row),
+            PairBy::Anchor => self
+                .tx
+                .prepare_cached(&format!(
+                    "{COLS} JOIN links l ON l.user_id = u.id WHERE l.source_id = ?2 AND l.anchor = ?1"
+                ))?
+                .query_row(params![key, self.source_id], row),
+        };
+        Ok(found.optional()?)
     }
 
     /// An explicit removal (delta runs). `kind` is "user" or "group".
@@ -319,8 +385,7 @@ impl Run<'_> {
         force: bool,
     ) -> Result<Outcome> {
         let t = std::time::Instant::now();
-        self.pair()?;
-        tracing::debug!("paired and diffed in {:?}", t.elapsed());
+        self.make_work()?;
         // Missing users are decided on the pairing before any change.
         if full && self.opts.on_missing != OnMissing::Ignore {
             let only_active = if self.opts.on_missing == OnMissing::Deactivate {
@@ -332,7 +397,7 @@ impl Run<'_> {
                 &format!(
                     "CREATE TEMP TABLE missing AS SELECT id, username FROM users
                      WHERE source_id = ?1 {only_active}
-                       AND id NOT IN (SELECT user_id FROM temp.stage WHERE user_id IS NOT NULL)"
+                       AND id NOT IN (SELECT user_id FROM temp.seen)"
                 ),
                 [self.source_id],
             )?;
@@ -369,38 +434,13 @@ impl Run<'_> {
         self.end(Status::Ok, None, cursor, notices, full)
     }
 
-    /// Pairs every staged row with a stored user, in one statement.
-    fn pair(&mut self) -> Result<()> {
-        let lookup = match self.opts.pair_by {
-            PairBy::Username => "SELECT id FROM users WHERE username = s.username",
-            PairBy::PersonalNumber => "SELECT id FROM users WHERE personal_number = s.key",
-            PairBy::Email => {
-                "SELECT id FROM users WHERE email = s.key COLLATE NOCASE ORDER BY source_id IS NOT ?1, id LIMIT 1"
-            }
-            PairBy::Anchor => "SELECT user_id FROM links WHERE source_id = ?1 AND anchor = s.anchor",
-        };
-        let sql = format!("UPDATE temp.stage AS s SET user_id = ({lookup})");
-        if sql.contains("?1") {
-            self.tx.execute(&sql, [self.source_id])?;
-        } else {
-            self.tx.execute(&sql, [])?;
-        }
-        // Rows whose stored user is owned by this source, active and of equal content are
-        // unchanged; only the rest is walked one by one.
+    /// The work list: every staged row (unchanged entries were never staged).
+    fn make_work(&mut self) -> Result<()> {
         self.tx.execute_batch(
-            "DROP TABLE IF EXISTS temp.work; CREATE TEMP TABLE work(seq INTEGER PRIMARY KEY);",
+            "DROP TABLE IF EXISTS temp.work;
+             CREATE TEMP TABLE work(seq INTEGER PRIMARY KEY);
+             INSERT INTO temp.work SELECT seq FROM temp.stage;",
         )?;
-        self.tx.execute(
-            "INSERT INTO temp.work SELECT s.seq FROM temp.stage s LEFT JOIN users u ON u.id = s.user_id
-             WHERE u.id IS NULL OR u.hash != s.hash OR u.source_id IS NOT ?1 OR u.active = 0",
-            [self.source_id],
-        )?;
-        let (staged, work): (u64, u64) = self.tx.query_row(
-            "SELECT (SELECT count(*) FROM temp.stage), (SELECT count(*) FROM temp.work)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        self.counts.unchanged += staged - work;
         Ok(())
     }
 
@@ -995,6 +1035,14 @@ fn finish_savepoint<T>(mut sp: rusqlite::Savepoint<'_>, r: &Result<T>) -> Result
     Ok(())
 }
 
+/// The stored user an entry paired with, as far as the unchanged check needs it.
+struct Paired {
+    id: i64,
+    hash: i64,
+    active: bool,
+    source_id: Option<i64>,
+}
+
 /// One staged user: its anchor, record and (fingerprint, argon2 hash) PINs.
 #[derive(Clone, Copy)]
 struct Staged<'a> {
@@ -1022,7 +1070,7 @@ fn write_user(
         touch(&["pins"]),
         touch(&["groups"]),
     );
-    let (record, hash) = rec.to_stored();
+    let (record, hash) = rec.to_stored(anchor);
     let id = match id {
         None => {
             db.prepare_cached(&format!(

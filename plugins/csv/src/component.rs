@@ -182,6 +182,7 @@ fn source_object(user: reader::User) -> SourceObject {
     SourceObject {
         kind: ObjectKind::User,
         id: user.id,
+        locator: Some(format!("line {}", user.line)),
         attributes: user
             .attributes
             .into_iter()

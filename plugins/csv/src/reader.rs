@@ -52,6 +52,8 @@ pub enum Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: String,
+    /// The line the row starts on.
+    pub line: u64,
     /// Every named column in header order, with its trimmed values (none for an empty cell).
     pub attributes: Vec<(String, Vec<String>)>,
 }
@@ -219,7 +221,11 @@ impl<R: Read> CsvReader<R> {
             }
         }
         match id {
-            Some(id) => Entry::User(User { id, attributes }),
+            Some(id) => Entry::User(User {
+                id,
+                line,
+                attributes,
+            }),
             None => Entry::Failed {
                 line,
                 reason: self.id.missing.clone(),

@@ -108,6 +108,7 @@ fn user(id: &str, attributes: Vec<(&str, Vec<String>)>) -> Entry {
     Entry::Object(SourceObject {
         kind: ObjectKind::User,
         id: id.to_string(),
+        locator: None,
         attributes: attrs,
         member_of: Vec::new(),
         members: Vec::new(),
@@ -141,6 +142,7 @@ fn directory(version: u64) -> Vec<Entry> {
         Entry::Object(SourceObject {
             kind: ObjectKind::Group,
             id: id.into(),
+            locator: None,
             attributes: vec![Attribute {
                 name: "cn".into(),
                 values: vec![name.into()],
