@@ -358,7 +358,7 @@ enum Item {
     User {
         anchor: String,
         locator: String,
-        mapped: Result<crate::mapping::Mapped, String>,
+        mapped: Result<Box<crate::mapping::Mapped>, String>,
         member_of: Vec<String>,
     },
     Group {
@@ -382,7 +382,7 @@ impl Item {
     fn from_entry(e: Entry, mapper: &Mapper) -> Item {
         match e {
             Entry::Object(obj) if obj.kind == ObjectKind::User => Item::User {
-                mapped: mapper.map(&obj),
+                mapped: mapper.map(&obj).map(Box::new),
                 locator: obj.locator.unwrap_or_else(|| obj.id.clone()),
                 anchor: obj.id,
                 member_of: obj.member_of,
@@ -417,7 +417,7 @@ impl Item {
                 mapped: Ok(m),
                 member_of,
             } => {
-                run.stage(&locator, &anchor, m)?;
+                run.stage(&locator, &anchor, *m)?;
                 run.stage_edges(&anchor, &member_of, &[])
             }
             Item::User {
