@@ -126,6 +126,12 @@ impl Store {
                  hash INTEGER NOT NULL,
                  record TEXT NOT NULL,
                  pins TEXT,
+                 -- the record's lists and personal number apart (NULL when empty), so set-wise
+                 -- checks and inserts need not parse every record
+                 aliases TEXT,
+                 cards TEXT,
+                 groups TEXT,
+                 pn TEXT,
                  user_id INTEGER);
              CREATE TEMP TABLE removals(kind TEXT NOT NULL, anchor TEXT NOT NULL, PRIMARY KEY(kind, anchor)) WITHOUT ROWID;
              CREATE TEMP TABLE seen(user_id INTEGER PRIMARY KEY, locator TEXT NOT NULL);
@@ -227,8 +233,9 @@ impl Run<'_> {
         let r = self
             .tx
             .prepare_cached(
-                "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins, user_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins, user_id,
+                                        aliases, cards, groups, pn)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 locator,
@@ -238,7 +245,11 @@ impl Run<'_> {
                 hash,
                 record,
                 pins,
-                paired.map(|p| p.id)
+                paired.map(|p| p.id),
+                json_list(&m.record.aliases),
+                json_list(&m.record.cards),
+                json_list(&m.record.groups),
+                m.record.personal_number
             ]);
         match r {
             Ok(_) => Ok(()),
@@ -457,73 +468,128 @@ impl Run<'_> {
             return Ok(());
         }
         const FRESH: &str = "temp.work w JOIN temp.stage s ON s.seq = w.seq AND s.user_id IS NULL";
-        self.tx.execute_batch(&format!(
-            "DROP TABLE IF EXISTS temp.slow;
-             DROP TABLE IF EXISTS temp.bulk;
-             CREATE TEMP TABLE slow(seq INTEGER PRIMARY KEY);
-             CREATE TEMP TABLE bulk(seq INTEGER PRIMARY KEY);
-             -- usernames and aliases taken by stored users, or aliases clashing with staged names
-             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH} JOIN names n ON n.name = s.username;
-             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.record, '$.aliases') j
-                 WHERE EXISTS (SELECT 1 FROM names WHERE name = j.value)
-                    OR EXISTS (SELECT 1 FROM temp.stage t WHERE t.username = j.value);
-             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.record, '$.aliases') j
-                 WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.record, '$.aliases') j2
-                                   GROUP BY j2.value HAVING count(*) > 1);
-             -- cards held by stored users or by two new users
-             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.record, '$.cards') j
-                 WHERE EXISTS (SELECT 1 FROM cards WHERE card = j.value);
-             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.record, '$.cards') j
-                 WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.record, '$.cards') j2
-                                   GROUP BY j2.value HAVING count(*) > 1);
-             -- personal numbers held by stored users or by two new users
-             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}
-                 WHERE EXISTS (SELECT 1 FROM users WHERE personal_number = s.record ->> '$.personal_number');
-             INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}
-                 WHERE s.record ->> '$.personal_number' IN (
-                     SELECT s2.record ->> '$.personal_number' FROM {FRESH2}
-                     WHERE s2.record ->> '$.personal_number' IS NOT NULL
-                     GROUP BY 1 HAVING count(*) > 1);
-             INSERT INTO bulk SELECT s.seq FROM {FRESH}
-                 WHERE s.seq NOT IN (SELECT seq FROM temp.slow);",
-            FRESH2 = "temp.work w2 JOIN temp.stage s2 ON s2.seq = w2.seq AND s2.user_id IS NULL",
-        ))?;
-        let n: u64 = self
-            .tx
-            .query_row("SELECT count(*) FROM temp.bulk", [], |r| r.get(0))?;
+        const FRESH2: &str =
+            "temp.work w2 JOIN temp.stage s2 ON s2.seq = w2.seq AND s2.user_id IS NULL";
+        let steps = [
+            (
+                "setup",
+                "DROP TABLE IF EXISTS temp.slow;
+                 DROP TABLE IF EXISTS temp.bulk;
+                 CREATE TEMP TABLE slow(seq INTEGER PRIMARY KEY);
+                 CREATE TEMP TABLE bulk(seq INTEGER PRIMARY KEY, uid INTEGER NOT NULL);"
+                    .to_string(),
+            ),
+            // usernames and aliases taken by stored users, or aliases clashing with staged names
+            (
+                "usernames",
+                format!("INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH} JOIN names n ON n.name = s.username"),
+            ),
+            (
+                "aliases",
+                format!(
+                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.aliases) j
+                     WHERE EXISTS (SELECT 1 FROM names WHERE name = j.value)
+                        OR EXISTS (SELECT 1 FROM temp.stage t WHERE t.username = j.value)"
+                ),
+            ),
+            (
+                "alias duplicates",
+                format!(
+                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.aliases) j
+                     WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.aliases) j2
+                                       GROUP BY j2.value HAVING count(*) > 1)"
+                ),
+            ),
+            // cards held by stored users or by two new users
+            (
+                "cards",
+                format!(
+                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.cards) j
+                     WHERE EXISTS (SELECT 1 FROM cards WHERE card = j.value)"
+                ),
+            ),
+            (
+                "card duplicates",
+                format!(
+                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.cards) j
+                     WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.cards) j2
+                                       GROUP BY j2.value HAVING count(*) > 1)"
+                ),
+            ),
+            // personal numbers held by stored users or by two new users
+            (
+                "personal numbers",
+                format!(
+                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}
+                     WHERE EXISTS (SELECT 1 FROM users WHERE personal_number = s.pn)"
+                ),
+            ),
+            (
+                "personal number duplicates",
+                format!(
+                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}
+                     WHERE s.pn IN (
+                         SELECT s2.pn FROM {FRESH2}
+                         WHERE s2.pn IS NOT NULL
+                         GROUP BY 1 HAVING count(*) > 1)"
+                ),
+            ),
+        ];
+        for (label, sql) in steps {
+            let t = std::time::Instant::now();
+            self.tx.execute_batch(&sql)?;
+            tracing::debug!("bulk check {label}: {:?}", t.elapsed());
+        }
+        // New users get consecutive ids after the highest, so the side tables need no lookup.
+        let n = self.tx.execute(
+            &format!(
+                "INSERT INTO temp.bulk(seq, uid)
+                 SELECT s.seq, (SELECT coalesce(max(id), 0) FROM users) + row_number() OVER (ORDER BY s.seq)
+                 FROM {FRESH} WHERE s.seq NOT IN (SELECT seq FROM temp.slow)"
+            ),
+            [],
+        )? as u64;
         if n == 0 {
             return Ok(());
         }
+        let t = std::time::Instant::now();
         const B: &str = "temp.bulk b JOIN temp.stage s ON s.seq = b.seq";
-        const U: &str = "JOIN users u ON u.username = s.username";
         self.tx.execute(
             &format!(
-                "INSERT INTO users(username, full_name, email, personal_number, language, phone, notes,
+                "INSERT INTO users(id, username, full_name, email, personal_number, language, phone, notes,
                                    storage, active, source_id, record, hash, created_at, updated_at)
-                 SELECT s.username, s.record ->> '$.full_name', s.record ->> '$.email',
-                        s.record ->> '$.personal_number', s.record ->> '$.language', s.record ->> '$.phone',
+                 SELECT b.uid, s.username, s.record ->> '$.full_name', s.record ->> '$.email',
+                        s.pn, s.record ->> '$.language', s.record ->> '$.phone',
                         s.record ->> '$.notes', s.record ->> '$.storage', s.record ->> '$.active', ?1,
                         s.record, s.hash, {NOW}, {NOW}
                  FROM {B} ORDER BY b.seq"
             ),
             [self.source_id],
         )?;
+        tracing::debug!("bulk users: {:?}", t.elapsed());
+        // Each side table is filled in its key order: appending to a b-tree is cheap.
         self.tx.execute_batch(&format!(
-            "INSERT INTO names(name, user_id, alias) SELECT s.username, u.id, 0 FROM {B} {U};
-             INSERT INTO names(name, user_id, alias)
-                 SELECT j.value, u.id, 1 FROM {B} {U}, json_each(s.record, '$.aliases') j;
-             INSERT INTO cards(card, user_id) SELECT j.value, u.id FROM {B} {U}, json_each(s.record, '$.cards') j;
+            "INSERT INTO names(name, user_id, alias)
+                 SELECT name, uid, alias FROM (
+                     SELECT s.username AS name, b.uid, 0 AS alias FROM {B}
+                     UNION ALL
+                     SELECT j.value, b.uid, 1 FROM {B}, json_each(s.aliases) j WHERE s.aliases IS NOT NULL)
+                 ORDER BY name;
+             INSERT INTO cards(card, user_id)
+                 SELECT j.value, b.uid FROM {B}, json_each(s.cards) j WHERE s.cards IS NOT NULL ORDER BY j.value;
              INSERT OR IGNORE INTO pins(user_id, fingerprint, hash)
-                 SELECT u.id, j.value ->> 0, j.value ->> 1 FROM {B} {U}, json_each(s.pins) j WHERE s.pins IS NOT NULL;"
+                 SELECT b.uid, j.value ->> 0, j.value ->> 1 FROM {B}, json_each(s.pins) j WHERE s.pins IS NOT NULL;"
         ))?;
+        tracing::debug!("bulk names, cards, pins: {:?}", t.elapsed());
         self.tx.execute(
-            &format!("INSERT OR REPLACE INTO links(source_id, anchor, user_id) SELECT ?1, s.anchor, u.id FROM {B} {U}"),
+            &format!("INSERT OR REPLACE INTO links(source_id, anchor, user_id) SELECT ?1, s.anchor, b.uid FROM {B} ORDER BY s.anchor"),
             [self.source_id],
         )?;
+        tracing::debug!("bulk links: {:?}", t.elapsed());
         let paths: Vec<String> = self
             .tx
             .prepare(&format!(
-                "SELECT DISTINCT j.value FROM {B}, json_each(s.record, '$.groups') j"
+                "SELECT DISTINCT j.value FROM {B}, json_each(s.groups) j WHERE s.groups IS NOT NULL"
             ))?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -533,10 +599,12 @@ impl Run<'_> {
         self.tx.execute(
             &format!(
                 "INSERT OR IGNORE INTO memberships(group_id, user_id, source_id)
-                 SELECT g.id, u.id, ?1 FROM {B} {U}, json_each(s.record, '$.groups') j JOIN groups g ON g.path = j.value"
+                 SELECT g.id, b.uid, ?1 FROM {B}, json_each(s.groups) j JOIN groups g ON g.path = j.value
+                 WHERE s.groups IS NOT NULL"
             ),
             [self.source_id],
         )?;
+        tracing::debug!("bulk groups: {:?}", t.elapsed());
         if let Some(run_id) = self.run_id {
             self.tx.execute(
                 &format!(
@@ -559,6 +627,7 @@ impl Run<'_> {
                 fields: vec![],
             }));
         }
+        tracing::debug!("bulk writes: {:?}", t.elapsed());
         self.counts.created += n;
         self.tx.execute(
             "DELETE FROM temp.work WHERE seq IN (SELECT seq FROM temp.bulk)",
@@ -1033,6 +1102,11 @@ fn finish_savepoint<T>(mut sp: rusqlite::Savepoint<'_>, r: &Result<T>) -> Result
     }
     sp.commit()?;
     Ok(())
+}
+
+/// A list as JSON, or None when empty.
+fn json_list(v: &[String]) -> Option<String> {
+    (!v.is_empty()).then(|| serde_json::to_string(v).expect("strings serialise"))
 }
 
 /// The stored user an entry paired with, as far as the unchanged check needs it.
