@@ -11,6 +11,11 @@ mod runtime;
 mod store;
 mod sync;
 
+// Entries are allocated on the plugin thread and freed on the staging thread; mimalloc
+// handles that hand-over far better than the system allocator.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

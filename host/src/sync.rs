@@ -6,6 +6,7 @@ use crate::mapping::Mapper;
 use crate::runtime::roster::plugin::types::KeyType;
 use crate::runtime::{
     CallError, Entry, Limits, ObjectKind, Plugin, PluginInfo, RunMode, RunRequest, Runtime,
+    SourceObject,
 };
 use crate::store::{Counts, Outcome, PlanItem, Status, Store};
 use anyhow::{anyhow, Result};
@@ -268,7 +269,7 @@ fn sync_source(
         cursor,
     };
     // Everything the plugin sends goes into the run's transaction; any error rolls it back.
-    // Two threads: one drives the plugin and maps, the other stages into SQLite. A bounded
+    // Two threads: one drives the plugin, the other maps and stages into SQLite. A bounded
     // channel keeps at most a few batches in flight, so memory stays bounded.
     let started = std::time::Instant::now();
     let plugin = &mut prepared.plugin;
@@ -277,28 +278,34 @@ fn sync_source(
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(2);
         let reader = scope.spawn(move || -> Result<crate::runtime::RunEnd> {
             let session = plugin.open(&request)?;
+            let mut busy = std::time::Duration::ZERO;
+            let mut t = std::time::Instant::now();
             while let Some(batch) = plugin.next_batch(&session)? {
-                let items = batch
-                    .into_iter()
-                    .map(|e| Item::from_entry(e, mapper))
-                    .collect();
+                busy += t.elapsed();
+                let items = batch.into_iter().map(Item::from_entry).collect();
                 if tx.send(items).is_err() {
                     anyhow::bail!("staging stopped");
                 }
+                t = std::time::Instant::now();
             }
+            tracing::debug!("plugin thread busy {busy:?}");
             drop(tx);
             Ok(plugin.finish(&session)?)
         });
         let mut seen = 0u64;
         let staged = (|| -> Result<()> {
+            let mut busy = std::time::Duration::ZERO;
             for items in &rx {
+                let t = std::time::Instant::now();
                 seen += items.len() as u64;
                 for item in items {
-                    item.stage(&mut run)?;
+                    item.stage(&mut run, mapper)?;
                 }
+                busy += t.elapsed();
                 progress.set_message(format!("{}: {seen} entries", src.name));
                 progress.tick();
             }
+            tracing::debug!("staging thread busy {busy:?}");
             Ok(())
         })();
         // On a staging error the reader stops at its next send.
@@ -353,14 +360,9 @@ fn sync_source(
     }
 }
 
-/// One entry, mapped on the plugin thread, to be staged on the database thread.
+/// One entry from the plugin thread, to be staged on the database thread.
 enum Item {
-    User {
-        anchor: String,
-        locator: String,
-        mapped: Result<Box<crate::mapping::Mapped>, String>,
-        member_of: Vec<String>,
-    },
+    User(SourceObject),
     Group {
         anchor: String,
         name: String,
@@ -379,14 +381,9 @@ enum Item {
 }
 
 impl Item {
-    fn from_entry(e: Entry, mapper: &Mapper) -> Item {
+    fn from_entry(e: Entry) -> Item {
         match e {
-            Entry::Object(obj) if obj.kind == ObjectKind::User => Item::User {
-                mapped: mapper.map(&obj).map(Box::new),
-                locator: obj.locator.unwrap_or_else(|| obj.id.clone()),
-                anchor: obj.id,
-                member_of: obj.member_of,
-            },
+            Entry::Object(obj) if obj.kind == ObjectKind::User => Item::User(obj),
             Entry::Object(obj) => Item::Group {
                 name: crate::mapping::group_name(&obj),
                 anchor: obj.id,
@@ -409,22 +406,19 @@ impl Item {
         }
     }
 
-    fn stage(self, run: &mut crate::store::Run<'_>) -> Result<()> {
+    /// Users are mapped here, on the database thread: it balances the two threads' work.
+    fn stage(self, run: &mut crate::store::Run<'_>, mapper: &Mapper) -> Result<()> {
         match self {
-            Item::User {
-                anchor,
-                locator,
-                mapped: Ok(m),
-                member_of,
-            } => {
-                run.stage(&locator, &anchor, *m)?;
-                run.stage_edges(&anchor, &member_of, &[])
+            Item::User(obj) => {
+                let locator = obj.locator.as_deref().unwrap_or(&obj.id);
+                match mapper.map(&obj) {
+                    Ok(m) => {
+                        run.stage(locator, &obj.id, m)?;
+                        run.stage_edges(&obj.id, &obj.member_of, &[])
+                    }
+                    Err(reason) => run.fail(locator, &reason),
+                }
             }
-            Item::User {
-                locator,
-                mapped: Err(reason),
-                ..
-            } => run.fail(&locator, &reason),
             Item::Group {
                 anchor,
                 name,
