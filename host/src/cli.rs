@@ -293,13 +293,13 @@ fn run(cli: Cli) -> Result<i32> {
                                 r.started.clone(),
                                 format!(
                                     "+{} ~{} ={} -{} ^{} x{} !{}",
-                                    r.created,
-                                    r.updated,
-                                    r.unchanged,
-                                    r.deactivated,
-                                    r.reactivated,
-                                    r.deleted,
-                                    r.failed
+                                    r.counts.created,
+                                    r.counts.updated,
+                                    r.counts.unchanged,
+                                    r.counts.deactivated,
+                                    r.counts.reactivated,
+                                    r.counts.deleted,
+                                    r.counts.failed
                                 ),
                                 r.message.clone().unwrap_or_default(),
                             ]
@@ -341,7 +341,7 @@ fn run(cli: Cli) -> Result<i32> {
                         );
                         println!(
                             "created {}, updated {}, unchanged {}, deactivated {}, reactivated {}, deleted {}, failed {}",
-                            r.created, r.updated, r.unchanged, r.deactivated, r.reactivated, r.deleted, r.failed
+                            r.counts.created, r.counts.updated, r.counts.unchanged, r.counts.deactivated, r.counts.reactivated, r.counts.deleted, r.counts.failed
                         );
                         if let Some(m) = &r.message {
                             println!("message: {m}");

@@ -162,13 +162,8 @@ pub struct RunView {
     pub mode: Option<String>,
     pub started: String,
     pub finished: Option<String>,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub deactivated: u64,
-    pub reactivated: u64,
-    pub deleted: u64,
-    pub failed: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub message: Option<String>,
     pub notices: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -402,13 +397,15 @@ impl Store {
                 mode: r.get(3)?,
                 started: r.get(4)?,
                 finished: r.get(5)?,
-                created: r.get(6)?,
-                updated: r.get(7)?,
-                unchanged: r.get(8)?,
-                deactivated: r.get(9)?,
-                reactivated: r.get(10)?,
-                deleted: r.get(11)?,
-                failed: r.get(12)?,
+                counts: Counts {
+                    created: r.get(6)?,
+                    updated: r.get(7)?,
+                    unchanged: r.get(8)?,
+                    deactivated: r.get(9)?,
+                    reactivated: r.get(10)?,
+                    deleted: r.get(11)?,
+                    failed: r.get(12)?,
+                },
                 message: r.get(13)?,
                 notices: r
                     .get::<_, Option<String>>(14)?

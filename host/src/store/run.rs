@@ -479,7 +479,8 @@ impl Run<'_> {
                  CREATE TEMP TABLE bulk(seq INTEGER PRIMARY KEY, uid INTEGER NOT NULL);"
                     .to_string(),
             ),
-            // usernames and aliases taken by stored users, or aliases clashing with staged names
+            // usernames and aliases taken by stored users, or aliases clashing with staged names;
+            // cards and personal numbers held by stored users or by two new users
             (
                 "usernames",
                 format!("INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH} JOIN names n ON n.name = s.username"),
@@ -493,30 +494,12 @@ impl Run<'_> {
                 ),
             ),
             (
-                "alias duplicates",
-                format!(
-                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.aliases) j
-                     WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.aliases) j2
-                                       GROUP BY j2.value HAVING count(*) > 1)"
-                ),
-            ),
-            // cards held by stored users or by two new users
-            (
                 "cards",
                 format!(
                     "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.cards) j
                      WHERE EXISTS (SELECT 1 FROM cards WHERE card = j.value)"
                 ),
             ),
-            (
-                "card duplicates",
-                format!(
-                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.cards) j
-                     WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.cards) j2
-                                       GROUP BY j2.value HAVING count(*) > 1)"
-                ),
-            ),
-            // personal numbers held by stored users or by two new users
             (
                 "personal numbers",
                 format!(
@@ -534,7 +517,19 @@ impl Run<'_> {
                          GROUP BY 1 HAVING count(*) > 1)"
                 ),
             ),
-        ];
+        ]
+        .into_iter()
+        .chain(["aliases", "cards"].map(|list| {
+            // the same alias or card on two new users
+            (
+                list,
+                format!(
+                    "INSERT OR IGNORE INTO slow SELECT s.seq FROM {FRESH}, json_each(s.{list}) j
+                     WHERE j.value IN (SELECT j2.value FROM {FRESH2}, json_each(s2.{list}) j2
+                                       GROUP BY j2.value HAVING count(*) > 1)"
+                ),
+            )
+        }));
         for (label, sql) in steps {
             let t = std::time::Instant::now();
             self.tx.execute_batch(&sql)?;
