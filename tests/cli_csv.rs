@@ -1586,3 +1586,23 @@ fn duplicate_of_a_stored_user_on_resync_is_a_failed_entry() {
     );
     assert_eq!(sb.user("alice")["full_name"], "Alice Smith");
 }
+
+#[test]
+fn a_changed_mapping_updates_users_whose_rows_did_not_change() {
+    let csv = "username,givenName,sn\njdoe,John,Doe\n";
+    let sb = hr(csv, "[sources.hr.map]\nfull_name = \"%givenName% %sn%\"");
+    sb.sync_ok(&[]);
+    assert_eq!(sb.user("jdoe")["full_name"], "John Doe");
+    // Same file, another template: the row is unchanged, the mapped user is not.
+    sb.write_config(&config(&[csv_source(
+        "hr",
+        "users.csv",
+        "[sources.hr.map]\nfull_name = \"%sn%, %givenName%\"",
+    )]));
+    let s = sb.sync_ok(&[]);
+    assert_counts(s.only(), &[("updated", 1), ("unchanged", 0)]);
+    assert_eq!(sb.user("jdoe")["full_name"], "Doe, John");
+    // And a third run with nothing changed is unchanged again.
+    let s = sb.sync_ok(&[]);
+    assert_counts(s.only(), &[("updated", 0), ("unchanged", 1)]);
+}
