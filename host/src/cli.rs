@@ -371,16 +371,18 @@ fn run(cli: Cli) -> Result<i32> {
                         .exists()
                         .then(|| Store::open(&cfg.database))
                         .transpose()?;
+                    let runs = store
+                        .as_ref()
+                        .map(|st| st.runs())
+                        .transpose()?
+                        .unwrap_or_default();
                     let mut rows = Vec::new();
                     for s in &cfg.sources {
                         let (active, all) = match &store {
                             Some(st) => st.source_counts(&s.name)?,
                             None => (0, 0),
                         };
-                        let last = store
-                            .as_ref()
-                            .and_then(|st| st.runs().ok())
-                            .and_then(|r| r.into_iter().find(|r| r.source == s.name));
+                        let last = runs.iter().find(|r| r.source == s.name);
                         rows.push(vec![
                             s.name.clone(),
                             s.plugin.clone(),

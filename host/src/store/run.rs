@@ -702,23 +702,15 @@ impl Run<'_> {
                 if let Some(reason) = self.conflicts(&rec, None, None)? {
                     return self.fail(&entry, &reason);
                 }
-                let sp = self.tx.savepoint()?;
-                let r = write_user(
-                    &sp,
-                    self.source_id,
-                    Staged {
+                let source_id = self.source_id;
+                let r = self.in_savepoint(|db, groups| {
+                    let user = Staged {
                         anchor,
                         rec: &rec,
                         pins,
-                    },
-                    None,
-                    None,
-                    &mut self.group_ids,
-                );
-                finish_savepoint(sp, &r)?;
-                if r.is_err() {
-                    self.group_ids.clear();
-                }
+                    };
+                    write_user(db, source_id, user, None, None, groups).map(|_| ())
+                })?;
                 match r {
                     Ok(_) => {
                         self.counts.created += 1;
@@ -738,33 +730,26 @@ impl Run<'_> {
                 if let Some(reason) = self.conflicts(&rec, Some(id), changed)? {
                     return self.fail(&entry, &reason);
                 }
-                let sp = self.tx.savepoint()?;
-                let r = if fields.is_empty() && !adopt {
-                    // Only a reactivation (update_existing = false keeps the old data).
-                    sp.execute(
-                        &format!("UPDATE users SET active = 1, updated_at = {NOW} WHERE id = ?1"),
-                        [id],
-                    )
-                    .map(|_| ())
-                    .map_err(Into::into)
-                } else {
-                    write_user(
-                        &sp,
-                        self.source_id,
-                        Staged {
-                            anchor,
-                            rec: &rec,
-                            pins,
-                        },
-                        Some(id),
-                        (!adopt).then_some(fields.as_slice()),
-                        &mut self.group_ids,
-                    )
-                    .map(|_| ())
-                };
-                finish_savepoint(sp, &r)?;
+                let source_id = self.source_id;
+                let r = self.in_savepoint(|db, groups| {
+                    if fields.is_empty() && !adopt {
+                        // Only a reactivation (update_existing = false keeps the old data).
+                        db.execute(
+                            &format!(
+                                "UPDATE users SET active = 1, updated_at = {NOW} WHERE id = ?1"
+                            ),
+                            [id],
+                        )?;
+                        return Ok(());
+                    }
+                    let user = Staged {
+                        anchor,
+                        rec: &rec,
+                        pins,
+                    };
+                    write_user(db, source_id, user, Some(id), changed, groups).map(|_| ())
+                })?;
                 if let Err(e) = r {
-                    self.group_ids.clear();
                     return self.fail(&entry, &e.to_string());
                 }
                 let reason = (!fields.is_empty()).then(|| fields.join(", "));
@@ -779,6 +764,23 @@ impl Run<'_> {
                 }
             }
         }
+    }
+
+    /// Runs one entry's writes in a savepoint. The outer result is the database's; the inner
+    /// one is the entry's own failure, after which its writes are rolled back.
+    fn in_savepoint(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Connection, &mut HashMap<String, i64>) -> Result<()>,
+    ) -> Result<Result<()>> {
+        let mut sp = self.tx.savepoint()?;
+        let r = f(&sp, &mut self.group_ids);
+        if r.is_err() {
+            sp.rollback()?;
+            // Groups created inside the savepoint are gone again.
+            self.group_ids.clear();
+        }
+        sp.commit()?;
+        Ok(r)
     }
 
     fn planned(&mut self, action: &'static str, username: &str, fields: Vec<&'static str>) {
@@ -1089,14 +1091,6 @@ fn on_missing_name(o: OnMissing) -> &'static str {
         OnMissing::Delete => "delete",
         OnMissing::Ignore => "ignore",
     }
-}
-
-fn finish_savepoint<T>(mut sp: rusqlite::Savepoint<'_>, r: &Result<T>) -> Result<()> {
-    if r.is_err() {
-        sp.rollback()?;
-    }
-    sp.commit()?;
-    Ok(())
 }
 
 /// A list as JSON, or None when empty.
