@@ -177,6 +177,8 @@ pub struct Mapper {
     overrides: Vec<(Field, Vec<Template>)>,
     lowercase_usernames: bool,
     pin_key: Vec<u8>,
+    /// Everything besides the object that decides what `map` makes of it (see `raw_hash`).
+    seed: Sha256,
 }
 
 impl Mapper {
@@ -195,11 +197,45 @@ impl Mapper {
                 .collect::<Result<_>>()?;
             overrides.push((f, t));
         }
+        let mut seed = Sha256::new();
+        seed.update(concat!("roster ", env!("CARGO_PKG_VERSION"), "\0"));
+        seed.update(format!("{map:?} {lowercase_usernames}\0"));
+        seed.update(&pin_key);
         Ok(Mapper {
             overrides,
             lowercase_usernames,
             pin_key,
+            seed,
         })
+    }
+
+    /// Also binds `raw_hash` to `context` (the run's reconcile options, which decide pairing).
+    pub fn bind(mut self, context: &str) -> Self {
+        self.seed.update(context.as_bytes());
+        self.seed.update([0]);
+        self
+    }
+
+    /// A hash of the object as the plugin sent it, bound to this mapping, this roster version
+    /// and the bound context. Equal hashes mean `map` would produce the same user, so an
+    /// entry whose hash was stored with its link can be known unchanged without mapping it.
+    pub fn raw_hash(&self, obj: &SourceObject) -> i64 {
+        fn put(h: &mut Sha256, s: &str) {
+            h.update((s.len() as u32).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        let mut h = self.seed.clone();
+        put(&mut h, &obj.id);
+        for a in &obj.attributes {
+            put(&mut h, &a.name);
+            // The value count keeps ["a", "b"] apart from a following attribute "b".
+            h.update((a.values.len() as u32).to_le_bytes());
+            for v in &a.values {
+                put(&mut h, v);
+            }
+        }
+        let d = h.finalize();
+        i64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
     }
 
     /// Maps a user object, or says why it cannot be mapped.

@@ -246,7 +246,8 @@ fn sync_source(
             .options(&prepared.info.defaults)
             .map_err(|e| config_err(format!("sources.{}: {e:#}", src.name)))?;
         let mapper = Mapper::new(&src.map, opts.lowercase_usernames, store.pin_key()?)
-            .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?;
+            .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?
+            .bind(&format!("pair_by {:?}", opts.pair_by));
         let cursor = store.cursor(&src.name)?;
         Ok((prepared, opts, mapper, cursor))
     })();
@@ -255,10 +256,12 @@ fn sync_source(
         Err(e) => return failed_early(src, store, flags, e),
     };
     let progress = progress_bar(flags.progress, &src.name);
+    let t = std::time::Instant::now();
     let mut run = match store.begin_run(&src.name, opts, flags.dry_run) {
         Ok(r) => r,
         Err(e) => return failed(src, flags, None, e),
     };
+    tracing::debug!("run began in {:?}", t.elapsed());
     let request = RunRequest {
         config: prepared.config_json.clone(),
         mode: if cursor.is_some() {
@@ -410,10 +413,14 @@ impl Item {
     fn stage(self, run: &mut crate::store::Run<'_>, mapper: &Mapper) -> Result<()> {
         match self {
             Item::User(obj) => {
+                let raw = mapper.raw_hash(&obj);
                 let locator = obj.locator.as_deref().unwrap_or(&obj.id);
+                if run.stage_unchanged(raw, locator) {
+                    return run.stage_edges(&obj.id, &obj.member_of, &[]);
+                }
                 match mapper.map(&obj) {
                     Ok(m) => {
-                        run.stage(locator, &obj.id, m)?;
+                        run.stage(locator, &obj.id, raw, m)?;
                         run.stage_edges(&obj.id, &obj.member_of, &[])
                     }
                     Err(reason) => run.fail(locator, &reason),

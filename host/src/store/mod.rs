@@ -10,7 +10,8 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Versioned migrations; `PRAGMA user_version` holds how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE sources(
     id INTEGER PRIMARY KEY,
@@ -116,7 +117,14 @@ CREATE TABLE plugins(
     description TEXT NOT NULL,
     installed_at TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+-- The raw hash (Mapper::raw_hash) of the object that last wrote the linked user, kept while
+-- the user is active and as that write left it: a resync then knows the entry unchanged
+-- without mapping it. Any other change to the user clears it.
+ALTER TABLE links ADD COLUMN raw_hash INTEGER;
+"#,
+];
 
 pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ','now')";
 

@@ -19,6 +19,9 @@ use std::collections::HashMap;
 const MAX_REPORTED_ERRORS: usize = 10_000;
 /// Work rows read per chunk while applying changes.
 const CHUNK: i64 = 2_000;
+/// Sources with more links than this skip the in-memory unchanged check (about 20 bytes a
+/// link), so memory stays bounded; their unchanged entries take the mapped path.
+const MAX_FAST_LINKS: usize = 4_000_000;
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct Counts {
@@ -80,6 +83,63 @@ pub struct Run<'c> {
     /// Active users of this source when the run began: the base of `max_deletions`.
     total_before: u64,
     group_ids: HashMap<String, i64>,
+    /// Raw hash → user id, for this source's links whose user is as that hash last wrote it.
+    fast: FastLinks,
+    /// Whether `fast` was loaded (the source is not too large for it).
+    fast_loaded: bool,
+    /// For each of `fast.pairs` that took the unchanged path: its locator in `fast_locators`
+    /// (start, length), to name it should a later entry duplicate it.
+    fast_at: Vec<Option<(u32, u32)>>,
+    fast_locators: String,
+    fast_by_user: HashMap<i64, usize>,
+    /// Users paired in this run, a bit per user id.
+    seen: Vec<u64>,
+}
+
+/// Raw hash → user id, as a sorted array indexed by the hashes' top bits: built with one
+/// sort (a hash map's random inserts cost more than the sync saves) and read in two probes.
+#[derive(Default)]
+struct FastLinks {
+    /// (raw hash as unsigned, user id), sorted.
+    pairs: Vec<(u64, i64)>,
+    /// `pairs[starts[b]..starts[b + 1]]` hold the hashes whose top bits are `b`.
+    starts: Vec<u32>,
+    shift: u32,
+}
+
+impl FastLinks {
+    fn new(mut pairs: Vec<(u64, i64)>) -> FastLinks {
+        pairs.sort_unstable_by_key(|p| p.0);
+        let bits = (pairs.len().max(2).ilog2()).clamp(1, 24);
+        let shift = 64 - bits;
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        let mut i = 0;
+        for b in 0..=(1u64 << bits) {
+            while i < pairs.len() && (pairs[i].0 >> shift) < b {
+                i += 1;
+            }
+            starts.push(i as u32);
+        }
+        FastLinks {
+            pairs,
+            starts,
+            shift,
+        }
+    }
+
+    /// The index of `raw` in `pairs`.
+    fn get(&self, raw: i64) -> Option<usize> {
+        let key = raw as u64;
+        let b = (key >> self.shift) as usize;
+        let (from, to) = (
+            *self.starts.get(b)? as usize,
+            *self.starts.get(b + 1)? as usize,
+        );
+        self.pairs[from..to]
+            .iter()
+            .position(|p| p.0 == key)
+            .map(|i| from + i)
+    }
 }
 
 impl Store {
@@ -132,6 +192,7 @@ impl Store {
                  cards TEXT,
                  groups TEXT,
                  pn TEXT,
+                 raw INTEGER NOT NULL,
                  user_id INTEGER);
              CREATE TEMP TABLE removals(kind TEXT NOT NULL, anchor TEXT NOT NULL, PRIMARY KEY(kind, anchor)) WITHOUT ROWID;
              CREATE TEMP TABLE seen(user_id INTEGER PRIMARY KEY, locator TEXT NOT NULL);
@@ -144,6 +205,25 @@ impl Store {
             [source_id],
             |r| r.get(0),
         )?;
+        let mut fast = Vec::with_capacity((total_before as usize).min(MAX_FAST_LINKS));
+        let mut fast_loaded = true;
+        {
+            let mut stmt = tx.prepare(
+                "SELECT raw_hash, user_id FROM links WHERE source_id = ?1 AND raw_hash IS NOT NULL",
+            )?;
+            let mut rows = stmt.query([source_id])?;
+            while let Some(r) = rows.next()? {
+                if fast.len() == MAX_FAST_LINKS {
+                    fast_loaded = false;
+                    fast = Vec::new();
+                    break;
+                }
+                fast.push((r.get::<_, i64>(0)? as u64, r.get(1)?));
+            }
+        }
+        let fast = FastLinks::new(fast);
+        let max_id: i64 =
+            tx.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))?;
         Ok(Run {
             tx,
             run_id,
@@ -156,6 +236,12 @@ impl Store {
             event_seq: 0,
             total_before,
             group_ids: HashMap::new(),
+            fast,
+            fast_loaded,
+            fast_at: Vec::new(),
+            fast_locators: String::new(),
+            fast_by_user: HashMap::new(),
+            seen: vec![0; max_id as usize / 64 + 1],
         })
     }
 }
@@ -183,8 +269,45 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Stages one mapped user. A duplicate key within the source is a failed entry.
-    pub fn stage(&mut self, locator: &str, anchor: &str, m: Mapped) -> Result<()> {
+    /// Marks `user_id` seen; false if it already was.
+    fn see(&mut self, user_id: i64) -> bool {
+        let (word, bit) = (user_id as usize / 64, 1u64 << (user_id % 64));
+        if word >= self.seen.len() {
+            self.seen.resize(word + 1, 0);
+        }
+        let fresh = self.seen[word] & bit == 0;
+        self.seen[word] |= bit;
+        fresh
+    }
+
+    fn was_seen(&self, user_id: i64) -> bool {
+        let word = user_id as usize / 64;
+        word < self.seen.len() && self.seen[word] & (1u64 << (user_id % 64)) != 0
+    }
+
+    /// The cheap path for an unchanged entry: its raw hash is the one its link last wrote,
+    /// and the user is still as written then. True if it was counted unchanged; false means
+    /// the entry must be mapped and staged (a duplicate goes there too, to be reported).
+    pub fn stage_unchanged(&mut self, raw: i64, locator: &str) -> bool {
+        let Some(i) = self.fast.get(raw) else {
+            return false;
+        };
+        let id = self.fast.pairs[i].1;
+        if !self.see(id) {
+            return false;
+        }
+        if self.fast_at.is_empty() {
+            self.fast_at = vec![None; self.fast.pairs.len()];
+        }
+        self.fast_at[i] = Some((self.fast_locators.len() as u32, locator.len() as u32));
+        self.fast_locators.push_str(locator);
+        self.counts.unchanged += 1;
+        true
+    }
+
+    /// Stages one mapped user. A duplicate key within the source is a failed entry. `raw` is
+    /// the object's raw hash, kept with the link when the user is written.
+    pub fn stage(&mut self, locator: &str, anchor: &str, raw: i64, m: Mapped) -> Result<()> {
         let Some(key) = self.opts.pair_by.key(&m.record, anchor) else {
             return self.fail(
                 locator,
@@ -196,25 +319,27 @@ impl Run<'_> {
         // it costs no staging and no write.
         let paired = self.lookup(&key)?;
         if let Some(p) = &paired {
-            let fresh = self
-                .tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO temp.seen(user_id, locator) VALUES (?1, ?2)",
-                )?
-                .execute(params![p.id, locator])?;
-            if fresh == 0 {
-                let first: String = self.tx.query_row(
-                    "SELECT locator FROM temp.seen WHERE user_id = ?1",
-                    [p.id],
-                    |r| r.get(0),
-                )?;
+            if !self.see(p.id) {
+                let first = self.first_seen(p.id)?;
                 let what = self.opts.pair_by.name();
                 return self.fail(
                     locator,
                     &format!("duplicate {what} {key:?} in the source (first at {first})"),
                 );
             }
+            self.tx
+                .prepare_cached("INSERT INTO temp.seen(user_id, locator) VALUES (?1, ?2)")?
+                .execute(params![p.id, locator])?;
             if p.hash == hash && p.active && p.source_id == Some(self.source_id) {
+                // Mapped unchanged, but the raw hash was not the link's: remember it, so the
+                // next run takes the cheap path (a one-time write after a mapping change).
+                if self.fast_loaded {
+                    self.tx
+                    .prepare_cached(
+                        "UPDATE links SET raw_hash = ?3 WHERE source_id = ?1 AND anchor = ?2 AND user_id = ?4",
+                    )?
+                    .execute(params![self.source_id, anchor, raw, p.id])?;
+                }
                 self.counts.unchanged += 1;
                 return Ok(());
             }
@@ -234,8 +359,8 @@ impl Run<'_> {
             .tx
             .prepare_cached(
                 "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins, user_id,
-                                        aliases, cards, groups, pn)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                        aliases, cards, groups, pn, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 locator,
@@ -249,7 +374,8 @@ impl Run<'_> {
                 json_list(&m.record.aliases),
                 json_list(&m.record.cards),
                 json_list(&m.record.groups),
-                m.record.personal_number
+                m.record.personal_number,
+                raw
             ]);
         match r {
             Ok(_) => Ok(()),
@@ -275,6 +401,35 @@ impl Run<'_> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Where the entry that first paired with `user_id` was.
+    fn first_seen(&mut self, user_id: i64) -> Result<String> {
+        if let Some(l) = self
+            .tx
+            .query_row(
+                "SELECT locator FROM temp.seen WHERE user_id = ?1",
+                [user_id],
+                |r| r.get(0),
+            )
+            .optional()?
+        {
+            return Ok(l);
+        }
+        if self.fast_by_user.is_empty() {
+            // Built on the first duplicate only.
+            self.fast_by_user = (self.fast.pairs.iter().enumerate())
+                .map(|(i, p)| (p.1, i))
+                .collect();
+        }
+        let at =
+            (self.fast_by_user.get(&user_id)).and_then(|&i| self.fast_at.get(i).copied().flatten());
+        Ok(match at {
+            Some((start, len)) => {
+                self.fast_locators[start as usize..(start + len) as usize].to_string()
+            }
+            None => "an earlier entry".to_string(),
+        })
     }
 
     /// The stored user a pairing key finds.
@@ -404,14 +559,24 @@ impl Run<'_> {
             } else {
                 ""
             };
+            let ids: Vec<i64> = self
+                .tx
+                .prepare(&format!(
+                    "SELECT id FROM users WHERE source_id = ?1 {only_active}"
+                ))?
+                .query_map([self.source_id], |r| r.get(0))?
+                .filter(|id| id.as_ref().map_or(true, |id| !self.was_seen(*id)))
+                .collect::<Result<_, _>>()?;
             self.tx.execute(
-                &format!(
-                    "CREATE TEMP TABLE missing AS SELECT id, username FROM users
-                     WHERE source_id = ?1 {only_active}
-                       AND id NOT IN (SELECT user_id FROM temp.seen)"
-                ),
-                [self.source_id],
+                "CREATE TEMP TABLE missing(id INTEGER PRIMARY KEY, username TEXT NOT NULL)",
+                [],
             )?;
+            let mut add = self
+                .tx
+                .prepare("INSERT INTO temp.missing SELECT id, username FROM users WHERE id = ?1")?;
+            for id in ids {
+                add.execute([id])?;
+            }
         } else {
             self.tx.execute(
                 "CREATE TEMP TABLE missing AS SELECT u.id, u.username FROM temp.removals r
@@ -577,7 +742,10 @@ impl Run<'_> {
         ))?;
         tracing::debug!("bulk names, cards, pins: {:?}", t.elapsed());
         self.tx.execute(
-            &format!("INSERT OR REPLACE INTO links(source_id, anchor, user_id) SELECT ?1, s.anchor, b.uid FROM {B} ORDER BY s.anchor"),
+            &format!(
+                "INSERT OR REPLACE INTO links(source_id, anchor, user_id, raw_hash)
+                      SELECT ?1, s.anchor, b.uid, s.raw FROM {B} ORDER BY s.anchor"
+            ),
             [self.source_id],
         )?;
         tracing::debug!("bulk links: {:?}", t.elapsed());
@@ -634,11 +802,19 @@ impl Run<'_> {
     fn apply_changes(&mut self) -> Result<()> {
         let mut last = 0i64;
         loop {
-            type Row = (i64, String, String, String, Option<String>, Option<i64>);
+            type Row = (
+                i64,
+                String,
+                String,
+                String,
+                Option<String>,
+                Option<i64>,
+                i64,
+            );
             let rows: Vec<Row> = self
                 .tx
                 .prepare_cached(
-                    "SELECT s.seq, s.locator, s.anchor, s.record, s.pins, s.user_id
+                    "SELECT s.seq, s.locator, s.anchor, s.record, s.pins, s.user_id, s.raw
                      FROM temp.work w JOIN temp.stage s ON s.seq = w.seq
                      WHERE w.seq > ?1 ORDER BY w.seq LIMIT ?2",
                 )?
@@ -650,18 +826,25 @@ impl Run<'_> {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 })?
                 .collect::<Result<_, _>>()?;
             let Some(end) = rows.last() else { break };
             last = end.0;
-            for (_, locator, anchor, record, pins, user_id) in rows {
+            for (_, locator, anchor, record, pins, user_id, raw) in rows {
                 let rec: UserRecord = serde_json::from_str(&record)?;
                 let pins: Vec<(String, String)> = match pins {
                     Some(p) => serde_json::from_str(&p)?,
                     None => Vec::new(),
                 };
-                self.apply_one(&locator, &anchor, rec, &pins, user_id)?;
+                let staged = Staged {
+                    anchor: &anchor,
+                    raw,
+                    rec: &rec,
+                    pins: &pins,
+                };
+                self.apply_one(&locator, staged, user_id)?;
             }
         }
         Ok(())
@@ -680,16 +863,10 @@ impl Run<'_> {
         )?)
     }
 
-    fn apply_one(
-        &mut self,
-        locator: &str,
-        anchor: &str,
-        rec: UserRecord,
-        pins: &[(String, String)],
-        user_id: Option<i64>,
-    ) -> Result<()> {
+    fn apply_one(&mut self, locator: &str, user: Staged<'_>, user_id: Option<i64>) -> Result<()> {
+        let rec = user.rec;
         let existing = user_id.map(|id| self.load_existing(id)).transpose()?;
-        let action = reconcile::decide(&rec, existing.as_ref(), &self.source, &self.opts);
+        let action = reconcile::decide(rec, existing.as_ref(), &self.source, &self.opts);
         let entry = format!("{locator} ({})", rec.username);
         match action {
             Action::Unchanged => {
@@ -699,16 +876,11 @@ impl Run<'_> {
             Action::Skip => Ok(()),
             Action::Conflict(reason) => self.fail(&entry, &reason),
             Action::Create => {
-                if let Some(reason) = self.conflicts(&rec, None, None)? {
+                if let Some(reason) = self.conflicts(rec, None, None)? {
                     return self.fail(&entry, &reason);
                 }
                 let source_id = self.source_id;
                 let r = self.in_savepoint(|db, groups| {
-                    let user = Staged {
-                        anchor,
-                        rec: &rec,
-                        pins,
-                    };
                     write_user(db, source_id, user, None, None, groups).map(|_| ())
                 })?;
                 match r {
@@ -727,7 +899,7 @@ impl Run<'_> {
             } => {
                 let id = user_id.expect("updates have a user");
                 let changed = (!adopt).then_some(fields.as_slice());
-                if let Some(reason) = self.conflicts(&rec, Some(id), changed)? {
+                if let Some(reason) = self.conflicts(rec, Some(id), changed)? {
                     return self.fail(&entry, &reason);
                 }
                 let source_id = self.source_id;
@@ -742,11 +914,6 @@ impl Run<'_> {
                         )?;
                         return Ok(());
                     }
-                    let user = Staged {
-                        anchor,
-                        rec: &rec,
-                        pins,
-                    };
                     write_user(db, source_id, user, Some(id), changed, groups).map(|_| ())
                 })?;
                 if let Err(e) = r {
@@ -897,6 +1064,11 @@ impl Run<'_> {
         } else {
             self.tx.execute(
                 &format!("UPDATE users SET active = 0, updated_at = {NOW} WHERE id IN (SELECT id FROM temp.missing)"),
+                [],
+            )?;
+            // An inactive user is never unchanged: its return must reactivate it.
+            self.tx.execute(
+                "UPDATE links SET raw_hash = NULL WHERE user_id IN (SELECT id FROM temp.missing)",
                 [],
             )?;
             self.counts.deactivated += n;
@@ -1106,10 +1278,11 @@ struct Paired {
     source_id: Option<i64>,
 }
 
-/// One staged user: its anchor, record and (fingerprint, argon2 hash) PINs.
+/// One staged user: its anchor, raw hash, record and (fingerprint, argon2 hash) PINs.
 #[derive(Clone, Copy)]
 struct Staged<'a> {
     anchor: &'a str,
+    raw: i64,
     rec: &'a UserRecord,
     pins: &'a [(String, String)],
 }
@@ -1124,7 +1297,12 @@ fn write_user(
     changed: Option<&[&str]>,
     group_ids: &mut HashMap<String, i64>,
 ) -> Result<i64> {
-    let Staged { anchor, rec, pins } = user;
+    let Staged {
+        anchor,
+        raw,
+        rec,
+        pins,
+    } = user;
     // An update rewrites only the side tables whose fields changed.
     let touch = |fields: &[&str]| changed.is_none_or(|c| fields.iter().any(|f| c.contains(f)));
     let (names, cards, pins_changed, groups) = (
@@ -1193,9 +1371,9 @@ fn write_user(
         }
     }
     db.prepare_cached(
-        "INSERT OR REPLACE INTO links(source_id, anchor, user_id) VALUES (?1, ?2, ?3)",
+        "INSERT OR REPLACE INTO links(source_id, anchor, user_id, raw_hash) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![source_id, anchor, id])?;
+    .execute(params![source_id, anchor, id, raw])?;
     if groups {
         let mut member = db.prepare_cached(
             "INSERT OR IGNORE INTO memberships(group_id, user_id, source_id) VALUES (?1, ?2, ?3)",
