@@ -290,3 +290,6 @@ impl Read for HostFile {
         Ok(n)
     }
 }
+
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

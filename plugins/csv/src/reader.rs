@@ -109,6 +109,8 @@ impl<R: Read> CsvReader<R> {
         head.drain(..bom_len);
         let decoder = DecodeReaderBytesBuilder::new()
             .encoding(Some(encoding))
+            // UTF-8 is read as is: `Lines` checks it and replaces what is invalid.
+            .utf8_passthru(true)
             .build(Cursor::new(head).chain(raw));
         let mut lines = Lines::new(BufReader::with_capacity(64 * 1024, decoder));
 
@@ -187,31 +189,79 @@ impl<R: Read> CsvReader<R> {
 
     /// The next user or failed row; `None` at the end of the file.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
+        let io_error =
+            |e: io::Error, path: &str| Error::Unavailable(format!("reading CSV file {path}: {e}"));
+        // The common case first: a line without quotes is one record, split at delimiters.
+        while self.lines.replay.is_empty() {
+            let Some(raw) = self.lines.fill().map_err(|e| io_error(e, &self.path))? else {
+                return Ok(None);
+            };
+            if !raw.too_long {
+                if let Some(fields) = std::str::from_utf8(&self.lines.buf)
+                    .ok()
+                    .and_then(|text| split_line(text, self.delimiter))
+                {
+                    match self.one_line(raw.number, &fields) {
+                        Some(entry) => return Ok(Some(entry)),
+                        None => continue,
+                    }
+                }
+            }
+            // Anything else goes to the parser.
+            let line = self.lines.take(raw);
+            self.lines.push_back(vec![line]);
+        }
         let record = self
             .parser
             .next_record(&mut self.lines, Some(self.columns.len()))
             .map_err(|e| Error::Unavailable(format!("reading CSV file {}: {e}", self.path)))?;
         Ok(record.map(|record| match record {
             Record::Bad { line, reason } => Entry::Failed { line, reason },
-            Record::Fields { line, fields } => self.user(line, fields),
+            Record::Fields { line, fields } => self.user(line, fields.iter().map(String::as_str)),
         }))
     }
 
-    fn user(&self, line: u64, fields: Vec<String>) -> Entry {
-        let mut attributes = Vec::with_capacity(fields.len());
+    /// A record of one line, split by [`split_line`]. `None` for a blank line or one of only
+    /// delimiters.
+    fn one_line(&self, line: u64, fields: &[std::borrow::Cow<'_, str>]) -> Option<Entry> {
+        if fields.iter().all(|f| f.is_empty()) {
+            return None;
+        }
+        let n = self.columns.len();
+        if fields.len() != n {
+            return Some(Entry::Failed {
+                line,
+                reason: format!("expected {n} fields, found {}", fields.len()),
+            });
+        }
+        Some(self.user(line, fields.iter().map(|f| f.as_ref())))
+    }
+
+    fn user<'a>(&self, line: u64, fields: impl Iterator<Item = &'a str>) -> Entry {
+        let mut attributes = Vec::with_capacity(self.columns.len());
         let mut id = None;
+        let mut sep = self.separator.chars();
+        let sep_char = match (sep.next(), sep.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        };
         for (i, (column, value)) in self.columns.iter().zip(fields).enumerate() {
             let values: Vec<String> = if value.is_empty() {
                 Vec::new()
             } else if column.multi_valued {
-                value
-                    .split(self.separator.as_str())
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_string)
-                    .collect()
+                let keep = |v: &str| {
+                    let v = v.trim();
+                    (!v.is_empty()).then(|| v.to_string())
+                };
+                match sep_char {
+                    Some(c) => value.split(c).filter_map(keep).collect(),
+                    None => value
+                        .split(self.separator.as_str())
+                        .filter_map(keep)
+                        .collect(),
+                }
             } else {
-                vec![value]
+                vec![value.to_string()]
             };
             if i == self.id.column {
                 id = values.first().cloned();
@@ -381,6 +431,67 @@ struct Line {
     too_long: bool,
 }
 
+/// The fields of a one-line record, read as [`Fields::feed`] reads them but without copying
+/// what needs no unescaping. `None` when the record goes on past this line or its quoting is
+/// broken: the parser then reads it (and reports it) the slow way.
+fn split_line(text: &str, delimiter: char) -> Option<Vec<std::borrow::Cow<'_, str>>> {
+    use std::borrow::Cow;
+    let space = |c: char| c.is_whitespace() && c != delimiter;
+    let mut fields = Vec::with_capacity(16);
+    let mut rest = text;
+    loop {
+        let start = rest.trim_start_matches(space);
+        if let Some(quoted) = start.strip_prefix('"') {
+            // Quoted: up to the closing quote, `""` standing for one quote.
+            let mut value = Cow::Borrowed("");
+            let mut at = quoted;
+            let after = loop {
+                let close = at.find('"')?;
+                let (part, tail) = (&at[..close], &at[close + 1..]);
+                if let Some(tail) = tail.strip_prefix('"') {
+                    value.to_mut().push_str(part);
+                    value.to_mut().push('"');
+                    at = tail;
+                } else {
+                    match &mut value {
+                        Cow::Borrowed(_) => value = Cow::Borrowed(part),
+                        Cow::Owned(v) => v.push_str(part),
+                    }
+                    break tail;
+                }
+            };
+            fields.push(match value {
+                Cow::Borrowed(v) => Cow::Borrowed(v.trim()),
+                Cow::Owned(v) => Cow::Owned(v.trim().to_string()),
+            });
+            let after = after.trim_start_matches(space);
+            match after.strip_prefix(delimiter) {
+                Some(next) => rest = next,
+                None if after.is_empty() => return Some(fields),
+                None => return None,
+            }
+        } else {
+            match start.find(delimiter) {
+                Some(i) => {
+                    fields.push(Cow::Borrowed(start[..i].trim()));
+                    rest = &start[i + delimiter.len_utf8()..];
+                }
+                None => {
+                    fields.push(Cow::Borrowed(start.trim()));
+                    return Some(fields);
+                }
+            }
+        }
+    }
+}
+
+/// A line read into `Lines::buf`.
+struct RawLine {
+    number: u64,
+    terminated: bool,
+    too_long: bool,
+}
+
 /// Physical lines of decoded text, with a queue of lines to read again.
 struct Lines<B> {
     reader: B,
@@ -403,6 +514,11 @@ impl<B: BufRead> Lines<B> {
         if let Some(line) = self.replay.pop_front() {
             return Ok(Some(line));
         }
+        Ok(self.fill()?.map(|raw| self.take(raw)))
+    }
+
+    /// Reads the next physical line into `buf` (without its line ending).
+    fn fill(&mut self) -> io::Result<Option<RawLine>> {
         self.buf.clear();
         let mut read_any = false;
         let mut too_long = false;
@@ -440,17 +556,26 @@ impl<B: BufRead> Lines<B> {
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
-        // The decoder emits UTF-8; lossy only guards against a cut at MAX_LINE_BYTES.
+        Ok(Some(RawLine {
+            number: self.number,
+            terminated,
+            too_long,
+        }))
+    }
+
+    /// The line in `buf` as text. Invalid UTF-8 (in a file read as UTF-8, or cut at
+    /// MAX_LINE_BYTES) becomes U+FFFD.
+    fn take(&mut self, raw: RawLine) -> Line {
         let text = match String::from_utf8(std::mem::take(&mut self.buf)) {
             Ok(text) => text,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
-        Ok(Some(Line {
-            number: self.number,
+        Line {
+            number: raw.number,
             text,
-            terminated,
-            too_long,
-        }))
+            terminated: raw.terminated,
+            too_long: raw.too_long,
+        }
     }
 
     /// Read these lines again, before anything else.

@@ -487,3 +487,46 @@ fn unnamed_columns_are_not_emitted() {
     assert_eq!(summary(&got), ["alice", "bob"]);
     assert_eq!(user(&got[1]).attributes.len(), 2);
 }
+
+#[test]
+fn rows_with_and_without_quotes_read_alike() {
+    // Rows without quotes take a shortcut past the parser; both must agree.
+    let got = entries(
+        "username, full name ,cards\n a , Alice A , C1; C2 ;\n\" a \",\" Alice A \",\" C1; C2 ;\"\n",
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(user(&got[0]).attributes, user(&got[1]).attributes);
+    assert_eq!(values(user(&got[0]), "cards"), ["C1", "C2"]);
+    assert_eq!(values(user(&got[0]), "username"), ["a"]);
+}
+
+#[test]
+fn one_line_records_read_as_the_parser_reads_them() {
+    // `split_line` is a shortcut for the parser; both must agree on every line it accepts.
+    let lines = [
+        "a,b,c",
+        " a , b ,c ",
+        "\"a,1\",b,\"c\"\"d\"",
+        " \"a\" , \"\" ,",
+        "\"x\"\"\",\"\"\"y\",z",
+        "6\" screen,b\"c,d",
+        ",,",
+        "\t\"a\"\t,b",
+    ];
+    for delimiter in [',', ';', '\t'] {
+        for line in lines {
+            let line = line.replace(',', &delimiter.to_string());
+            let mut fields = Fields::new(delimiter);
+            let parsed = match fields.feed(&line, true) {
+                Ok(true) => Some(fields.fields),
+                _ => None,
+            };
+            let split = split_line(&line, delimiter)
+                .map(|f| f.into_iter().map(|f| f.into_owned()).collect::<Vec<_>>());
+            assert_eq!(split, parsed, "{line:?} with {delimiter:?}");
+        }
+    }
+    // Broken or unfinished quoting is left to the parser.
+    assert_eq!(split_line("\"a\"b,c", ','), None);
+    assert_eq!(split_line("\"a,b", ','), None);
+}
