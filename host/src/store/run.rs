@@ -623,27 +623,78 @@ impl Run<'_> {
     /// Creates, in a few set-wise statements, every new user that cannot conflict with a
     /// stored user or with another new one. The rest (possible conflicts) stays in `work` for
     /// the per-entry path, which reports precise reasons and lets the first entry win.
+    ///
+    /// First optimistically: all new users at once, the unique indexes standing guard. Only
+    /// if one objects (some new user conflicts) is that undone and the conflicts sought out.
     fn bulk_create(&mut self) -> Result<()> {
         let fresh: bool = self.tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM temp.work w JOIN temp.stage s ON s.seq = w.seq AND s.user_id IS NULL)",
+            &format!("SELECT EXISTS (SELECT 1 FROM {FRESH})"),
             [],
             |r| r.get(0),
         )?;
         if !fresh {
             return Ok(());
         }
-        const FRESH: &str = "temp.work w JOIN temp.stage s ON s.seq = w.seq AND s.user_id IS NULL";
+        self.tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.slow;
+             DROP TABLE IF EXISTS temp.bulk;
+             CREATE TEMP TABLE slow(seq INTEGER PRIMARY KEY);
+             CREATE TEMP TABLE bulk(seq INTEGER PRIMARY KEY, uid INTEGER NOT NULL);
+             SAVEPOINT bulk;",
+        )?;
+        let n = match self.bulk_insert() {
+            Ok(n) => n,
+            Err(e) if is_constraint(&e) => {
+                tracing::debug!("bulk create met a conflict ({e:#}); checking each new user");
+                self.tx
+                    .execute_batch("ROLLBACK TO bulk; DELETE FROM temp.bulk;")?;
+                self.group_ids.clear();
+                self.bulk_checks()?;
+                self.bulk_insert()?
+            }
+            Err(e) => return Err(e),
+        };
+        self.tx.execute_batch("RELEASE bulk")?;
+        if n == 0 {
+            return Ok(());
+        }
+        const B: &str = "temp.bulk b JOIN temp.stage s ON s.seq = b.seq";
+        if self.run_id.is_some() {
+            self.event_seq += n as i64;
+        } else {
+            let names: Vec<String> = self
+                .tx
+                .prepare(&format!("SELECT s.username FROM {B} ORDER BY b.seq"))?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            self.plan.extend(names.into_iter().map(|username| PlanItem {
+                action: "create",
+                username,
+                fields: vec![],
+            }));
+        }
+        self.counts.created += n;
+        let left: i64 = self
+            .tx
+            .query_row("SELECT count(*) FROM temp.work", [], |r| r.get(0))?;
+        if left as u64 == n {
+            // All of it (an initial import): emptying is much cheaper than a lookup per row.
+            self.tx.execute("DELETE FROM temp.work", [])?;
+        } else {
+            self.tx.execute(
+                "DELETE FROM temp.work WHERE seq IN (SELECT seq FROM temp.bulk)",
+                [],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Puts every new user that could conflict with a stored user or another new one into
+    /// `temp.slow`, for the per-entry path.
+    fn bulk_checks(&mut self) -> Result<()> {
         const FRESH2: &str =
             "temp.work w2 JOIN temp.stage s2 ON s2.seq = w2.seq AND s2.user_id IS NULL";
         let steps = [
-            (
-                "setup",
-                "DROP TABLE IF EXISTS temp.slow;
-                 DROP TABLE IF EXISTS temp.bulk;
-                 CREATE TEMP TABLE slow(seq INTEGER PRIMARY KEY);
-                 CREATE TEMP TABLE bulk(seq INTEGER PRIMARY KEY, uid INTEGER NOT NULL);"
-                    .to_string(),
-            ),
             // usernames and aliases taken by stored users, or aliases clashing with staged names;
             // cards and personal numbers held by stored users or by two new users
             (
@@ -700,6 +751,12 @@ impl Run<'_> {
             self.tx.execute_batch(&sql)?;
             tracing::debug!("bulk check {label}: {:?}", t.elapsed());
         }
+        Ok(())
+    }
+
+    /// Creates the new users not in `temp.slow`; returns how many. Their run events are
+    /// written from `event_seq` on, which the caller advances once this is kept.
+    fn bulk_insert(&mut self) -> Result<u64> {
         // New users get consecutive ids after the highest, so the side tables need no lookup.
         let n = self.tx.execute(
             &format!(
@@ -710,7 +767,7 @@ impl Run<'_> {
             [],
         )? as u64;
         if n == 0 {
-            return Ok(());
+            return Ok(0);
         }
         let t = std::time::Instant::now();
         const B: &str = "temp.bulk b JOIN temp.stage s ON s.seq = b.seq";
@@ -777,26 +834,9 @@ impl Run<'_> {
                 ),
                 params![run_id, self.event_seq],
             )?;
-            self.event_seq += n as i64;
-        } else {
-            let names: Vec<String> = self
-                .tx
-                .prepare(&format!("SELECT s.username FROM {B} ORDER BY b.seq"))?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            self.plan.extend(names.into_iter().map(|username| PlanItem {
-                action: "create",
-                username,
-                fields: vec![],
-            }));
         }
         tracing::debug!("bulk writes: {:?}", t.elapsed());
-        self.counts.created += n;
-        self.tx.execute(
-            "DELETE FROM temp.work WHERE seq IN (SELECT seq FROM temp.bulk)",
-            [],
-        )?;
-        Ok(())
+        Ok(n)
     }
 
     fn apply_changes(&mut self) -> Result<()> {
@@ -1263,6 +1303,17 @@ fn on_missing_name(o: OnMissing) -> &'static str {
         OnMissing::Delete => "delete",
         OnMissing::Ignore => "ignore",
     }
+}
+
+/// New users: staged rows that paired with no stored user.
+const FRESH: &str = "temp.work w JOIN temp.stage s ON s.seq = w.seq AND s.user_id IS NULL";
+
+/// Whether an error is a UNIQUE (or other) constraint objecting.
+fn is_constraint(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<rusqlite::Error>(),
+        Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation
+    )
 }
 
 /// A list as JSON, or None when empty.
