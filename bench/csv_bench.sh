@@ -91,6 +91,47 @@ printf 'username\nwarmup\n' > "$work/warmup.csv"
 write_config "$work/warmup.toml" warmup.db warmup.csv
 "$roster" --config "$work/warmup.toml" sync > /dev/null
 
+# (a2) For scale, not a target: what SQLite alone takes to store these users in roster's own
+# schema, set-wise from (a)'s table in one transaction, as roster stores them (users with
+# their record, usernames, 2 cards, 2 group memberships, links and a run event each).
+echo "== (a2) sqlite3 set-wise insert into roster's schema (storage alone, for scale)"
+rm -f "$out/floor.db" "$out/floor.db-wal" "$out/floor.db-shm"
+{
+    echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    sqlite3 "$work/warmup.db" .schema | grep -v '^CREATE TABLE sqlite_'
+    cat <<SQL
+ATTACH '$out/ref.db' AS r;
+BEGIN;
+INSERT INTO sources(id, name) VALUES (1, 'bench');
+INSERT INTO runs(id, source, status, started) VALUES (1, 'bench', 'ok', 'now');
+INSERT INTO users(id, username, full_name, email, personal_number, active, source_id, record, hash, created_at, updated_at)
+  SELECT rowid, username, full_name, email, personal_number, 1, 1,
+         json_object('username', username, 'full_name', full_name, 'email', email,
+                     'personal_number', personal_number, 'aliases', json_array(),
+                     'cards', json_array(substr(cards, 1, instr(cards, ';') - 1), substr(cards, instr(cards, ';') + 1)),
+                     'pins', json_array(), 'groups', json_array(substr(groups, 1, instr(groups, ',') - 1), substr(groups, instr(groups, ',') + 1)),
+                     'language', NULL, 'phone', NULL, 'notes', NULL, 'storage', NULL, 'active', json('true')),
+         random(), strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+  FROM r.u;
+INSERT INTO names(name, user_id, alias) SELECT username, rowid, 0 FROM r.u ORDER BY username;
+INSERT INTO cards(card, user_id)
+  SELECT c, id FROM (SELECT substr(cards, 1, instr(cards, ';') - 1) AS c, rowid AS id FROM r.u
+                     UNION ALL SELECT substr(cards, instr(cards, ';') + 1), rowid FROM r.u) ORDER BY c;
+CREATE TEMP TABLE m AS
+  SELECT substr(groups, 1, instr(groups, ',') - 1) AS path, rowid AS id FROM r.u
+  UNION ALL SELECT substr(groups, instr(groups, ',') + 1), rowid FROM r.u;
+INSERT INTO groups(path, name, source_id) SELECT DISTINCT path, path, 1 FROM temp.m ORDER BY path;
+INSERT INTO memberships(group_id, user_id, source_id)
+  SELECT g.id, m.id, 1 FROM temp.m m JOIN groups g ON g.path = m.path ORDER BY g.id, m.id;
+INSERT INTO links(source_id, anchor, user_id, raw_hash) SELECT 1, username, rowid, random() FROM r.u ORDER BY username;
+INSERT INTO run_events(run_id, seq, entry, action) SELECT 1, rowid, 'line ' || (rowid + 1), 'created' FROM r.u;
+COMMIT;
+SQL
+} > "$out/floor.sql"
+run_timed floor sqlite3 "$out/floor.db" ".read $out/floor.sql"
+a2_secs=$SECS
+echo "   ${a2_secs}s, $(sqlite3 "$out/floor.db" "select count(*) from users") users"
+
 echo "== (b) roster initial sync"
 run_timed initial "$roster" --config "$work/roster.toml" sync --json
 b_secs=$SECS b_rss=$RSS_KB
@@ -117,6 +158,7 @@ peak_mb=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
 echo
 echo "== results ($rows rows)"
 printf '  %-34s %10ss\n' "(a) sqlite3 .import" "$a_secs"
+printf '  %-34s %10ss  (%sx of (a); roster'"'"'s storage alone, for scale)\n' "(a2) sqlite3 into roster's schema" "$a2_secs" "$(ratio "$a2_secs" "$a_secs")"
 printf '  %-34s %10ss\n' "(b) roster initial sync" "$b_secs"
 printf '  %-34s %10ss\n' "(c) roster no-change resync" "$c_secs"
 check "initial import ratio b/a" "$(ratio "$b_secs" "$a_secs")" 1.5 "x"
