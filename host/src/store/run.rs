@@ -627,11 +627,11 @@ impl Run<'_> {
     /// First optimistically: all new users at once, the unique indexes standing guard. Only
     /// if one objects (some new user conflicts) is that undone and the conflicts sought out.
     fn bulk_create(&mut self) -> Result<()> {
-        let fresh: bool = self.tx.query_row(
-            &format!("SELECT EXISTS (SELECT 1 FROM {FRESH})"),
-            [],
-            |r| r.get(0),
-        )?;
+        let fresh: bool =
+            self.tx
+                .query_row(&format!("SELECT EXISTS (SELECT 1 FROM {FRESH})"), [], |r| {
+                    r.get(0)
+                })?;
         if !fresh {
             return Ok(());
         }
