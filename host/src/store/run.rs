@@ -94,6 +94,8 @@ pub struct Run<'c> {
     fast_by_user: HashMap<i64, usize>,
     /// Users paired in this run, a bit per user id.
     seen: Vec<u64>,
+    /// The store held no users when the run began.
+    no_users: bool,
 }
 
 /// Raw hash → user id, as a sorted array indexed by the hashes' top bits: built with one
@@ -242,6 +244,7 @@ impl Store {
             fast_locators: String::new(),
             fast_by_user: HashMap::new(),
             seen: vec![0; max_id as usize / 64 + 1],
+            no_users: max_id == 0,
         })
     }
 }
@@ -317,7 +320,12 @@ impl Run<'_> {
         let (record, hash) = m.record.to_stored(anchor);
         // Pair now. An unchanged user (same content, owned, active) is only marked seen:
         // it costs no staging and no write.
-        let paired = self.lookup(&key)?;
+        // Nothing to pair with in an empty store (a first import): no need to look.
+        let paired = if self.no_users {
+            None
+        } else {
+            self.lookup(&key)?
+        };
         if let Some(p) = &paired {
             if !self.see(p.id) {
                 let first = self.first_seen(p.id)?;
