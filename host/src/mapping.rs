@@ -220,17 +220,27 @@ impl Mapper {
     /// and the bound context. Equal hashes mean `map` would produce the same user, so an
     /// entry whose hash was stored with its link can be known unchanged without mapping it.
     pub fn raw_hash(&self, obj: &SourceObject) -> i64 {
+        let attributes = (obj.attributes.iter()).map(|a| (a.name.as_str(), a.values.as_slice()));
+        self.raw_hash_of(&obj.id, attributes)
+    }
+
+    /// `raw_hash` of the object with this id and these (name, values) attributes.
+    pub fn raw_hash_of<'a>(
+        &self,
+        id: &str,
+        attributes: impl Iterator<Item = (&'a str, &'a [String])>,
+    ) -> i64 {
         fn put(h: &mut Sha256, s: &str) {
             h.update((s.len() as u32).to_le_bytes());
             h.update(s.as_bytes());
         }
         let mut h = self.seed.clone();
-        put(&mut h, &obj.id);
-        for a in &obj.attributes {
-            put(&mut h, &a.name);
+        put(&mut h, id);
+        for (name, values) in attributes {
+            put(&mut h, name);
             // The value count keeps ["a", "b"] apart from a following attribute "b".
-            h.update((a.values.len() as u32).to_le_bytes());
-            for v in &a.values {
+            h.update((values.len() as u32).to_le_bytes());
+            for v in values {
                 put(&mut h, v);
             }
         }

@@ -5,12 +5,13 @@ use crate::config::{config_err, resolve_string, Config, ConfigError, SourceConfi
 use crate::mapping::Mapper;
 use crate::runtime::roster::plugin::types::KeyType;
 use crate::runtime::{
-    CallError, Entry, Limits, ObjectKind, Plugin, PluginInfo, RunMode, RunRequest, Runtime,
-    SourceObject,
+    Attribute, CallError, Entry, Limits, ObjectKind, Plugin, PluginInfo, Row, RunMode, RunRequest,
+    Runtime, SourceObject,
 };
 use crate::store::{Counts, Outcome, PlanItem, Status, Store};
 use anyhow::{anyhow, Result};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// What `sync --json` prints per source.
 #[derive(Debug, Serialize)]
@@ -285,7 +286,10 @@ fn sync_source(
             let mut t = std::time::Instant::now();
             while let Some(batch) = plugin.next_batch(&session)? {
                 busy += t.elapsed();
-                let items = batch.into_iter().map(Item::from_entry).collect();
+                let columns: Arc<[String]> = batch.columns.into();
+                let items = (batch.entries.into_iter())
+                    .map(|e| Item::from_entry(e, &columns))
+                    .collect();
                 if tx.send(items).is_err() {
                     anyhow::bail!("staging stopped");
                 }
@@ -363,9 +367,69 @@ fn sync_source(
     }
 }
 
+/// A user as the plugin sent it.
+enum Incoming {
+    Object(SourceObject),
+    /// A row and its batch's columns (as many as the row has value lists).
+    Row(Arc<[String]>, Row),
+}
+
+impl Incoming {
+    fn id(&self) -> &str {
+        match self {
+            Incoming::Object(o) => &o.id,
+            Incoming::Row(_, r) => &r.id,
+        }
+    }
+
+    fn locator(&self) -> &str {
+        match self {
+            Incoming::Object(o) => o.locator.as_deref().unwrap_or(&o.id),
+            Incoming::Row(_, r) => r.locator.as_deref().unwrap_or(&r.id),
+        }
+    }
+
+    fn member_of(&self) -> &[String] {
+        match self {
+            Incoming::Object(o) => &o.member_of,
+            Incoming::Row(_, r) => &r.member_of,
+        }
+    }
+
+    fn raw_hash(&self, mapper: &Mapper) -> i64 {
+        match self {
+            Incoming::Object(o) => mapper.raw_hash(o),
+            Incoming::Row(columns, r) => mapper.raw_hash_of(
+                &r.id,
+                (columns.iter().map(String::as_str)).zip(r.values.iter().map(Vec::as_slice)),
+            ),
+        }
+    }
+
+    fn into_object(self) -> SourceObject {
+        match self {
+            Incoming::Object(o) => o,
+            Incoming::Row(columns, r) => SourceObject {
+                kind: r.kind,
+                id: r.id,
+                locator: r.locator,
+                attributes: (columns.iter().zip(r.values))
+                    .map(|(name, values)| Attribute {
+                        name: name.clone(),
+                        values,
+                    })
+                    .collect(),
+                member_of: r.member_of,
+                members: r.members,
+                parent: r.parent,
+            },
+        }
+    }
+}
+
 /// One entry from the plugin thread, to be staged on the database thread.
 enum Item {
-    User(SourceObject),
+    User(Incoming),
     Group {
         anchor: String,
         name: String,
@@ -384,9 +448,25 @@ enum Item {
 }
 
 impl Item {
-    fn from_entry(e: Entry) -> Item {
+    fn from_entry(e: Entry, columns: &Arc<[String]>) -> Item {
         match e {
-            Entry::Object(obj) if obj.kind == ObjectKind::User => Item::User(obj),
+            Entry::Object(obj) if obj.kind == ObjectKind::User => Item::User(Incoming::Object(obj)),
+            Entry::Row(r) if r.values.len() != columns.len() => Item::Failed {
+                locator: r.locator.unwrap_or(r.id),
+                reason: format!(
+                    "the plugin sent a row that does not fit its batch's columns \
+                     ({} value lists, {} columns)",
+                    r.values.len(),
+                    columns.len()
+                ),
+            },
+            Entry::Row(r) if r.kind == ObjectKind::User => {
+                Item::User(Incoming::Row(columns.clone(), r))
+            }
+            Entry::Row(r) => Item::from_entry(
+                Entry::Object(Incoming::Row(columns.clone(), r).into_object()),
+                columns,
+            ),
             Entry::Object(obj) => Item::Group {
                 name: crate::mapping::group_name(&obj),
                 anchor: obj.id,
@@ -412,12 +492,13 @@ impl Item {
     /// Users are mapped here, on the database thread: it balances the two threads' work.
     fn stage(self, run: &mut crate::store::Run<'_>, mapper: &Mapper) -> Result<()> {
         match self {
-            Item::User(obj) => {
-                let raw = mapper.raw_hash(&obj);
-                let locator = obj.locator.as_deref().unwrap_or(&obj.id);
-                if run.stage_unchanged(raw, locator) {
-                    return run.stage_edges(&obj.id, &obj.member_of, &[]);
+            Item::User(incoming) => {
+                let raw = incoming.raw_hash(mapper);
+                if run.stage_unchanged(raw, incoming.locator()) {
+                    return run.stage_edges(incoming.id(), incoming.member_of(), &[]);
                 }
+                let obj = incoming.into_object();
+                let locator = obj.locator.as_deref().unwrap_or(&obj.id);
                 match mapper.map(&obj) {
                     Ok(m) => {
                         run.stage(locator, &obj.id, raw, m)?;
@@ -471,4 +552,60 @@ fn progress_bar(show: bool, source: &str) -> indicatif::ProgressBar {
     pb.set_message(format!("{source}: starting"));
     pb.enable_steady_tick(std::time::Duration::from_millis(120));
     pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(values: Vec<Vec<String>>) -> Row {
+        Row {
+            kind: ObjectKind::User,
+            id: "u1".into(),
+            locator: Some("line 2".into()),
+            values,
+            member_of: vec!["g1".into()],
+            members: Vec::new(),
+            parent: None,
+        }
+    }
+
+    fn columns() -> Arc<[String]> {
+        vec!["username".to_string(), "cards".to_string()].into()
+    }
+
+    #[test]
+    fn a_row_means_the_object_with_its_columns_as_names() {
+        let values = vec![vec!["alice".to_string()], vec!["C1".into(), "C2".into()]];
+        let Item::User(incoming) = Item::from_entry(Entry::Row(row(values)), &columns()) else {
+            panic!("a user row is a user");
+        };
+        let mapper = Mapper::new(&[], false, b"k".to_vec()).unwrap();
+        let raw = incoming.raw_hash(&mapper);
+        assert_eq!(incoming.locator(), "line 2");
+        let obj = incoming.into_object();
+        assert_eq!(
+            (obj.attributes.iter())
+                .map(|a| (a.name.as_str(), a.values.len()))
+                .collect::<Vec<_>>(),
+            [("username", 1), ("cards", 2)]
+        );
+        assert_eq!(obj.member_of, ["g1"]);
+        // Sent as a row or as an object, it is the same entry: a resync sees it unchanged.
+        assert_eq!(mapper.raw_hash(&obj), raw);
+        assert_eq!(mapper.map(&obj).unwrap().record.cards, ["C1", "C2"]);
+    }
+
+    #[test]
+    fn a_row_with_the_wrong_number_of_values_is_a_failed_entry() {
+        let item = Item::from_entry(Entry::Row(row(vec![vec!["alice".into()]])), &columns());
+        let Item::Failed { locator, reason } = item else {
+            panic!("a short row fails");
+        };
+        assert_eq!(locator, "line 2");
+        assert_eq!(
+            reason,
+            "the plugin sent a row that does not fit its batch's columns (1 value lists, 2 columns)"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Limits applied to every plugin call.
 
-use super::{CallError, Entry};
+use super::{Batch, CallError, Entry};
 use std::time::Duration;
 
 /// At most this many entries per batch.
@@ -66,11 +66,13 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 }
 
 /// Rejects a batch over the entry or byte cap.
-pub(super) fn check_batch(entries: &[Entry]) -> Result<(), CallError> {
+pub(super) fn check_batch(batch: &Batch) -> Result<(), CallError> {
+    let entries = &batch.entries;
     if entries.len() > MAX_BATCH_ENTRIES {
         return Err(CallError::BatchCap(format!("{} entries", entries.len())));
     }
-    let bytes: usize = entries.iter().map(entry_bytes).sum();
+    let bytes: usize = batch.columns.iter().map(String::len).sum::<usize>()
+        + entries.iter().map(entry_bytes).sum::<usize>();
     if bytes > MAX_BATCH_BYTES {
         return Err(CallError::BatchCap(format!("{bytes} bytes")));
     }
@@ -88,6 +90,16 @@ fn entry_bytes(e: &Entry) -> usize {
                 + o.member_of
                     .iter()
                     .chain(&o.members)
+                    .map(String::len)
+                    .sum::<usize>()
+        }
+        Entry::Row(r) => {
+            r.id.len()
+                + r.values
+                    .iter()
+                    .flatten()
+                    .chain(&r.member_of)
+                    .chain(&r.members)
                     .map(String::len)
                     .sum::<usize>()
         }

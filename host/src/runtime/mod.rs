@@ -32,10 +32,9 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};
-#[cfg(test)]
 pub use roster::plugin::types::Attribute;
 pub use roster::plugin::types::{
-    Entry, ObjectKind, PluginError, PluginInfo, RunMode, SourceObject,
+    Batch, Entry, ObjectKind, PluginError, PluginInfo, Row, RunMode, SourceObject,
 };
 
 /// How often the epoch ticks; deadlines are counted in ticks.
@@ -289,7 +288,7 @@ impl Plugin {
             .map_err(CallError::from_plugin)
     }
 
-    pub fn next_batch(&mut self, session: &Session) -> Result<Option<Vec<Entry>>, CallError> {
+    pub fn next_batch(&mut self, session: &Session) -> Result<Option<Batch>, CallError> {
         let batch = self
             .call("next-batch", |s, b| {
                 b.roster_plugin_connector()
@@ -297,8 +296,8 @@ impl Plugin {
                     .call_next_batch(s, session.0)
             })?
             .map_err(CallError::from_plugin)?;
-        if let Some(entries) = &batch {
-            limits::check_batch(entries)?;
+        if let Some(batch) = &batch {
+            limits::check_batch(batch)?;
         }
         Ok(batch)
     }

@@ -19,8 +19,8 @@ use exports::roster::plugin::connector::{
 use roster::plugin::files::{self, FileError};
 use roster::plugin::log::{log, Level};
 use roster::plugin::types::{
-    Attribute, Capability, ConfigKey, Entry, FailedEntry, KeyType, ObjectKind, PluginError,
-    PluginInfo, RunMode, SourceObject,
+    Attribute, Batch, Capability, ConfigKey, Entry, FailedEntry, KeyType, ObjectKind, PluginError,
+    PluginInfo, Row, RunMode, SourceObject,
 };
 
 /// Entries per batch.
@@ -183,11 +183,23 @@ fn source_object(user: reader::User) -> SourceObject {
         kind: ObjectKind::User,
         id: user.id,
         locator: Some(format!("line {}", user.line)),
-        attributes: user
-            .attributes
-            .into_iter()
+        attributes: (user.names.iter().cloned())
+            .zip(user.values)
             .map(|(name, values)| Attribute { name, values })
             .collect(),
+        member_of: Vec::new(),
+        members: Vec::new(),
+        parent: None,
+    }
+}
+
+/// A user as a row of the batch, whose columns are the file's named columns.
+fn row(user: reader::User) -> Row {
+    Row {
+        kind: ObjectKind::User,
+        id: user.id,
+        locator: Some(format!("line {}", user.line)),
+        values: user.values,
         member_of: Vec::new(),
         members: Vec::new(),
         parent: None,
@@ -204,17 +216,16 @@ enum State {
 }
 
 impl GuestSession for CsvSession {
-    fn next_batch(&self) -> Result<Option<Vec<Entry>>, PluginError> {
+    fn next_batch(&self) -> Result<Option<Batch>, PluginError> {
         let mut state = self.state.borrow_mut();
         let State::Reading(csv) = &mut *state else {
             return Ok(None);
         };
+        let columns = csv.names().to_vec();
         let mut batch = Vec::with_capacity(BATCH_SIZE);
         while batch.len() < BATCH_SIZE {
             match csv.next_entry() {
-                Ok(Some(reader::Entry::User(user))) => {
-                    batch.push(Entry::Object(source_object(user)))
-                }
+                Ok(Some(reader::Entry::User(user))) => batch.push(Entry::Row(row(user))),
                 Ok(Some(reader::Entry::Failed { line, reason })) => {
                     batch.push(Entry::Failed(FailedEntry {
                         locator: format!("line {line}"),
@@ -232,7 +243,10 @@ impl GuestSession for CsvSession {
                 }
             }
         }
-        Ok(if batch.is_empty() { None } else { Some(batch) })
+        Ok((!batch.is_empty()).then_some(Batch {
+            columns,
+            entries: batch,
+        }))
     }
 
     fn finish(&self) -> Result<RunEnd, PluginError> {
@@ -292,4 +306,5 @@ impl Read for HostFile {
 }
 
 #[global_allocator]
-static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOC: crate::alloc::Classes<talc::wasm::WasmDynamicTalc> =
+    crate::alloc::Classes::new(talc::wasm::new_wasm_dynamic_allocator());

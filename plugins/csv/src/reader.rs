@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Chain, Cursor, Read};
+use std::rc::Rc;
 
 use encoding_rs::Encoding;
 use encoding_rs_io::{DecodeReaderBytes, DecodeReaderBytesBuilder};
@@ -54,8 +55,21 @@ pub struct User {
     pub id: String,
     /// The line the row starts on.
     pub line: u64,
-    /// Every named column in header order, with its trimmed values (none for an empty cell).
-    pub attributes: Vec<(String, Vec<String>)>,
+    /// The names of the named columns, in header order (shared by all rows).
+    pub names: Rc<[String]>,
+    /// The trimmed values of each named column (none for an empty cell), as `names`.
+    pub values: Vec<Vec<String>>,
+}
+
+impl User {
+    /// (name, values) of every named column.
+    pub fn attributes(&self) -> Vec<(String, Vec<String>)> {
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.values.clone())
+            .collect()
+    }
 }
 
 /// A column of the header.
@@ -86,6 +100,8 @@ pub struct CsvReader<R: Read> {
     encoding: &'static Encoding,
     encoding_from_bom: bool,
     columns: Vec<Column>,
+    /// The named columns' names.
+    names: Rc<[String]>,
     id: IdSource,
     separator: String,
     notes: Vec<String>,
@@ -172,6 +188,10 @@ impl<R: Read> CsvReader<R> {
         check_duplicates(&path, &columns, &normalised)?;
         let id = id_source(settings, &columns, &normalised)?;
 
+        let names = (columns.iter())
+            .filter(|c| !c.name.is_empty())
+            .map(|c| c.name.clone())
+            .collect();
         Ok(CsvReader {
             lines,
             parser,
@@ -181,6 +201,7 @@ impl<R: Read> CsvReader<R> {
             encoding,
             encoding_from_bom,
             columns,
+            names,
             id,
             separator: settings.multi_value_separator.clone(),
             notes,
@@ -238,7 +259,7 @@ impl<R: Read> CsvReader<R> {
     }
 
     fn user<'a>(&self, line: u64, fields: impl Iterator<Item = &'a str>) -> Entry {
-        let mut attributes = Vec::with_capacity(self.columns.len());
+        let mut row = Vec::with_capacity(self.names.len());
         let mut id = None;
         let mut sep = self.separator.chars();
         let sep_char = match (sep.next(), sep.next()) {
@@ -267,14 +288,15 @@ impl<R: Read> CsvReader<R> {
                 id = values.first().cloned();
             }
             if !column.name.is_empty() {
-                attributes.push((column.name.clone(), values));
+                row.push(values);
             }
         }
         match id {
             Some(id) => Entry::User(User {
                 id,
                 line,
-                attributes,
+                names: self.names.clone(),
+                values: row,
             }),
             None => Entry::Failed {
                 line,
@@ -304,6 +326,11 @@ impl<R: Read> CsvReader<R> {
 
     pub fn columns(&self) -> &[Column] {
         &self.columns
+    }
+
+    /// The names of the named columns: the attributes every user has.
+    pub fn names(&self) -> &Rc<[String]> {
+        &self.names
     }
 
     /// Things worth a warning in the log (unnamed columns, a BOM that overrode the encoding).

@@ -14,8 +14,8 @@
 //! - `stdout`: prints a line to stdout and one to stderr, then behaves like `ok`.
 //! - `fail-open`: `open` returns `plugin-error::authentication("bad password for test")`.
 //! - `half-then-trap`: the first batch holds `count` users like `ok`, the second call traps.
-//! - `directory`: users and group objects with nesting and memberships; `count` picks
-//!   version 1 or 2 of the directory (see `directory`).
+//! - `directory`: users (as rows) and group objects with nesting and memberships; `count`
+//!   picks version 1 or 2 of the directory (see `directory`).
 //!
 //! `test` does what a run does and counts the users.
 
@@ -32,8 +32,8 @@ use exports::roster::plugin::connector::{
 };
 use roster::plugin::files::{self, FileError};
 use roster::plugin::types::{
-    Attribute, Capability, ConfigKey, Entry, KeyType, ObjectKind, PluginError, PluginInfo, RunMode,
-    SourceObject,
+    Attribute, Batch, Capability, ConfigKey, Entry, KeyType, ObjectKind, PluginError, PluginInfo,
+    Row, RunMode, SourceObject,
 };
 
 const OK_BATCH: u64 = 1000;
@@ -133,11 +133,25 @@ fn numbered_users(range: std::ops::Range<u64>) -> Vec<Entry> {
 /// - Staff lists IT as a member, so IT sits under Staff;
 /// - IT has members u0, u1 (version 2: only u1);
 /// - Ops names Staff as its parent and has member u2 (gone in version 2).
-fn directory(version: u64) -> Vec<Entry> {
-    let mut entries = numbered_users(0..4);
-    if let Some(Entry::Object(u3)) = entries.get_mut(3) {
-        u3.member_of = vec!["g-staff".into()];
-    }
+fn directory(version: u64) -> Batch {
+    // Users as rows, groups as objects: a batch may mix them.
+    let mut entries: Vec<Entry> = (0..4)
+        .map(|i| {
+            Entry::Row(Row {
+                kind: ObjectKind::User,
+                id: format!("u{i}"),
+                locator: None,
+                values: vec![vec![format!("u{i}")], vec![format!("User {i}")]],
+                member_of: if i == 3 {
+                    vec!["g-staff".into()]
+                } else {
+                    Vec::new()
+                },
+                members: Vec::new(),
+                parent: None,
+            })
+        })
+        .collect();
     let group = |id: &str, name: &str, parent: Option<&str>, members: &[&str]| {
         Entry::Object(SourceObject {
             kind: ObjectKind::Group,
@@ -159,7 +173,18 @@ fn directory(version: u64) -> Vec<Entry> {
     } else {
         entries.push(group("g-it", "IT", None, &["u1"]));
     }
-    entries
+    Batch {
+        columns: vec!["username".into(), "full_name".into()],
+        entries,
+    }
+}
+
+/// A batch of objects only.
+fn objects(entries: Vec<Entry>) -> Batch {
+    Batch {
+        columns: Vec::new(),
+        entries,
+    }
 }
 
 /// Users with an id and nothing else.
@@ -304,7 +329,7 @@ impl Guest for Component {
         let mut users = 0;
         let mut sample = None;
         while let Some(batch) = session.next_batch()? {
-            for entry in batch {
+            for entry in batch.entries {
                 if let Entry::Object(object) = entry {
                     users += 1;
                     sample.get_or_insert(object);
@@ -362,7 +387,7 @@ impl HostileSession {
 }
 
 impl GuestSession for HostileSession {
-    fn next_batch(&self) -> Result<Option<Vec<Entry>>, PluginError> {
+    fn next_batch(&self) -> Result<Option<Batch>, PluginError> {
         let mut state = self.state.borrow_mut();
         state.calls += 1;
         let first = state.calls == 1;
@@ -374,16 +399,16 @@ impl GuestSession for HostileSession {
                     return Ok(None);
                 }
                 state.emitted = end;
-                Ok(Some(numbered_users(start..end)))
+                Ok(Some(objects(numbered_users(start..end))))
             }
             Mode::Loop => spin(),
             Mode::Grow => grow(),
             Mode::Trap => trap(),
-            Mode::HugeBatch => Ok(first.then(|| bare_users(0..HUGE_BATCH))),
-            Mode::HalfThenTrap if first => Ok(Some(numbered_users(0..state.config.count))),
+            Mode::HugeBatch => Ok(first.then(|| objects(bare_users(0..HUGE_BATCH)))),
+            Mode::HalfThenTrap if first => Ok(Some(objects(numbered_users(0..state.config.count)))),
             Mode::HalfThenTrap => trap(),
-            Mode::ReadFile if first => read_file(&state.config.path).map(Some),
-            Mode::Env if first => Ok(Some(env_report())),
+            Mode::ReadFile if first => read_file(&state.config.path).map(|e| Some(objects(e))),
+            Mode::Env if first => Ok(Some(objects(env_report()))),
             Mode::Directory if first => Ok(Some(directory(state.config.count))),
             Mode::ReadFile | Mode::Env | Mode::Directory => Ok(None),
         }
