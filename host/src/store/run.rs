@@ -80,8 +80,9 @@ pub struct Run<'c> {
     errors: Vec<ErrorItem>,
     plan: Vec<PlanItem>,
     event_seq: i64,
-    /// Active users of this source when the run began: the base of `max_deletions`.
-    total_before: u64,
+    /// Users of this source paired in this run, and how many of them were active.
+    seen_own: u64,
+    seen_own_active: u64,
     group_ids: HashMap<String, i64>,
     /// Raw hash → user id, for this source's links whose user is as that hash last wrote it.
     fast: FastLinks,
@@ -110,17 +111,23 @@ struct FastLinks {
 }
 
 impl FastLinks {
-    fn new(mut pairs: Vec<(u64, i64)>) -> FastLinks {
-        pairs.sort_unstable_by_key(|p| p.0);
-        let bits = (pairs.len().max(2).ilog2()).clamp(1, 24);
+    fn new(unsorted: Vec<(u64, i64)>) -> FastLinks {
+        // Placed by their top bits in one counting pass; within a bucket, order is moot.
+        let bits = (unsorted.len().max(2).ilog2()).clamp(1, 24);
         let shift = 64 - bits;
-        let mut starts = Vec::with_capacity((1 << bits) + 1);
-        let mut i = 0;
-        for b in 0..=(1u64 << bits) {
-            while i < pairs.len() && (pairs[i].0 >> shift) < b {
-                i += 1;
-            }
-            starts.push(i as u32);
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for p in &unsorted {
+            starts[(p.0 >> shift) as usize + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        let mut next = starts.clone();
+        let mut pairs = vec![(0, 0); unsorted.len()];
+        for p in unsorted {
+            let at = &mut next[(p.0 >> shift) as usize];
+            pairs[*at as usize] = p;
+            *at += 1;
         }
         FastLinks {
             pairs,
@@ -202,12 +209,8 @@ impl Store {
              -- membership references: member (user or group anchor) is in group
              CREATE TEMP TABLE edges(grp TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY(grp, member)) WITHOUT ROWID;",
         )?;
-        let total_before = tx.query_row(
-            "SELECT count(*) FROM users WHERE source_id = ?1 AND active = 1",
-            [source_id],
-            |r| r.get(0),
-        )?;
-        let mut fast = Vec::with_capacity((total_before as usize).min(MAX_FAST_LINKS));
+        let t = std::time::Instant::now();
+        let mut fast = Vec::new();
         let mut fast_loaded = true;
         {
             let mut stmt = tx.prepare(
@@ -223,7 +226,10 @@ impl Store {
                 fast.push((r.get::<_, i64>(0)? as u64, r.get(1)?));
             }
         }
+        tracing::debug!("{} fast links read in {:?}", fast.len(), t.elapsed());
+        let t = std::time::Instant::now();
         let fast = FastLinks::new(fast);
+        tracing::debug!("fast links indexed in {:?}", t.elapsed());
         let max_id: i64 =
             tx.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))?;
         Ok(Run {
@@ -236,7 +242,8 @@ impl Store {
             errors: Vec::new(),
             plan: Vec::new(),
             event_seq: 0,
-            total_before,
+            seen_own: 0,
+            seen_own_active: 0,
             group_ids: HashMap::new(),
             fast,
             fast_loaded,
@@ -299,6 +306,9 @@ impl Run<'_> {
         if !self.see(id) {
             return false;
         }
+        // The links in `fast` are of active users of this source.
+        self.seen_own += 1;
+        self.seen_own_active += 1;
         if self.fast_at.is_empty() {
             self.fast_at = vec![None; self.fast.pairs.len()];
         }
@@ -338,6 +348,10 @@ impl Run<'_> {
             self.tx
                 .prepare_cached("INSERT INTO temp.seen(user_id, locator) VALUES (?1, ?2)")?
                 .execute(params![p.id, locator])?;
+            if p.source_id == Some(self.source_id) {
+                self.seen_own += 1;
+                self.seen_own_active += u64::from(p.active);
+            }
             if p.hash == hash && p.active && p.source_id == Some(self.source_id) {
                 // Mapped unchanged, but the raw hash was not the link's: remember it, so the
                 // next run takes the cheap path (a one-time write after a mapping change).
@@ -560,21 +574,38 @@ impl Run<'_> {
     ) -> Result<Outcome> {
         let t = std::time::Instant::now();
         self.make_work()?;
+        // Nothing is written before the guard: the store is still as the run found it.
+        let total_before: u64 = self.tx.query_row(
+            "SELECT count(*) FROM users WHERE source_id = ?1 AND active = 1",
+            [self.source_id],
+            |r| r.get(0),
+        )?;
         // Missing users are decided on the pairing before any change.
         if full && self.opts.on_missing != OnMissing::Ignore {
-            let only_active = if self.opts.on_missing == OnMissing::Deactivate {
-                "AND active = 1"
+            let deactivate = self.opts.on_missing == OnMissing::Deactivate;
+            let only_active = if deactivate { "AND active = 1" } else { "" };
+            let (own, seen) = if deactivate {
+                (total_before, self.seen_own_active)
             } else {
-                ""
+                let all: u64 = self.tx.query_row(
+                    "SELECT count(*) FROM users WHERE source_id = ?1",
+                    [self.source_id],
+                    |r| r.get(0),
+                )?;
+                (all, self.seen_own)
             };
-            let ids: Vec<i64> = self
-                .tx
-                .prepare(&format!(
-                    "SELECT id FROM users WHERE source_id = ?1 {only_active}"
-                ))?
-                .query_map([self.source_id], |r| r.get(0))?
-                .filter(|id| id.as_ref().map_or(true, |id| !self.was_seen(*id)))
-                .collect::<Result<_, _>>()?;
+            // Every one of them paired (the usual resync): no need to look for the missing.
+            let ids: Vec<i64> = if own == seen {
+                Vec::new()
+            } else {
+                self.tx
+                    .prepare(&format!(
+                        "SELECT id FROM users WHERE source_id = ?1 {only_active}"
+                    ))?
+                    .query_map([self.source_id], |r| r.get(0))?
+                    .filter(|id| id.as_ref().map_or(true, |id| !self.was_seen(*id)))
+                    .collect::<Result<_, _>>()?
+            };
             self.tx.execute(
                 "CREATE TEMP TABLE missing(id INTEGER PRIMARY KEY, username TEXT NOT NULL)",
                 [],
@@ -598,8 +629,7 @@ impl Run<'_> {
             .tx
             .query_row("SELECT count(*) FROM temp.missing", [], |r| r.get(0))?;
         if full {
-            if let Err(msg) =
-                deletion_guard(self.opts.max_deletions, self.total_before, missing, force)
+            if let Err(msg) = deletion_guard(self.opts.max_deletions, total_before, missing, force)
             {
                 return self.end(Status::Aborted, Some(msg), None, notices, full);
             }
