@@ -20,6 +20,10 @@ fn main() {
     );
     println!(
         "cargo:rerun-if-changed={}",
+        plugins.join(".cargo/config.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
         manifest_dir.join("../wit").display()
     );
     for name in BUILTINS {
@@ -48,7 +52,9 @@ fn main() {
     ])
     .arg(plugins.join("Cargo.toml"))
     .arg("--target-dir")
-    .arg(&target_dir);
+    .arg(&target_dir)
+    // plugins/.cargo/config.toml holds the wasm target's flags.
+    .current_dir(&plugins);
     for (k, _) in std::env::vars() {
         if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" || k == "RUSTC_WRAPPER"
         {

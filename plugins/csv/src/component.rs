@@ -193,12 +193,22 @@ fn source_object(user: reader::User) -> SourceObject {
     }
 }
 
+/// "line N", without the formatting machinery (it runs once per row).
+fn line_locator(line: u64) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(line);
+    let mut s = String::with_capacity(5 + digits.len());
+    s.push_str("line ");
+    s.push_str(digits);
+    s
+}
+
 /// A user as a row of the batch, whose columns are the file's named columns.
 fn row(user: reader::User) -> Row {
     Row {
         kind: ObjectKind::User,
         id: user.id,
-        locator: Some(format!("line {}", user.line)),
+        locator: Some(line_locator(user.line)),
         values: user.values,
         member_of: Vec::new(),
         members: Vec::new(),

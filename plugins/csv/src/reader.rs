@@ -88,7 +88,22 @@ struct IdSource {
     missing: String,
 }
 
-type Decoded<R> = BufReader<DecodeReaderBytes<Chain<Cursor<Vec<u8>>, R>, Vec<u8>>>;
+type Decoded<R> = BufReader<Text<R>>;
+
+/// The file as UTF-8: as it is, or decoded from its encoding.
+enum Text<R> {
+    Utf8(Chain<Cursor<Vec<u8>>, R>),
+    Decoded(DecodeReaderBytes<Chain<Cursor<Vec<u8>>, R>, Vec<u8>>),
+}
+
+impl<R: Read> Read for Text<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Text::Utf8(r) => r.read(buf),
+            Text::Decoded(r) => r.read(buf),
+        }
+    }
+}
 
 /// Reads users from a CSV byte stream.
 pub struct CsvReader<R: Read> {
@@ -123,12 +138,18 @@ impl<R: Read> CsvReader<R> {
         let (encoding, bom_len) = Encoding::for_bom(&head).unwrap_or((settings.encoding, 0));
         let encoding_from_bom = bom_len > 0;
         head.drain(..bom_len);
-        let decoder = DecodeReaderBytesBuilder::new()
-            .encoding(Some(encoding))
-            // UTF-8 is read as is: `Lines` checks it and replaces what is invalid.
-            .utf8_passthru(true)
-            .build(Cursor::new(head).chain(raw));
-        let mut lines = Lines::new(BufReader::with_capacity(64 * 1024, decoder));
+        let bytes = Cursor::new(head).chain(raw);
+        // UTF-8 is read as is: `Lines` checks it and replaces what is invalid.
+        let text = if encoding == encoding_rs::UTF_8 {
+            Text::Utf8(bytes)
+        } else {
+            Text::Decoded(
+                DecodeReaderBytesBuilder::new()
+                    .encoding(Some(encoding))
+                    .build(bytes),
+            )
+        };
+        let mut lines = Lines::new(BufReader::with_capacity(64 * 1024, text));
 
         let mut notes = Vec::new();
         if encoding_from_bom && encoding != settings.encoding {
@@ -473,7 +494,7 @@ fn split_line(text: &str, delimiter: char) -> Option<Vec<std::borrow::Cow<'_, st
             let mut value = Cow::Borrowed("");
             let mut at = quoted;
             let after = loop {
-                let close = at.find('"')?;
+                let close = memchr::memchr(b'"', at.as_bytes())?;
                 let (part, tail) = (&at[..close], &at[close + 1..]);
                 if let Some(tail) = tail.strip_prefix('"') {
                     value.to_mut().push_str(part);
@@ -498,7 +519,7 @@ fn split_line(text: &str, delimiter: char) -> Option<Vec<std::borrow::Cow<'_, st
                 None => return None,
             }
         } else {
-            match start.find(delimiter) {
+            match find_char(start, delimiter) {
                 Some(i) => {
                     fields.push(Cow::Borrowed(start[..i].trim()));
                     rest = &start[i + delimiter.len_utf8()..];
@@ -509,6 +530,15 @@ fn split_line(text: &str, delimiter: char) -> Option<Vec<std::borrow::Cow<'_, st
                 }
             }
         }
+    }
+}
+
+/// `text.find(c)`, with memchr's word-at-a-time search for an ASCII `c`.
+fn find_char(text: &str, c: char) -> Option<usize> {
+    if c.is_ascii() {
+        memchr::memchr(c as u8, text.as_bytes())
+    } else {
+        text.find(c)
     }
 }
 
@@ -556,7 +586,7 @@ impl<B: BufRead> Lines<B> {
                 break;
             }
             read_any = true;
-            let (chunk, used) = match available.iter().position(|&b| b == b'\n') {
+            let (chunk, used) = match memchr::memchr(b'\n', available) {
                 Some(i) => {
                     terminated = true;
                     (&available[..i], i + 1)
