@@ -330,9 +330,13 @@ impl Guest for Component {
         let mut sample = None;
         while let Some(batch) = session.next_batch()? {
             for entry in batch.entries {
-                if let Entry::Object(object) = entry {
-                    users += 1;
-                    sample.get_or_insert(object);
+                match entry {
+                    Entry::Object(object) => {
+                        users += 1;
+                        sample.get_or_insert(object);
+                    }
+                    Entry::Row(_) => users += 1,
+                    _ => {}
                 }
             }
         }
