@@ -99,11 +99,11 @@ pub struct Run<'c> {
     no_users: bool,
 }
 
-/// Raw hash → user id, as a sorted array indexed by the hashes' top bits: built with one
-/// sort (a hash map's random inserts cost more than the sync saves) and read in two probes.
+/// Raw hash → user id, as an array bucketed by the hashes' top bits: built in two linear
+/// passes (a hash map's random inserts cost more than the sync saves), read in two probes.
 #[derive(Default)]
 struct FastLinks {
-    /// (raw hash as unsigned, user id), sorted.
+    /// (raw hash as unsigned, user id), grouped by bucket.
     pairs: Vec<(u64, i64)>,
     /// `pairs[starts[b]..starts[b + 1]]` hold the hashes whose top bits are `b`.
     starts: Vec<u32>,
@@ -226,10 +226,8 @@ impl Store {
                 fast.push((r.get::<_, i64>(0)? as u64, r.get(1)?));
             }
         }
-        tracing::debug!("{} fast links read in {:?}", fast.len(), t.elapsed());
-        let t = std::time::Instant::now();
         let fast = FastLinks::new(fast);
-        tracing::debug!("fast links indexed in {:?}", t.elapsed());
+        tracing::debug!("{} links loaded in {:?}", fast.pairs.len(), t.elapsed());
         let max_id: i64 =
             tx.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))?;
         Ok(Run {
@@ -356,11 +354,14 @@ impl Run<'_> {
                 // Mapped unchanged, but the raw hash was not the link's: remember it, so the
                 // next run takes the cheap path (a one-time write after a mapping change).
                 if self.fast_loaded {
-                    self.tx
-                    .prepare_cached(
-                        "UPDATE links SET raw_hash = ?3 WHERE source_id = ?1 AND anchor = ?2 AND user_id = ?4",
-                    )?
-                    .execute(params![self.source_id, anchor, raw, p.id])?;
+                    const REMEMBER: &str = "UPDATE links SET raw_hash = ?3
+                                            WHERE source_id = ?1 AND anchor = ?2 AND user_id = ?4";
+                    self.tx.prepare_cached(REMEMBER)?.execute(params![
+                        self.source_id,
+                        anchor,
+                        raw,
+                        p.id
+                    ])?;
                 }
                 self.counts.unchanged += 1;
                 return Ok(());
