@@ -10,22 +10,14 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let plugins = manifest_dir.join("../plugins");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    println!(
-        "cargo:rerun-if-changed={}",
-        plugins.join("Cargo.toml").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        plugins.join("Cargo.lock").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        plugins.join(".cargo/config.toml").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        manifest_dir.join("../wit").display()
-    );
+    for path in [
+        plugins.join("Cargo.toml"),
+        plugins.join("Cargo.lock"),
+        plugins.join(".cargo/config.toml"),
+        manifest_dir.join("../wit"),
+    ] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
     for name in BUILTINS {
         println!(
             "cargo:rerun-if-changed={}",
