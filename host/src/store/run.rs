@@ -697,7 +697,6 @@ impl Run<'_> {
         if n == 0 {
             return Ok(());
         }
-        const B: &str = "temp.bulk b JOIN temp.stage s ON s.seq = b.seq";
         if self.run_id.is_some() {
             self.event_seq += n as i64;
         } else {
@@ -809,7 +808,6 @@ impl Run<'_> {
             return Ok(0);
         }
         let t = std::time::Instant::now();
-        const B: &str = "temp.bulk b JOIN temp.stage s ON s.seq = b.seq";
         self.tx.execute(
             &format!(
                 "INSERT INTO users(id, username, full_name, email, personal_number, language, phone, notes,
@@ -1346,6 +1344,9 @@ fn on_missing_name(o: OnMissing) -> &'static str {
 
 /// New users: staged rows that paired with no stored user.
 const FRESH: &str = "temp.work w JOIN temp.stage s ON s.seq = w.seq AND s.user_id IS NULL";
+
+/// The new users `bulk_insert` creates, with their staged rows.
+const B: &str = "temp.bulk b JOIN temp.stage s ON s.seq = b.seq";
 
 /// Whether an error is a UNIQUE (or other) constraint objecting.
 fn is_constraint(e: &anyhow::Error) -> bool {

@@ -182,7 +182,7 @@ fn source_object(user: reader::User) -> SourceObject {
     SourceObject {
         kind: ObjectKind::User,
         id: user.id,
-        locator: Some(format!("line {}", user.line)),
+        locator: Some(line_locator(user.line)),
         attributes: (user.names.iter().cloned())
             .zip(user.values)
             .map(|(name, values)| Attribute { name, values })
@@ -238,7 +238,7 @@ impl GuestSession for CsvSession {
                 Ok(Some(reader::Entry::User(user))) => batch.push(Entry::Row(row(user))),
                 Ok(Some(reader::Entry::Failed { line, reason })) => {
                     batch.push(Entry::Failed(FailedEntry {
-                        locator: format!("line {line}"),
+                        locator: line_locator(line),
                         reason,
                     }))
                 }
