@@ -1,6 +1,7 @@
 //! `roster`: a directory sync host. Sources are sandboxed WebAssembly components; the host
 //! maps, reconciles and stores users and groups in embedded SQLite.
 
+mod bindings;
 mod caps;
 mod cli;
 mod config;

@@ -7,6 +7,10 @@ use std::time::Duration;
 pub const MAX_BATCH_ENTRIES: usize = 10_000;
 /// At most this many bytes of strings per batch.
 pub const MAX_BATCH_BYTES: usize = 64 << 20;
+/// Bytes wasmtime may copy out of the guest in one call: a full batch with room for its
+/// list and string headers. Past it the copy stops, so host memory stays bounded near
+/// `memory_limit` plus one batch.
+pub const HOSTCALL_FUEL: usize = 2 * MAX_BATCH_BYTES;
 
 /// Per-source limits from the config.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +67,13 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
+}
+
+/// Whether wasmtime stopped a copy out of the guest at [`HOSTCALL_FUEL`]. Its error type is
+/// private, so this reads the message.
+pub(super) fn is_hostcall_fuel(e: &wasmtime::Error) -> bool {
+    e.chain()
+        .any(|c| c.to_string().contains("fuel allocated for hostcalls"))
 }
 
 /// Rejects a batch over the entry or byte cap.

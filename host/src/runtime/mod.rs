@@ -1,47 +1,53 @@
 //! The sandbox: wasmtime engine, linker, per-call limits and the on-disk compile cache.
 //!
-//! Every plugin call runs with a wall-clock deadline (epoch interruption), a memory cap
-//! (a [`wasmtime::ResourceLimiter`]) and, for batches, a cap on entries and bytes. Plugins get
+//! Every plugin call runs with a wall-clock deadline, a memory cap (a
+//! [`wasmtime::ResourceLimiter`]) and, for batches, a cap on entries and bytes. Plugins get
 //! no ambient authority: no environment, no sockets, no preopened directories. Their
-//! stdout/stderr go to roster's log.
+//! stdout/stderr go to roster's log. What a plugin may reach is decided by the capability
+//! contexts in [`crate::caps`]; the runtime only carries them.
+//!
+//! # Async
+//! The host's capabilities wait on the network (ldap3 and reqwest are async), and a plugin
+//! can also wait inside the host through WASI clocks and polls. So plugins run on
+//! wasmtime's async support: each [`Plugin`] owns its `Store` and a current-thread tokio
+//! runtime, and each call is a future raced against the source's `timeout`.
+//! - Guest code that spins is stopped by the epoch deadline, which traps (a spinning guest
+//!   never yields to the timer).
+//! - A guest waiting in the host (a sleep, a poll, a slow server) is stopped by the timer:
+//!   the call's future is dropped, which cancels the wait, and the plugin is spent.
+//!
+//! One owner per store, as Zed and Spin do, keeps wasmtime's `Store` single-threaded; the
+//! sync pipeline drives the plugin from its own thread, so calls look blocking to it.
 
 mod limits;
 
+pub use crate::bindings::{
+    Attribute, Batch, Entry, ObjectKind, PluginError, PluginInfo, Row, RunEnd, RunMode,
+    RunRequest, SourceObject, TestReport,
+};
 pub use limits::Limits;
+// Older paths into the generated bindings.
+pub use crate::bindings::roster;
 
+use crate::bindings::Source;
+use crate::caps::{files::Grants, Capabilities, CapabilitiesView};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-use crate::caps::files::Grants;
-
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "source",
-    with: {
-        "roster:plugin/files.file": crate::caps::files::OpenFile,
-        "roster:plugin/ldap.connection": crate::caps::ldap::Connection,
-        "roster:plugin/ldap.search": crate::caps::ldap::Search,
-    },
-    additional_derives: [serde::Serialize],
-});
-
-pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};
-pub use roster::plugin::types::Attribute;
-pub use roster::plugin::types::{
-    Batch, Entry, ObjectKind, PluginError, PluginInfo, Row, RunMode, SourceObject,
-};
 
 /// How often the epoch ticks; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(10);
 
 /// Guest stdout+stderr kept per run before writes fail.
 const GUEST_OUTPUT_CAP: usize = 4 << 20;
+
+/// Host resources (open files, pollables, streams, searches) one plugin may hold at once.
+pub const MAX_HOST_HANDLES: usize = 10_000;
 
 /// What a call failed of. The message names the limit so the admin knows what to raise.
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +58,14 @@ pub enum CallError {
     Deadline { call: String, timeout: Duration },
     #[error("plugin exceeded its memory limit of {limit} bytes (memory_limit); raise `memory_limit` if the source needs more")]
     Memory { limit: u64 },
-    #[error("plugin returned a batch over the cap ({0}); a batch may hold at most {max} entries and {max_bytes} bytes", max = limits::MAX_BATCH_ENTRIES, max_bytes = limits::MAX_BATCH_BYTES)]
+    #[error("plugin returned a batch over the cap ({0}); a batch may hold at most {max} entries and {max_bytes} bytes: send smaller batches", max = limits::MAX_BATCH_ENTRIES, max_bytes = limits::MAX_BATCH_BYTES)]
     BatchCap(String),
+    #[error("plugin holds more than {MAX_HOST_HANDLES} host resources (open files, pollables, streams) at once, the per-plugin limit")]
+    Handles,
     #[error("plugin trapped in `{call}`: {msg}")]
     Trap { call: String, msg: String },
+    #[error("plugin can take no more calls: an earlier call failed")]
+    Spent,
 }
 
 impl CallError {
@@ -70,16 +80,15 @@ impl CallError {
     }
 }
 
-/// Per-store host state: WASI (with nothing granted), capability state, limits.
-pub struct HostState {
+/// Per-store data: WASI (with nothing granted), the capability contexts, the memory limiter.
+pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limiter: limits::MemoryLimiter,
-    pub(crate) grants: Grants,
-    pub(crate) source: String,
+    limiter: limits::MemoryLimiter,
+    caps: Capabilities,
 }
 
-impl WasiView for HostState {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -88,16 +97,16 @@ impl WasiView for HostState {
     }
 }
 
-impl HostState {
-    pub(crate) fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
+impl CapabilitiesView for StoreData {
+    fn capabilities(&mut self) -> (&mut Capabilities, &mut ResourceTable) {
+        (&mut self.caps, &mut self.table)
     }
 }
 
 /// Engine, linker and compile cache; one per roster process.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<HostState>,
+    linker: Linker<StoreData>,
     cache_dir: PathBuf,
 }
 
@@ -106,7 +115,7 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(wt)?;
+        let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         std::thread::Builder::new()
             .name("roster-epoch".into())
@@ -118,8 +127,8 @@ impl Runtime {
                 }
             })?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wt)?;
-        Source::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(wt)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::caps::add_to_linker(&mut linker)?;
         Ok(Runtime {
             engine,
             linker,
@@ -151,7 +160,7 @@ impl Runtime {
         if wasm.len() < 8 || &wasm[..4] != b"\0asm" || wasm[6..8] != [1, 0] {
             anyhow::bail!("not a WebAssembly component (a core module or another file)");
         }
-        let component = Component::new(&self.engine, wasm).map_err(wt)?;
+        let component = Component::new(&self.engine, wasm)?;
         if let Err(e) = self.write_cache(&path, &component) {
             tracing::warn!("could not write compile cache {}: {e:#}", path.display());
         }
@@ -160,14 +169,14 @@ impl Runtime {
 
     fn write_cache(&self, path: &Path, component: &Component) -> Result<()> {
         std::fs::create_dir_all(&self.cache_dir)?;
-        let bytes = component.serialize().map_err(wt)?;
+        let bytes = component.serialize()?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
 
-    /// Instantiate a connector with its limits and grants.
+    /// Instantiate a connector with its limits and file grants.
     pub fn instantiate(
         &self,
         component: &Component,
@@ -182,31 +191,35 @@ impl Runtime {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build();
-        let state = HostState {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_HANDLES);
+        let state = StoreData {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: limits::MemoryLimiter::new(limits.memory),
-            grants,
-            source: source.to_string(),
+            caps: Capabilities::new(source, grants),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
         store.set_epoch_deadline(limits.ticks());
-        let bindings = Source::instantiate(&mut store, component, &self.linker)
-            .map_err(wt)
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the plugin's async runtime")?;
+        let bindings = tokio
+            .block_on(Source::instantiate_async(&mut store, component, &self.linker))
+            .map_err(anyhow::Error::from)
             .context("instantiating plugin")?;
         Ok(Plugin {
             store,
             bindings,
+            tokio,
             limits,
+            spent: false,
             output: vec![(stdout, "stdout", 0), (stderr, "stderr", 0)],
         })
     }
-}
-
-/// Converts wasmtime's error type into anyhow's.
-pub fn wt(e: wasmtime::Error) -> anyhow::Error {
-    anyhow::anyhow!("{e:?}")
 }
 
 /// Guest output pipes, with how much of each was already logged.
@@ -214,9 +227,12 @@ type Outputs = Vec<(MemoryOutputPipe, &'static str, usize)>;
 
 /// An instantiated connector. Each call is bounded by the limits.
 pub struct Plugin {
-    store: Store<HostState>,
+    store: Store<StoreData>,
     bindings: Source,
+    tokio: tokio::runtime::Runtime,
     limits: Limits,
+    /// A call was cut off: the instance may be mid-way through anything.
+    spent: bool,
     output: Outputs,
 }
 
@@ -227,12 +243,30 @@ impl Plugin {
     fn call<R>(
         &mut self,
         name: &str,
-        f: impl FnOnce(&mut Store<HostState>, &Source) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Store<StoreData>, &Source) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        if self.spent {
+            return Err(CallError::Spent);
+        }
         self.store.set_epoch_deadline(self.limits.ticks());
-        let r = f(&mut self.store, &self.bindings);
-        self.flush_output();
+        let (store, bindings, timeout) = (&mut self.store, &self.bindings, self.limits.timeout);
+        let r = self
+            .tokio
+            .block_on(async move { tokio::time::timeout(timeout, f(store, bindings)).await });
+        let panic = self.flush_output();
+        let r = match r {
+            Ok(r) => r,
+            Err(_elapsed) => {
+                self.spent = true;
+                return Err(CallError::Deadline {
+                    call: name.into(),
+                    timeout,
+                });
+            }
+        };
         r.map_err(|e| {
+            self.spent = true;
+            tracing::debug!("plugin call `{name}` failed: {e:?}");
             if let Some(limit) = self.store.data().limiter.exceeded() {
                 return CallError::Memory { limit };
             }
@@ -242,58 +276,87 @@ impl Plugin {
             ) {
                 return CallError::Deadline {
                     call: name.into(),
-                    timeout: self.limits.timeout,
+                    timeout,
                 };
+            }
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<wasmtime::component::ResourceTableError>(),
+                    Some(wasmtime::component::ResourceTableError::Full)
+                )
+            }) {
+                return CallError::Handles;
+            }
+            if limits::is_hostcall_fuel(&e) {
+                return CallError::BatchCap(format!(
+                    "over {} bytes in one call",
+                    limits::HOSTCALL_FUEL
+                ));
             }
             CallError::Trap {
                 call: name.into(),
-                msg: format!("{e:?}"),
+                msg: trap_cause(&e, panic),
             }
         })
     }
 
-    /// Forward what the guest printed since the last call to roster's log.
-    fn flush_output(&mut self) {
-        let source = self.store.data().source.clone();
+    /// Forward what the guest printed since the last call to roster's log. Returns the
+    /// message of a guest panic, if the guest printed one.
+    fn flush_output(&mut self) -> Option<String> {
+        let source = &self.store.data().caps.log.source;
+        let mut panic = None;
         for (pipe, stream, seen) in self.output.iter_mut() {
             let all = pipe.contents();
             if all.len() > *seen {
                 for line in String::from_utf8_lossy(&all[*seen..]).lines() {
                     tracing::info!(target: "roster::plugin", "[{source} {stream}] {line}");
+                    if line.contains("panicked at") {
+                        panic = Some(line.trim().to_string());
+                    } else if let Some(p) = panic.as_mut().filter(|p| p.ends_with(':')) {
+                        // Rust prints the location, then the message on the next line.
+                        p.push(' ');
+                        p.push_str(line.trim());
+                    }
                 }
                 *seen = all.len();
             }
         }
+        panic
     }
 
     /// Sets the files this plugin may read (known once its config is checked).
     pub fn set_grants(&mut self, grants: Grants) {
-        self.store.data_mut().grants = grants;
+        self.store.data_mut().caps.files.grants = grants;
     }
 
     pub fn info(&mut self) -> Result<PluginInfo, CallError> {
-        self.call("info", |s, b| b.roster_plugin_connector().call_info(s))
+        self.call("info", async |s, b| {
+            b.roster_plugin_connector().call_info(s).await
+        })
     }
 
     pub fn test(&mut self, config: &str) -> Result<TestReport, CallError> {
-        self.call("test", |s, b| {
-            b.roster_plugin_connector().call_test(s, config)
+        self.call("test", async |s, b| {
+            b.roster_plugin_connector().call_test(s, config).await
         })?
         .map_err(CallError::from_plugin)
     }
 
     pub fn open(&mut self, req: &RunRequest) -> Result<Session, CallError> {
-        self.call("open", |s, b| b.roster_plugin_connector().call_open(s, req))?
-            .map(Session)
-            .map_err(CallError::from_plugin)
+        self.call("open", async |s, b| {
+            b.roster_plugin_connector().call_open(s, req).await
+        })?
+        .map(Session)
+        .map_err(CallError::from_plugin)
     }
 
     pub fn next_batch(&mut self, session: &Session) -> Result<Option<Batch>, CallError> {
         let batch = self
-            .call("next-batch", |s, b| {
+            .call("next-batch", async |s, b| {
                 b.roster_plugin_connector()
                     .session()
                     .call_next_batch(s, session.0)
+                    .await
             })?
             .map_err(CallError::from_plugin)?;
         if let Some(batch) = &batch {
@@ -303,11 +366,25 @@ impl Plugin {
     }
 
     pub fn finish(&mut self, session: &Session) -> Result<RunEnd, CallError> {
-        self.call("finish", |s, b| {
+        self.call("finish", async |s, b| {
             b.roster_plugin_connector()
                 .session()
                 .call_finish(s, session.0)
+                .await
         })?
         .map_err(CallError::from_plugin)
+    }
+}
+
+/// A trap's cause in one line: the guest's panic message when it printed one, then the
+/// trap itself. The wasm backtrace stays in the debug log.
+fn trap_cause(e: &wasmtime::Error, panic: Option<String>) -> String {
+    let cause = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => e.root_cause().to_string(),
+    };
+    match panic {
+        Some(p) => format!("{p} ({cause})"),
+        None => cause,
     }
 }
