@@ -372,43 +372,20 @@ pub fn config(sources: &[String]) -> String {
     s
 }
 
-/// Builds `tests/components` for wasm32-wasip2 (once per test process) and returns the path
-/// of `hostile.wasm`.
+#[path = "../../host/guest_build.rs"]
+mod guest_build;
+
+/// Builds the test components of the guest workspace for wasm32-wasip2 (once per test
+/// process) and returns the path of `hostile.wasm`. Cargo's own lock on the target dir
+/// serialises concurrent builds from other test binaries.
 pub fn hostile_wasm() -> PathBuf {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| {
         let root = repo_root();
-        let components = root.join("tests/components");
-        let target_dir = components.join("target");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        // Cargo's own lock on the target dir serialises concurrent builds from other test
-        // binaries; a file lock of ours is not needed. The test process inherits the outer
-        // cargo's CARGO_* variables, which are about the host build: drop them.
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(components.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-        for (k, _) in std::env::vars() {
-            if (k.starts_with("CARGO_") && k != "CARGO_HOME") || k == "RUSTFLAGS" {
-                cmd.env_remove(k);
-            }
-        }
-        let out = cmd.output().expect("run cargo build for tests/components");
-        assert!(
-            out.status.success(),
-            "building tests/components failed\n{}",
-            describe(&out)
-        );
-        let wasm = target_dir.join("wasm32-wasip2/release/hostile.wasm");
-        assert!(wasm.exists(), "{} was not built", wasm.display());
-        wasm
+        let target_dir = root.join("plugins/target");
+        let built = guest_build::build_guests(&root, &[("hostile", "hostile")], &target_dir)
+            .unwrap_or_else(|e| panic!("{e}"));
+        built[0].clone()
     })
     .clone()
 }
