@@ -329,3 +329,83 @@ fn sources_test_runs_sandboxed_too() {
     );
     assert_eq!(sb.db_state(), before);
 }
+
+#[test]
+fn a_wait_inside_the_host_is_stopped_by_the_deadline() {
+    // The guest sleeps for an hour in a WASI clock wait: host time, not guest code.
+    assert_contained("sleep", "", &["timeout", "deadline"]);
+}
+
+#[test]
+fn open_files_are_capped_per_plugin_and_the_run_still_commits() {
+    // The plugin opens its one granted file again and again and keeps every handle; the
+    // host refuses past its cap, and the run (with its commit) goes on.
+    let sb = Sandbox::new();
+    sb.write_file("data.txt", "some data\n");
+    let wasm = hostile_wasm();
+    sb.write_config(&config(&[evil_source(
+        &wasm,
+        "hoard-files",
+        "path = \"data.txt\"\ncount = 3",
+        "files = [\"data.txt\"]\n[sources.evil.map]\nnotes = \"%held%\"\nstorage = \"%refusal%\"\n",
+    )]));
+    let s = sync_within(&sb, &[], &[]);
+    assert_eq!(s.code(), 0, "{}", describe(&s.out));
+    assert_counts(s.only(), &[("created", 4)]);
+    let hoard = sb.json(&["users", "show", "hoard", "--json"]);
+    assert_eq!(hoard["notes"], "64", "{hoard:#}");
+    let refusal = hoard["storage"].as_str().unwrap_or("");
+    assert!(
+        refusal.contains("per-plugin limit") && refusal.contains("64"),
+        "the refusal names the limit: {refusal:?}"
+    );
+}
+
+#[test]
+fn hoarding_host_handles_fails_the_run_naming_the_limit() {
+    assert_contained("hoard-pollables", "", &["host resources"]);
+}
+
+#[test]
+fn a_gigantic_batch_is_stopped_by_roster_batch_cap() {
+    // About 144 MiB of names in 9,000 entries: under the entry cap, over the byte cap and
+    // wasmtime's copy limit. The message is roster's, naming its cap.
+    let sb = Sandbox::new();
+    let wasm = hostile_wasm();
+    let source = evil_source(&wasm, "gigantic-batch", "", "")
+        .replace("memory_limit = \"64MiB\"", "memory_limit = \"1GiB\"")
+        .replace("timeout = \"2s\"", "timeout = \"60s\"");
+    sb.write_config(&config(&[source]));
+    let before = sb.db_state();
+    let s = sync_within(&sb, &[], &[]);
+    assert_eq!(s.code(), 1, "{}", describe(&s.out));
+    let message = s.only()["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        message.contains("batch over the cap") && message.contains("10000 entries"),
+        "{message:?}"
+    );
+    assert!(!message.contains("too much data"), "{message:?}");
+    assert_eq!(sb.db_state(), before);
+}
+
+#[test]
+fn a_trap_is_stored_as_its_cause_and_a_panic_with_its_message() {
+    for (mode, cause) in [("trap", "unreachable"), ("panic", "the directory said no")] {
+        let sb = setup(mode, "", "");
+        let before = sb.db_state();
+        // A host backtrace must not reach the record either.
+        let s = sync_within(&sb, &["evil"], &[("RUST_BACKTRACE", "1")]);
+        assert_eq!(s.code(), 1, "{mode}\n{}", describe(&s.out));
+        let message = s.only()["message"].as_str().unwrap_or("").to_string();
+        assert!(message.contains(cause), "{mode}: {message:?}");
+        let stored = sb.runs()[0]["message"].as_str().unwrap_or("").to_string();
+        assert_eq!(stored, message, "{mode}: the run record");
+        assert!(
+            !stored.contains("backtrace")
+                && !stored.contains("wasm function")
+                && stored.len() < 300,
+            "{mode}: the stored message carries a backtrace: {stored:?}"
+        );
+        assert_eq!(sb.db_state(), before, "{mode}");
+    }
+}

@@ -198,8 +198,7 @@ mod tests {
     #[test]
     fn a_symlink_to_an_ungranted_file_is_denied() {
         let d = dir();
-        std::os::unix::fs::symlink(d.path().join("other.csv"), d.path().join("link.csv"))
-            .unwrap();
+        std::os::unix::fs::symlink(d.path().join("other.csv"), d.path().join("link.csv")).unwrap();
         let mut g = Grants::new(d.path());
         g.grant("users.csv");
         assert!(matches!(g.check("link.csv"), Err(FileError::Denied(_))));

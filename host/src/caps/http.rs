@@ -60,7 +60,9 @@ fn parse(raw: &str) -> Result<url::Url, String> {
         return Err(format!("{raw}: only http and https URLs are allowed"));
     }
     if !u.username().is_empty() || u.password().is_some() {
-        return Err("user names and passwords in URLs are not allowed; the host holds credentials".into());
+        return Err(
+            "user names and passwords in URLs are not allowed; the host holds credentials".into(),
+        );
     }
     if u.host_str().is_none() {
         return Err(format!("{raw}: the URL has no host"));
@@ -111,9 +113,15 @@ mod tests {
     #[test]
     fn granted_origins_and_paths_pass() {
         let o = granted();
-        assert!(o.check("https://graph.example.com/v1.0/users?$top=999", &[]).is_ok());
-        assert!(o.check("https://GRAPH.example.com:443/v1.0/users", &[]).is_ok());
-        assert!(o.check("http://127.0.0.1:8080/anything/at/all", &[]).is_ok());
+        assert!(o
+            .check("https://graph.example.com/v1.0/users?$top=999", &[])
+            .is_ok());
+        assert!(o
+            .check("https://GRAPH.example.com:443/v1.0/users", &[])
+            .is_ok());
+        assert!(o
+            .check("http://127.0.0.1:8080/anything/at/all", &[])
+            .is_ok());
     }
 
     #[test]
@@ -144,6 +152,8 @@ mod tests {
 
     #[test]
     fn nothing_is_granted_by_default() {
-        assert!(Origins::default().check("https://example.com/", &[]).is_err());
+        assert!(Origins::default()
+            .check("https://example.com/", &[])
+            .is_err());
     }
 }

@@ -13,7 +13,10 @@ pub struct LogCtx {
     pub source: String,
 }
 
-pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, view: fn(&mut T) -> &mut LogCtx) -> Result<()> {
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> &mut LogCtx,
+) -> Result<()> {
     log::add_to_linker::<T, HasSelf<LogCtx>>(linker, view)?;
     Ok(())
 }

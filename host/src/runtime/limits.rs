@@ -118,3 +118,73 @@ fn entry_bytes(e: &Entry) -> usize {
         Entry::Failed(f) => f.locator.len() + f.reason.len(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::{ObjectKind, Row};
+
+    fn row(id: &str, value: &str) -> Entry {
+        Entry::Row(Row {
+            kind: ObjectKind::User,
+            id: id.into(),
+            locator: None,
+            values: vec![vec![value.into()]],
+            member_of: Vec::new(),
+            members: Vec::new(),
+            parent: None,
+        })
+    }
+
+    fn batch(entries: Vec<Entry>) -> Batch {
+        Batch {
+            columns: vec!["username".into()],
+            entries,
+        }
+    }
+
+    #[test]
+    fn a_batch_at_the_caps_passes() {
+        let entries = (0..MAX_BATCH_ENTRIES)
+            .map(|i| row(&i.to_string(), "x"))
+            .collect();
+        assert!(check_batch(&batch(entries)).is_ok());
+    }
+
+    #[test]
+    fn too_many_entries_or_bytes_are_refused_naming_the_cap() {
+        let entries = (0..=MAX_BATCH_ENTRIES)
+            .map(|i| row(&i.to_string(), "x"))
+            .collect();
+        let e = check_batch(&batch(entries)).unwrap_err().to_string();
+        assert!(
+            e.contains("10001 entries") && e.contains("at most 10000"),
+            "{e}"
+        );
+        let big = "x".repeat(MAX_BATCH_BYTES / 2 + 1);
+        let e = check_batch(&batch(vec![row("a", &big), row("b", &big)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_deadline_is_at_least_one_tick() {
+        let l = |ms| Limits {
+            timeout: Duration::from_millis(ms),
+            memory: 0,
+        };
+        assert_eq!(l(1).ticks(), 1);
+        assert_eq!(l(2000).ticks(), 200);
+    }
+
+    #[test]
+    fn the_memory_limiter_remembers_that_it_refused() {
+        use wasmtime::ResourceLimiter;
+        let mut m = MemoryLimiter::new(1 << 20);
+        assert!(m.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(m.exceeded(), None);
+        assert!(m.memory_growing(0, (1 << 20) + 1, None).is_err());
+        assert_eq!(m.exceeded(), Some(1 << 20));
+    }
+}

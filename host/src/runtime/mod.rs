@@ -22,8 +22,8 @@
 mod limits;
 
 pub use crate::bindings::{
-    Attribute, Batch, Entry, ObjectKind, PluginError, PluginInfo, Row, RunEnd, RunMode,
-    RunRequest, SourceObject, TestReport,
+    Attribute, Batch, Entry, ObjectKind, PluginError, PluginInfo, Row, RunEnd, RunMode, RunRequest,
+    SourceObject, TestReport,
 };
 pub use limits::Limits;
 // Older paths into the generated bindings.
@@ -208,7 +208,11 @@ impl Runtime {
             .build()
             .context("starting the plugin's async runtime")?;
         let bindings = tokio
-            .block_on(Source::instantiate_async(&mut store, component, &self.linker))
+            .block_on(Source::instantiate_async(
+                &mut store,
+                component,
+                &self.linker,
+            ))
             .map_err(anyhow::Error::from)
             .context("instantiating plugin")?;
         Ok(Plugin {
@@ -308,16 +312,11 @@ impl Plugin {
         for (pipe, stream, seen) in self.output.iter_mut() {
             let all = pipe.contents();
             if all.len() > *seen {
-                for line in String::from_utf8_lossy(&all[*seen..]).lines() {
+                let text = String::from_utf8_lossy(&all[*seen..]);
+                for line in text.lines() {
                     tracing::info!(target: "roster::plugin", "[{source} {stream}] {line}");
-                    if line.contains("panicked at") {
-                        panic = Some(line.trim().to_string());
-                    } else if let Some(p) = panic.as_mut().filter(|p| p.ends_with(':')) {
-                        // Rust prints the location, then the message on the next line.
-                        p.push(' ');
-                        p.push_str(line.trim());
-                    }
                 }
+                panic = panic.or_else(|| guest_panic(&text));
                 *seen = all.len();
             }
         }
@@ -376,6 +375,17 @@ impl Plugin {
     }
 }
 
+/// The message of a Rust guest's panic in what it printed: `panicked at FILE:LINE:COL:`
+/// and the message on the next line, joined.
+fn guest_panic(text: &str) -> Option<String> {
+    let mut lines = text.lines();
+    let at = lines.find(|l| l.contains("panicked at"))?.trim();
+    match lines.next() {
+        Some(msg) if at.ends_with(':') => Some(format!("{at} {}", msg.trim())),
+        _ => Some(at.to_string()),
+    }
+}
+
 /// A trap's cause in one line: the guest's panic message when it printed one, then the
 /// trap itself. The wasm backtrace stays in the debug log.
 fn trap_cause(e: &wasmtime::Error, panic: Option<String>) -> String {
@@ -386,5 +396,38 @@ fn trap_cause(e: &wasmtime::Error, panic: Option<String>) -> String {
     match panic {
         Some(p) => format!("{p} ({cause})"),
         None => cause,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_panic_is_found_with_its_message() {
+        let out = "starting\nthread '<unnamed>' panicked at src/lib.rs:12:5:\nthe directory said no\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            guest_panic(out).as_deref(),
+            Some("thread '<unnamed>' panicked at src/lib.rs:12:5: the directory said no")
+        );
+        assert_eq!(
+            guest_panic("panicked at 'old style', src/lib.rs:1").as_deref(),
+            Some("panicked at 'old style', src/lib.rs:1")
+        );
+        assert_eq!(guest_panic("all is well\n"), None);
+    }
+
+    #[test]
+    fn a_trap_is_its_cause_with_the_panic_first() {
+        let e = wasmtime::Error::from(wasmtime::Trap::UnreachableCodeReached)
+            .context("error while executing at wasm backtrace:\n 0: 0x1 - <unknown>!f");
+        let cause = trap_cause(&e, None);
+        assert!(cause.contains("unreachable"), "{cause}");
+        assert!(!cause.contains("backtrace"), "{cause}");
+        let with_panic = trap_cause(&e, Some("panicked at x: boom".into()));
+        assert!(
+            with_panic.starts_with("panicked at x: boom ("),
+            "{with_panic}"
+        );
     }
 }

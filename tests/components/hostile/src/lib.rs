@@ -16,6 +16,14 @@
 //! - `half-then-trap`: the first batch holds `count` users like `ok`, the second call traps.
 //! - `directory`: users (as rows) and group objects with nesting and memberships; `count`
 //!   picks version 1 or 2 of the directory (see `directory`).
+//! - `sleep`: `next-batch` sleeps for an hour (a WASI clock wait inside the host).
+//! - `hoard-files`: opens `path` through the host again and again without closing it, until
+//!   the host refuses (or 100,000 times); then one user `hoard` whose `held` is how many
+//!   opens succeeded and `refusal` the host's answer, followed by `count` users like `ok`.
+//! - `hoard-pollables`: creates clock pollables without dropping them, forever.
+//! - `gigantic-batch`: one batch of 9,000 users with 16 KiB full names each (about 144 MiB:
+//!   under the entry cap, over the byte cap and wasmtime's copy limit).
+//! - `panic`: `next-batch` panics with the message `the directory said no`.
 //!
 //! `test` does what a run does and counts the users.
 
@@ -53,6 +61,11 @@ enum Mode {
     FailOpen,
     HalfThenTrap,
     Directory,
+    Sleep,
+    HoardFiles,
+    HoardPollables,
+    GiganticBatch,
+    Panic,
 }
 
 struct Config {
@@ -77,6 +90,11 @@ fn parse_config(json: &str) -> Result<Config, PluginError> {
         Some("fail-open") => Mode::FailOpen,
         Some("half-then-trap") => Mode::HalfThenTrap,
         Some("directory") => Mode::Directory,
+        Some("sleep") => Mode::Sleep,
+        Some("hoard-files") => Mode::HoardFiles,
+        Some("hoard-pollables") => Mode::HoardPollables,
+        Some("gigantic-batch") => Mode::GiganticBatch,
+        Some("panic") => Mode::Panic,
         Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
     };
     let count = match value.get("count") {
@@ -272,6 +290,46 @@ fn trap() -> ! {
     core::arch::wasm32::unreachable()
 }
 
+/// Opens `path` until the host refuses, keeping every handle.
+fn hoard_files(path: &str) -> Entry {
+    let mut held = Vec::new();
+    let mut refusal = String::from("none");
+    while held.len() < 100_000 {
+        match files::open(path) {
+            Ok(f) => held.push(f),
+            Err(e) => {
+                refusal = file_error(&e);
+                break;
+            }
+        }
+    }
+    let entry = user(
+        "hoard",
+        vec![
+            ("held", vec![held.len().to_string()]),
+            ("refusal", vec![refusal]),
+        ],
+    );
+    // Keep the handles open for the rest of the run.
+    std::mem::forget(held);
+    entry
+}
+
+/// Creates clock pollables and never drops them.
+fn hoard_pollables() -> ! {
+    loop {
+        std::mem::forget(wasip2::clocks::monotonic_clock::subscribe_duration(1 << 40));
+    }
+}
+
+/// 9,000 users with 16 KiB names.
+fn gigantic_users() -> Vec<Entry> {
+    let name = "x".repeat(16 << 10);
+    (0..9_000)
+        .map(|i| user(&format!("u{i}"), vec![("full_name", vec![name.clone()])]))
+        .collect()
+}
+
 struct Component;
 
 export!(Component);
@@ -297,8 +355,9 @@ impl Guest for Component {
                     KeyType::String,
                     true,
                     None,
-                    "ok, loop, grow, huge-batch, trap, read-file, env, stdout, fail-open or \
-                     half-then-trap",
+                    "ok, loop, grow, huge-batch, trap, read-file, env, stdout, fail-open, \
+                     half-then-trap, directory, sleep, hoard-files, hoard-pollables, \
+                     gigantic-batch or panic",
                 ),
                 key("count", KeyType::Integer, false, Some("3"), "Users to emit"),
                 // Deliberately a string, not a file: the host grants nothing for it.
@@ -415,6 +474,19 @@ impl GuestSession for HostileSession {
             Mode::Env if first => Ok(Some(objects(env_report()))),
             Mode::Directory if first => Ok(Some(directory(state.config.count))),
             Mode::ReadFile | Mode::Env | Mode::Directory => Ok(None),
+            Mode::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(None)
+            }
+            Mode::HoardFiles if first => {
+                let mut entries = vec![hoard_files(&state.config.path)];
+                entries.extend(numbered_users(0..state.config.count));
+                Ok(Some(objects(entries)))
+            }
+            Mode::HoardFiles => Ok(None),
+            Mode::HoardPollables => hoard_pollables(),
+            Mode::GiganticBatch => Ok(first.then(|| objects(gigantic_users()))),
+            Mode::Panic => panic!("the directory said no"),
         }
     }
 
