@@ -485,6 +485,7 @@ impl Guest for Component {
                 },
             ],
             defaults: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 
