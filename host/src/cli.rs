@@ -288,7 +288,7 @@ fn run(cli: Cli) -> Result<i32> {
                             vec![
                                 r.id.to_string(),
                                 r.source.clone(),
-                                r.status.clone(),
+                                r.status.to_string(),
                                 r.mode.clone().unwrap_or_default(),
                                 r.started.clone(),
                                 format!(
@@ -586,7 +586,7 @@ fn print_sync(results: &[sync::SourceResult]) {
         let c = &r.counts;
         vec![
             r.source.clone(),
-            format!("{:?}", r.status).to_lowercase(),
+            r.status.to_string(),
             r.mode.to_string(),
             c.created.to_string(),
             c.updated.to_string(),

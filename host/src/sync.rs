@@ -348,7 +348,8 @@ fn sync_source(
         }
     };
     if let (Some(id), Status::Aborted) = (outcome.run_id, outcome.status) {
-        if let Err(e) = store.close_run(id, "aborted", outcome.message.as_deref().unwrap_or("")) {
+        let message = outcome.message.as_deref().unwrap_or("");
+        if let Err(e) = store.close_run(id, Status::Aborted, message) {
             tracing::error!("recording aborted run {id}: {e:#}");
         }
     }
@@ -523,7 +524,7 @@ impl Item {
     }
 }
 
-/// Marks the run that was "running" as failed (its changes were rolled back).
+/// Marks the run that was running as failed (its changes were rolled back).
 fn close_failed_run(
     store: &Store,
     source: &str,
@@ -538,7 +539,7 @@ fn close_failed_run(
         Some(c) => c.to_string(),
         None => format!("{e:#}"),
     };
-    if let Err(err) = store.close_run(id, "failed", &message) {
+    if let Err(err) = store.close_run(id, Status::Failed, &message) {
         tracing::error!("recording failed run {id}: {err:#}");
     }
     Some(id)
