@@ -5,6 +5,7 @@ mod caps;
 mod cli;
 mod config;
 mod mapping;
+mod model;
 mod plugins;
 mod reconcile;
 mod runtime;

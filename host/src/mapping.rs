@@ -5,44 +5,11 @@
 //! the default: the attribute named like the field, then the MyQ CSV column. Attribute names
 //! match case-insensitively, with space, `_` and `-` ignored.
 
+use crate::model::{Field, Secret};
 use crate::reconcile::{parse_group_paths, UserRecord};
 use crate::runtime::SourceObject;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
-
-/// A roster user field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Username,
-    FullName,
-    Email,
-    PersonalNumber,
-    Aliases,
-    Cards,
-    Pins,
-    Groups,
-    Language,
-    Phone,
-    Notes,
-    Storage,
-    Active,
-}
-
-const FIELDS: &[(&str, Field)] = &[
-    ("username", Field::Username),
-    ("full_name", Field::FullName),
-    ("email", Field::Email),
-    ("personal_number", Field::PersonalNumber),
-    ("aliases", Field::Aliases),
-    ("cards", Field::Cards),
-    ("pins", Field::Pins),
-    ("groups", Field::Groups),
-    ("language", Field::Language),
-    ("phone", Field::Phone),
-    ("notes", Field::Notes),
-    ("storage", Field::Storage),
-    ("active", Field::Active),
-];
 
 /// MyQ CSV columns (normalised) and the field each fills when no attribute has the field's
 /// own name. USERNAME_ALIASES is handled apart: first value username, the rest aliases.
@@ -52,24 +19,12 @@ const MYQ: &[(&str, Field)] = &[
     ("pin", Field::Pins),
 ];
 
-impl Field {
-    pub fn parse(name: &str) -> Result<Field> {
-        match FIELDS.iter().find(|(n, _)| *n == name) {
-            Some((_, f)) => Ok(*f),
-            None => {
-                let all: Vec<_> = FIELDS.iter().map(|(n, _)| *n).collect();
-                bail!("unknown roster field `{name}` (fields: {})", all.join(", "))
-            }
-        }
-    }
-
-    /// The field's name as an attribute name matches it (normalised).
-    fn key(self) -> &'static str {
-        match self {
-            Field::FullName => "fullname",
-            Field::PersonalNumber => "personalnumber",
-            _ => FIELDS.iter().find(|(_, f)| *f == self).unwrap().0,
-        }
+/// The attribute name (normalised) that fills a field by default.
+fn field_key(f: Field) -> &'static str {
+    match f {
+        Field::FullName => "fullname",
+        Field::PersonalNumber => "personalnumber",
+        f => f.name(),
     }
 }
 
@@ -169,7 +124,7 @@ impl<'a> Attrs<'a> {
 pub struct Mapped {
     pub record: UserRecord,
     /// (fingerprint, PIN) pairs.
-    pub pins: Vec<(String, crate::config::Secret)>,
+    pub pins: Vec<(String, Secret)>,
 }
 
 /// The mapping of one source.
@@ -256,7 +211,7 @@ impl Mapper {
             if let Some((_, ts)) = self.overrides.iter().find(|(o, _)| *o == f) {
                 return ts.iter().filter_map(|t| t.render(&attrs)).collect();
             }
-            let own = attrs.values(f.key());
+            let own = attrs.values(field_key(f));
             if !own.is_empty() || f == Field::Aliases {
                 let mut v: Vec<String> = own.to_vec();
                 if f == Field::Aliases {
@@ -317,7 +272,7 @@ impl Mapper {
         record.normalise(self.lowercase_usernames);
         let pins = plain_pins
             .into_iter()
-            .map(|p| (self.fingerprint(&p), crate::config::Secret(p)))
+            .map(|p| (self.fingerprint(&p), Secret(p)))
             .collect();
         Ok(Mapped { record, pins })
     }
