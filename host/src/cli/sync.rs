@@ -1,14 +1,15 @@
-//! `roster sync`: run sources, then show a table or JSON.
+//! `roster sync`: run sources, show progress on a terminal, then a table or JSON.
 
 use super::output::{clean, clean_text, json, table};
 use anyhow::Result;
 use clap::Args;
+use indicatif::ProgressBar;
 use roster::config::Config;
 use roster::store::{Status, Store};
-use roster::sync::{SourceResult, SyncFlags};
+use roster::sync::{SourceResult, SyncFlags, SyncObserver};
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct Sync {
@@ -36,18 +37,24 @@ impl Sync {
             Store::open(&cfg.database)?
         };
         tracing::debug!("runtime and store ready in {:?}", t.elapsed());
-        let progress = !self.json && std::io::stderr().is_terminal();
         let flags = SyncFlags {
             dry_run: self.dry_run,
             force: self.force,
-            progress,
         };
-        let results = roster::sync::sync(&cfg, &mut store, &rt, &self.sources, flags)?;
-        if self.json {
-            json(&results)?;
+        let mut sync = |observer: &mut dyn SyncObserver| {
+            roster::sync::sync(&cfg, &mut store, &rt, &self.sources, flags, observer)
+        };
+        let results = if self.json {
+            let mut printer = Json::default();
+            sync(&mut printer)?;
+            json(&printer.results)?;
+            printer.results
         } else {
-            print_results(&results);
-        }
+            let mut printer = Standard::new(std::io::stderr().is_terminal());
+            sync(&mut printer)?;
+            print_results(&printer.results);
+            printer.results
+        };
         Ok(if results.iter().any(|r| r.config_error) {
             2
         } else if results.iter().all(|r| r.status == Status::Ok) {
@@ -55,6 +62,68 @@ impl Sync {
         } else {
             1
         })
+    }
+}
+
+/// `--json`: the results, printed as one array when the sync is done.
+#[derive(Default)]
+struct Json {
+    results: Vec<SourceResult>,
+}
+
+impl SyncObserver for Json {
+    fn source_finished(&mut self, result: SourceResult) {
+        self.results.push(result);
+    }
+}
+
+/// A spinner per source on a terminal; a table when the sync is done.
+struct Standard {
+    progress: bool,
+    bar: Option<ProgressBar>,
+    results: Vec<SourceResult>,
+}
+
+impl Standard {
+    fn new(progress: bool) -> Self {
+        Standard {
+            progress,
+            bar: None,
+            results: Vec::new(),
+        }
+    }
+
+    fn say(&self, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message);
+            bar.tick();
+        }
+    }
+}
+
+impl SyncObserver for Standard {
+    fn source_started(&mut self, source: &str) {
+        if self.progress {
+            let bar = ProgressBar::new_spinner();
+            bar.set_message(format!("{source}: starting"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.bar = Some(bar);
+        }
+    }
+
+    fn entries_read(&mut self, source: &str, entries: u64) {
+        self.say(format!("{source}: {entries} entries"));
+    }
+
+    fn merging(&mut self, source: &str, entries: u64) {
+        self.say(format!("{source}: merging {entries} entries"));
+    }
+
+    fn source_finished(&mut self, result: SourceResult) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.results.push(result);
     }
 }
 
