@@ -270,6 +270,7 @@ impl Mapper {
             active,
         };
         record.normalise(self.lowercase_usernames);
+        check_limits(&record, &plain_pins)?;
         let pins = plain_pins
             .into_iter()
             .map(|p| (self.fingerprint(&p), Secret(p)))
@@ -283,6 +284,28 @@ impl Mapper {
         h.update(pin.as_bytes());
         hex::encode(&h.finalize()[..16])
     }
+}
+
+/// Every field within its limits (see [`Field::check`]); PINs are checked as sent, since
+/// the record holds only their fingerprints.
+fn check_limits(r: &UserRecord, plain_pins: &[String]) -> Result<(), String> {
+    Field::Username.check(&r.username)?;
+    let single = [
+        (Field::FullName, &r.full_name),
+        (Field::Email, &r.email),
+        (Field::PersonalNumber, &r.personal_number),
+        (Field::Language, &r.language),
+        (Field::Phone, &r.phone),
+        (Field::Notes, &r.notes),
+        (Field::Storage, &r.storage),
+    ];
+    for (field, value) in single {
+        value.as_deref().map_or(Ok(()), |v| field.check(v))?;
+    }
+    Field::Aliases.check_all(&r.aliases)?;
+    Field::Cards.check_all(&r.cards)?;
+    Field::Groups.check_all(&r.groups)?;
+    Field::Pins.check_all(plain_pins)
 }
 
 /// A group object's name: its `name`, `displayName` or `cn` attribute, else its id.
@@ -420,6 +443,42 @@ mod tests {
         assert!(m
             .map(&obj(&[("username", &["a"]), ("active", &["maybe"])]))
             .is_err());
+    }
+
+    #[test]
+    fn a_field_over_its_limits_fails_the_entry_naming_the_field() {
+        let m = mapper(&[]);
+        let fails = |attrs: &[(&str, &[&str])]| m.map(&obj(attrs)).err().unwrap_or_default();
+        let long = "a".repeat(300);
+        assert_eq!(
+            fails(&[("username", &[long.as_str()])]),
+            "username: 300 characters, over the limit of 256"
+        );
+        assert_eq!(
+            fails(&[("username", &["\0"])]),
+            "username: contains the control character U+0000, which is not allowed"
+        );
+        let e = fails(&[("username", &["ann"]), ("full_name", &["Ann\u{1b}[2J"])]);
+        assert!(
+            e.starts_with("full_name: contains the control character U+001B"),
+            "{e}"
+        );
+        let e = fails(&[("username", &["ann"]), ("email", &["ann at example"])]);
+        assert!(
+            e.starts_with("email: \"ann at example\" is not an email address"),
+            "{e}"
+        );
+        let e = fails(&[("USERNAME_ALIASES", &["ann", "a\u{7}"])]);
+        assert!(
+            e.starts_with("aliases: contains the control character U+0007"),
+            "{e}"
+        );
+        // A PIN is checked as sent and never quoted.
+        let e = fails(&[("username", &["ann"]), ("PIN", &["12\u{1b}34"])]);
+        assert!(e.starts_with("pins: ") && !e.contains("12"), "{e}");
+        assert!(m
+            .map(&obj(&[("username", &["ann"]), ("notes", &["two\nlines"])]))
+            .is_ok());
     }
 
     #[test]
