@@ -250,3 +250,22 @@ fn is_constraint(e: &anyhow::Error) -> bool {
         Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ConstraintViolation
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_constraint;
+
+    #[test]
+    fn is_constraint_tells_a_unique_violation_from_other_errors() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE t(x TEXT UNIQUE); INSERT INTO t VALUES ('a');")
+            .unwrap();
+        let dup = db.execute("INSERT INTO t VALUES ('a')", []).unwrap_err();
+        assert!(is_constraint(&dup.into()));
+        let syntax = db
+            .execute("INSERT INTO nowhere VALUES (1)", [])
+            .unwrap_err();
+        assert!(!is_constraint(&syntax.into()));
+        assert!(!is_constraint(&anyhow::anyhow!("not SQL at all")));
+    }
+}

@@ -175,3 +175,113 @@ impl SeenSet {
         word < self.0.len() && self.0[word] & (1u64 << (user_id % 64)) != 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The user id `raw` finds, the way `stage_unchanged` reads it.
+    fn find(f: &FastLinks, raw: i64) -> Option<i64> {
+        f.get(raw).map(|i| f.pairs[i].1)
+    }
+
+    #[test]
+    fn fast_links_find_every_pair_of_an_unsorted_list() {
+        // Spread over the whole key range, both signs, in no order (an odd multiplier is a
+        // bijection, so no two hashes are equal).
+        let pairs: Vec<(u64, i64)> = (0..5_000u64)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i as i64 + 1))
+            .collect();
+        let f = FastLinks::new(pairs.clone());
+        assert_eq!(f.pairs.len(), pairs.len());
+        for (raw, id) in &pairs {
+            assert_eq!(find(&f, *raw as i64), Some(*id), "raw {raw:#x}");
+        }
+        // Buckets are contiguous and in order of their top bits.
+        for w in f.pairs.windows(2) {
+            assert!(w[0].0 >> f.shift <= w[1].0 >> f.shift);
+        }
+    }
+
+    #[test]
+    fn fast_links_miss_what_is_not_there() {
+        let f = FastLinks::new(vec![(10, 1), (u64::MAX, 2), (1 << 63, 3)]);
+        assert_eq!(find(&f, 10), Some(1));
+        assert_eq!(find(&f, -1), Some(2));
+        assert_eq!(find(&f, i64::MIN), Some(3));
+        for raw in [0, 11, 9, i64::MAX, -2, i64::MIN + 1] {
+            assert_eq!(find(&f, raw), None, "raw {raw}");
+        }
+    }
+
+    #[test]
+    fn fast_links_tell_apart_hashes_in_one_bucket() {
+        // Same top bits, different low bits: one bucket, several entries.
+        let top = 0xABCD_u64 << 48;
+        let pairs: Vec<(u64, i64)> = (0..50).map(|i| (top | (i * 3), i as i64 + 100)).collect();
+        let f = FastLinks::new(pairs);
+        let b = (top >> f.shift) as usize;
+        assert!(f.starts[b + 1] - f.starts[b] > 1, "all in one bucket");
+        for i in 0..50u64 {
+            assert_eq!(find(&f, (top | (i * 3)) as i64), Some(i as i64 + 100));
+            if i % 3 != 0 {
+                assert_eq!(find(&f, (top | i) as i64), None);
+            }
+        }
+    }
+
+    #[test]
+    fn fast_links_empty_finds_nothing() {
+        for f in [FastLinks::new(Vec::new()), FastLinks::default()] {
+            assert_eq!(find(&f, 0), None);
+            assert_eq!(find(&f, -1), None);
+            assert_eq!(find(&f, i64::MIN), None);
+        }
+    }
+
+    #[test]
+    fn seen_set_insert_is_true_only_the_first_time() {
+        let mut s = SeenSet::with_max(200);
+        assert!(!s.contains(7));
+        assert!(s.insert(7));
+        assert!(s.contains(7));
+        assert!(!s.insert(7));
+        // Neighbours in the same word are untouched.
+        assert!(!s.contains(6) && !s.contains(8));
+        assert!(s.insert(0) && s.insert(63) && s.insert(64));
+        assert!(!s.insert(63) && !s.insert(64));
+    }
+
+    #[test]
+    fn seen_set_grows_for_ids_past_its_size() {
+        let mut s = SeenSet::with_max(0);
+        assert_eq!(s.0.len(), 1);
+        let big = 10_000_000;
+        assert!(!s.contains(big), "an id past the end is not seen");
+        assert!(s.insert(big));
+        assert!(s.0.len() > big as usize / 64);
+        assert!(s.contains(big));
+        assert!(!s.insert(big));
+        assert!(!s.contains(big - 1) && !s.contains(big + 1));
+        assert!(s.insert(1));
+    }
+
+    #[test]
+    fn fast_names_the_entry_that_took_the_unchanged_path() {
+        let mut f = Fast {
+            links: FastLinks::new(vec![(5, 50), (6, 60), (7, 70)]),
+            loaded: true,
+            at: Vec::new(),
+            locators: String::new(),
+            by_user: HashMap::new(),
+        };
+        let i = f.links.get(6).unwrap();
+        f.remember(i, "line 3");
+        let j = f.links.get(7).unwrap();
+        f.remember(j, "line 9");
+        assert_eq!(f.locator(60), Some("line 3"));
+        assert_eq!(f.locator(70), Some("line 9"));
+        assert_eq!(f.locator(50), None, "linked but not met");
+        assert_eq!(f.locator(99), None, "not linked");
+    }
+}

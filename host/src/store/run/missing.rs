@@ -135,3 +135,16 @@ fn on_missing_name(o: OnMissing) -> &'static str {
         OnMissing::Ignore => "ignore",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_missing_names_match_the_config_values() {
+        // The delta-run statement compares against these names.
+        assert_eq!(on_missing_name(OnMissing::Deactivate), "deactivate");
+        assert_eq!(on_missing_name(OnMissing::Delete), "delete");
+        assert_eq!(on_missing_name(OnMissing::Ignore), "ignore");
+    }
+}

@@ -230,3 +230,98 @@ impl Run<'_> {
         self.end(Status::Ok, None, cursor, notices, full)
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::mapping::Mapped;
+    use crate::reconcile::{MaxDeletions, UserRecord};
+
+    /// A mapped user in these groups; its raw hash is derived from its name and groups.
+    pub(in crate::store) fn user(name: &str, groups: &[&str]) -> (i64, Mapped) {
+        let mut groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        groups.sort();
+        groups.dedup();
+        let record = UserRecord {
+            username: name.into(),
+            groups,
+            active: true,
+            ..Default::default()
+        };
+        let raw = record.to_stored("raw").1;
+        let pins = Vec::new();
+        (raw, Mapped { record, pins })
+    }
+
+    /// One full run of `users` (anchored by username), as `sync` drives it.
+    pub(in crate::store) fn full_run(
+        store: &mut Store,
+        opts: Options,
+        users: Vec<(i64, Mapped)>,
+    ) -> Outcome {
+        let mut run = store.begin_run("src", opts, false).unwrap();
+        for (i, (raw, m)) in users.into_iter().enumerate() {
+            let locator = format!("line {}", i + 2);
+            if !run.stage_unchanged(raw, &locator) {
+                let anchor = m.record.username.clone();
+                run.stage(&locator, &anchor, raw, m).unwrap();
+            }
+        }
+        run.finish(true, None, Vec::new(), false).unwrap()
+    }
+
+    fn names(store: &Store, active: bool) -> Vec<String> {
+        let users = store.users(true).unwrap();
+        (users.into_iter().filter(|u| u.active == active))
+            .map(|u| u.username)
+            .collect()
+    }
+
+    #[test]
+    fn a_resync_takes_the_fast_path_and_writes_nothing() {
+        let mut store = Store::memory().unwrap();
+        let users = || vec![user("ann", &["A"]), user("bob", &["A|B"])];
+        let first = full_run(&mut store, Options::default(), users());
+        assert_eq!((first.status, first.counts.created), (Status::Ok, 2));
+        let again = full_run(&mut store, Options::default(), users());
+        assert_eq!(again.status, Status::Ok);
+        assert_eq!(again.counts.unchanged, 2);
+        assert_eq!(again.counts.created + again.counts.updated, 0);
+    }
+
+    #[test]
+    fn a_duplicate_username_fails_and_names_the_first_entry() {
+        let mut store = Store::memory().unwrap();
+        full_run(&mut store, Options::default(), vec![user("ann", &[])]);
+        // Once through the fast path, once through staging: both duplicates are caught.
+        let out = full_run(
+            &mut store,
+            Options::default(),
+            vec![user("ann", &[]), user("ann", &["G"]), user("ann", &[])],
+        );
+        assert_eq!(out.counts.failed, 2, "{:?}", out.errors);
+        for e in &out.errors {
+            assert!(e.reason.contains("(first at line 2)"), "{}", e.reason);
+        }
+    }
+
+    #[test]
+    fn missing_users_are_guarded_then_deactivated() {
+        let mut store = Store::memory().unwrap();
+        let all: Vec<_> = (0..4).map(|i| user(&format!("u{i}"), &[])).collect();
+        full_run(&mut store, Options::default(), all);
+        // Two of four missing is over the default 10%: nothing changes.
+        let kept = || vec![user("u0", &[]), user("u1", &[])];
+        let out = full_run(&mut store, Options::default(), kept());
+        assert_eq!(out.status, Status::Aborted);
+        assert_eq!(names(&store, false), Vec::<String>::new());
+        let opts = Options {
+            max_deletions: MaxDeletions::Percent(100.0),
+            ..Options::default()
+        };
+        let out = full_run(&mut store, opts, kept());
+        assert_eq!((out.status, out.counts.deactivated), (Status::Ok, 2));
+        assert_eq!(names(&store, false), ["u2", "u3"]);
+        assert_eq!(names(&store, true), ["u0", "u1"]);
+    }
+}

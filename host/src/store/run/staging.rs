@@ -300,3 +300,25 @@ struct Paired {
     active: bool,
     source_id: Option<i64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::json_list;
+
+    #[test]
+    fn json_list_is_none_when_empty() {
+        assert_eq!(json_list(&[]), None);
+    }
+
+    #[test]
+    fn json_list_is_a_json_array_of_the_values() {
+        let v = vec![
+            "a".to_string(),
+            "b \"c\"".to_string(),
+            "Staff|IT".to_string(),
+        ];
+        let json = json_list(&v).unwrap();
+        assert_eq!(json, r#"["a","b \"c\"","Staff|IT"]"#);
+        assert_eq!(serde_json::from_str::<Vec<String>>(&json).unwrap(), v);
+    }
+}
