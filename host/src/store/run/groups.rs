@@ -129,13 +129,25 @@ impl Run<'_> {
     }
 
     /// Groups of this source with no active member anywhere in their subtree vanish.
+    ///
+    /// Set-wise: the groups that hold an active member, then their ancestors up the
+    /// `parent_id` tree (each visited once), are kept; the rest go. A child's path is always
+    /// its parent's path and one level, so this tree is the tree of paths.
     pub(super) fn prune_groups(&mut self) -> Result<()> {
-        self.tx.execute(
-            "DELETE FROM groups WHERE source_id = ?1 AND anchor IS NULL AND NOT EXISTS (
-                 SELECT 1 FROM memberships m JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id
-                 WHERE u.active = 1 AND (g.id = groups.id OR g.path LIKE replace(replace(groups.path, '%', '\\%'), '_', '\\_') || '|%' ESCAPE '\\'))",
+        let t = std::time::Instant::now();
+        let n = self.tx.execute(
+            "WITH RECURSIVE keep(id) AS (
+                 SELECT g.id FROM groups g WHERE EXISTS (
+                     SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
+                     WHERE m.group_id = g.id AND u.active = 1)
+                 UNION
+                 SELECT g.parent_id FROM keep k JOIN groups g ON g.id = k.id
+                 WHERE g.parent_id IS NOT NULL)
+             DELETE FROM groups WHERE source_id = ?1 AND anchor IS NULL
+                 AND id NOT IN (SELECT id FROM keep)",
             [self.source_id],
         )?;
+        tracing::debug!("pruned {n} groups in {:?}", t.elapsed());
         Ok(())
     }
 }
@@ -177,4 +189,93 @@ pub(super) fn ensure_group(
         parent = Some(id);
     }
     Ok(parent.expect("a path has at least one level"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{full_run, user};
+    use super::super::Status;
+    use crate::reconcile::{self, MaxDeletions, Options};
+    use crate::store::Store;
+    use std::collections::BTreeSet;
+
+    /// The groups a set of users keeps: theirs and every ancestor, nothing else.
+    fn closure(users: &[(String, Vec<String>)]) -> BTreeSet<String> {
+        let mut all = BTreeSet::new();
+        for (_, groups) in users {
+            for g in groups {
+                all.extend(reconcile::ancestors(g).map(str::to_string));
+            }
+        }
+        all
+    }
+
+    fn run(store: &mut Store, users: &[(String, Vec<String>)]) {
+        let opts = Options {
+            max_deletions: MaxDeletions::Percent(100.0),
+            ..Options::default()
+        };
+        let staged = (users.iter())
+            .map(|(name, groups)| {
+                let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+                user(name, &groups)
+            })
+            .collect();
+        assert_eq!(full_run(store, opts, staged).status, Status::Ok);
+    }
+
+    fn stored(store: &Store) -> BTreeSet<String> {
+        store
+            .groups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.path)
+            .collect()
+    }
+
+    #[test]
+    fn pruning_keeps_exactly_the_groups_with_active_members_below() {
+        // Many nested groups: a tree of departments and teams, a leaf of its own per user,
+        // and names that a LIKE pattern reads specially (`%`, `_`, `\`, case).
+        let mut users: Vec<(String, Vec<String>)> = (0..600)
+            .map(|i| {
+                let groups = vec![
+                    format!("Org|D{}|T{}", i % 12, i % 60),
+                    format!("Org|D{}|T{}|U{i}", i % 12, i % 60),
+                    format!("Site{}", i % 7),
+                    format!("100%|a_b{}", i % 5),
+                ];
+                (format!("u{i}"), groups)
+            })
+            .collect();
+        // "CORP\Staff" has no member of its own; its child does.
+        users[0].1.push("CORP\\Staff|IT".into());
+        users[1].1.push("CORP\\Staff".into());
+        // "staff" and "STAFF|IT" are different trees.
+        users[2].1.push("STAFF|IT".into());
+        users[3].1.push("staff".into());
+        let mut store = Store::memory().unwrap();
+        run(&mut store, &users);
+        assert_eq!(stored(&store), closure(&users));
+
+        // Departments 0..5 lose every user; elsewhere, teams of even number lose theirs.
+        let kept: Vec<(String, Vec<String>)> = (users.iter())
+            .enumerate()
+            .filter(|(i, _)| *i == 0 || *i == 2 || (i % 12 >= 6 && i % 60 % 2 == 1))
+            .map(|(_, u)| u.clone())
+            .collect();
+        run(&mut store, &kept);
+        let want = closure(&kept);
+        assert!(want.contains("CORP\\Staff") && want.contains("STAFF|IT"));
+        assert!(!want.contains("staff") && !want.contains("Org|D1"));
+        assert!(want.contains("Org|D7|T7") && !want.contains("Org|D6|T6"));
+        assert_eq!(stored(&store), want);
+        // The memberships of the users still active are all there.
+        for u in store.users(false).unwrap() {
+            let (_, groups) = kept.iter().find(|k| k.0 == u.username).unwrap();
+            let mut groups = groups.clone();
+            groups.sort();
+            assert_eq!(u.groups, groups, "{}", u.username);
+        }
+    }
 }
