@@ -135,7 +135,7 @@ impl Run<'_> {
     /// its parent's path and one level, so this tree is the tree of paths.
     pub(super) fn prune_groups(&mut self) -> Result<()> {
         let t = std::time::Instant::now();
-        let n = self.tx.execute(
+        self.tx.execute(
             "WITH RECURSIVE keep(id) AS (
                  SELECT g.id FROM groups g WHERE EXISTS (
                      SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
@@ -147,7 +147,7 @@ impl Run<'_> {
                  AND id NOT IN (SELECT id FROM keep)",
             [self.source_id],
         )?;
-        tracing::debug!("pruned {n} groups in {:?}", t.elapsed());
+        tracing::debug!("groups pruned in {:?}", t.elapsed());
         Ok(())
     }
 }
