@@ -69,3 +69,4 @@ test: setup
 
 bench: setup-bench
 	bash bench/csv_bench.sh
+	bash bench/groups_bench.sh

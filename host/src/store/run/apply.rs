@@ -1,0 +1,334 @@
+//! The per-entry path: staged rows that bulk creation left (changed users, possible
+//! conflicts) go one at a time through [`reconcile::decide`], each in its own savepoint.
+
+use super::groups::{ensure_group, GroupIds};
+use super::{Run, NOW};
+use crate::reconcile::{self, Action, Existing, UserRecord};
+use anyhow::Result;
+use rusqlite::{params, OptionalExtension};
+
+/// Work rows read per chunk while applying changes.
+const CHUNK: i64 = 2_000;
+
+impl Run<'_> {
+    /// Applies every row left in the work list, in staging order.
+    pub(super) fn apply_changes(&mut self) -> Result<()> {
+        let mut last = 0i64;
+        loop {
+            type Row = (
+                i64,
+                String,
+                String,
+                String,
+                Option<String>,
+                Option<i64>,
+                i64,
+            );
+            let rows: Vec<Row> = self
+                .tx
+                .prepare_cached(
+                    "SELECT s.seq, s.locator, s.anchor, s.record, s.pins, s.user_id, s.raw
+                     FROM temp.work w JOIN temp.stage s ON s.seq = w.seq
+                     WHERE w.seq > ?1 ORDER BY w.seq LIMIT ?2",
+                )?
+                .query_map(params![last, CHUNK], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            let Some(end) = rows.last() else { break };
+            last = end.0;
+            for (_, locator, anchor, record, pins, user_id, raw) in rows {
+                let rec: UserRecord = serde_json::from_str(&record)?;
+                let pins: Vec<(String, String)> = match pins {
+                    Some(p) => serde_json::from_str(&p)?,
+                    None => Vec::new(),
+                };
+                let staged = Staged {
+                    anchor: &anchor,
+                    raw,
+                    rec: &rec,
+                    pins: &pins,
+                };
+                self.apply_one(&locator, staged, user_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load_existing(&self, id: i64) -> Result<Existing> {
+        Ok(self.tx.query_row(
+            "SELECT u.record, u.active, s.name FROM users u LEFT JOIN sources s ON s.id = u.source_id WHERE u.id = ?1",
+            [id],
+            |r| {
+                let mut record: UserRecord =
+                    serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default();
+                record.active = r.get(1)?;
+                Ok(Existing { record, source: r.get(2)? })
+            },
+        )?)
+    }
+
+    fn apply_one(&mut self, locator: &str, user: Staged<'_>, user_id: Option<i64>) -> Result<()> {
+        let rec = user.rec;
+        let existing = user_id.map(|id| self.load_existing(id)).transpose()?;
+        let action = reconcile::decide(rec, existing.as_ref(), &self.source, &self.opts);
+        let entry = format!("{locator} ({})", rec.username);
+        match action {
+            Action::Unchanged => {
+                self.report.counts.unchanged += 1;
+                Ok(())
+            }
+            Action::Skip => Ok(()),
+            Action::Conflict(reason) => self.fail(&entry, &reason),
+            Action::Create => {
+                if let Some(reason) = self.conflicts(rec, None, None)? {
+                    return self.fail(&entry, &reason);
+                }
+                let source_id = self.source_id;
+                let r = self.in_savepoint(|db, groups| {
+                    write_user(db, source_id, user, None, None, groups).map(|_| ())
+                })?;
+                match r {
+                    Ok(_) => {
+                        self.report.counts.created += 1;
+                        self.planned("create", &rec.username, Vec::new());
+                        self.event(&entry, "created", None)
+                    }
+                    Err(e) => self.fail(&entry, &e.to_string()),
+                }
+            }
+            Action::Update {
+                fields,
+                reactivate,
+                adopt,
+            } => {
+                let id = user_id.expect("updates have a user");
+                let changed = (!adopt).then_some(fields.as_slice());
+                if let Some(reason) = self.conflicts(rec, Some(id), changed)? {
+                    return self.fail(&entry, &reason);
+                }
+                let source_id = self.source_id;
+                let r = self.in_savepoint(|db, groups| {
+                    if fields.is_empty() && !adopt {
+                        // Only a reactivation (update_existing = false keeps the old data).
+                        db.execute(
+                            &format!(
+                                "UPDATE users SET active = 1, updated_at = {NOW} WHERE id = ?1"
+                            ),
+                            [id],
+                        )?;
+                        return Ok(());
+                    }
+                    write_user(db, source_id, user, Some(id), changed, groups).map(|_| ())
+                })?;
+                if let Err(e) = r {
+                    return self.fail(&entry, &e.to_string());
+                }
+                let reason = (!fields.is_empty()).then(|| fields.join(", "));
+                if reactivate {
+                    self.report.counts.reactivated += 1;
+                    self.planned("reactivate", &rec.username, fields);
+                    self.event(&entry, "reactivated", reason.as_deref())
+                } else {
+                    self.report.counts.updated += 1;
+                    self.planned("update", &rec.username, fields);
+                    self.event(&entry, "updated", reason.as_deref())
+                }
+            }
+        }
+    }
+
+    /// Runs one entry's writes in a savepoint. The outer result is the database's; the inner
+    /// one is the entry's own failure, after which its writes are rolled back.
+    fn in_savepoint(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Connection, &mut GroupIds) -> Result<()>,
+    ) -> Result<Result<()>> {
+        let mut sp = self.tx.savepoint()?;
+        let r = f(&sp, &mut self.group_ids);
+        if r.is_err() {
+            sp.rollback()?;
+            // Groups created inside the savepoint are gone again.
+            self.group_ids.clear();
+        }
+        sp.commit()?;
+        Ok(r)
+    }
+
+    /// Uniqueness checks with readable reasons: usernames and aliases share a namespace;
+    /// cards and personal numbers are unique.
+    fn conflicts(
+        &self,
+        rec: &UserRecord,
+        me: Option<i64>,
+        changed: Option<&[&str]>,
+    ) -> Result<Option<String>> {
+        let check = |f: &str| changed.is_none_or(|c| c.contains(&f));
+        let holder = |sql: &str, v: &str| -> Result<Option<String>> {
+            Ok(self
+                .tx
+                .prepare_cached(sql)?
+                .query_row([v], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .optional()?
+                .filter(|(id, _)| Some(*id) != me)
+                .map(|(_, name)| name))
+        };
+        const NAME: &str =
+            "SELECT n.user_id, u.username FROM names n JOIN users u ON u.id = n.user_id WHERE n.name = ?1";
+        let names = check("username") || check("aliases");
+        if let Some(h) = names
+            .then(|| holder(NAME, &rec.username))
+            .transpose()?
+            .flatten()
+        {
+            return Ok(Some(format!(
+                "username {:?} is already used by user {h:?}",
+                rec.username
+            )));
+        }
+        for a in rec.aliases.iter().filter(|_| names) {
+            if let Some(h) = holder(NAME, a)? {
+                return Ok(Some(format!("alias {a:?} is already used by user {h:?}")));
+            }
+        }
+        for c in rec.cards.iter().filter(|_| check("cards")) {
+            if let Some(h) = holder(
+                "SELECT c.user_id, u.username FROM cards c JOIN users u ON u.id = c.user_id WHERE c.card = ?1",
+                c,
+            )? {
+                return Ok(Some(format!("card {c:?} is held by user {h:?}")));
+            }
+        }
+        if let Some(pn) = rec
+            .personal_number
+            .as_ref()
+            .filter(|_| check("personal_number"))
+        {
+            if let Some(h) = holder(
+                "SELECT id, username FROM users WHERE personal_number = ?1",
+                pn,
+            )? {
+                return Ok(Some(format!(
+                    "personal number {pn:?} is held by user {h:?}"
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// One staged user: its anchor, raw hash, record and (fingerprint, argon2 hash) PINs.
+#[derive(Clone, Copy)]
+struct Staged<'a> {
+    anchor: &'a str,
+    raw: i64,
+    rec: &'a UserRecord,
+    pins: &'a [(String, String)],
+}
+
+/// Inserts or rewrites one user with its names, cards, PINs, link and this source's
+/// memberships.
+fn write_user(
+    db: &rusqlite::Connection,
+    source_id: i64,
+    user: Staged<'_>,
+    id: Option<i64>,
+    changed: Option<&[&str]>,
+    group_ids: &mut GroupIds,
+) -> Result<i64> {
+    let Staged {
+        anchor,
+        raw,
+        rec,
+        pins,
+    } = user;
+    // An update rewrites only the side tables whose fields changed.
+    let touch = |fields: &[&str]| changed.is_none_or(|c| fields.iter().any(|f| c.contains(f)));
+    let (names, cards, pins_changed, groups) = (
+        touch(&["username", "aliases"]),
+        touch(&["cards"]),
+        touch(&["pins"]),
+        touch(&["groups"]),
+    );
+    let (record, hash) = rec.to_stored(anchor);
+    let id = match id {
+        None => {
+            db.prepare_cached(&format!(
+                "INSERT INTO users(username, full_name, email, personal_number, language, phone, notes, storage,
+                                   active, source_id, record, hash, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW}, {NOW})"
+            ))?
+            .execute(params![
+                rec.username, rec.full_name, rec.email, rec.personal_number, rec.language, rec.phone,
+                rec.notes, rec.storage, rec.active, source_id, record, hash
+            ])?;
+            db.last_insert_rowid()
+        }
+        Some(id) => {
+            db.prepare_cached(&format!(
+                "UPDATE users SET username = ?2, full_name = ?3, email = ?4, personal_number = ?5, language = ?6,
+                        phone = ?7, notes = ?8, storage = ?9, active = ?10, source_id = ?11, record = ?12,
+                        hash = ?13, updated_at = {NOW} WHERE id = ?1"
+            ))?
+            .execute(params![
+                id, rec.username, rec.full_name, rec.email, rec.personal_number, rec.language, rec.phone,
+                rec.notes, rec.storage, rec.active, source_id, record, hash
+            ])?;
+            for (t, on) in [("names", names), ("cards", cards), ("pins", pins_changed)] {
+                if on {
+                    db.prepare_cached(&format!("DELETE FROM {t} WHERE user_id = ?1"))?
+                        .execute([id])?;
+                }
+            }
+            if groups {
+                db.prepare_cached("DELETE FROM memberships WHERE user_id = ?1 AND source_id = ?2")?
+                    .execute([id, source_id])?;
+            }
+            id
+        }
+    };
+    if names {
+        let mut name =
+            db.prepare_cached("INSERT INTO names(name, user_id, alias) VALUES (?1, ?2, ?3)")?;
+        name.execute(params![rec.username, id, false])?;
+        for a in &rec.aliases {
+            name.execute(params![a, id, true])?;
+        }
+    }
+    if cards {
+        let mut card = db.prepare_cached("INSERT INTO cards(card, user_id) VALUES (?1, ?2)")?;
+        for c in &rec.cards {
+            card.execute(params![c, id])?;
+        }
+    }
+    if pins_changed {
+        let mut pin = db.prepare_cached(
+            "INSERT OR IGNORE INTO pins(user_id, fingerprint, hash) VALUES (?1, ?2, ?3)",
+        )?;
+        for (fp, h) in pins {
+            pin.execute(params![id, fp, h])?;
+        }
+    }
+    db.prepare_cached(
+        "INSERT OR REPLACE INTO links(source_id, anchor, user_id, raw_hash) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![source_id, anchor, id, raw])?;
+    if groups {
+        let mut member = db.prepare_cached(
+            "INSERT OR IGNORE INTO memberships(group_id, user_id, source_id) VALUES (?1, ?2, ?3)",
+        )?;
+        for path in &rec.groups {
+            let gid = ensure_group(db, source_id, path, group_ids)?;
+            member.execute(params![gid, id, source_id])?;
+        }
+    }
+    Ok(id)
+}

@@ -1,0 +1,383 @@
+//! One source run: staging and the set-based merge, all in one transaction.
+//!
+//! Entries are staged in TEMP tables as they arrive, so memory stays bounded. `finish` pairs
+//! the whole stage with stored users in one statement, selects the rows whose content hash
+//! changed, and walks only those through [`reconcile::decide`]. Unchanged users cost no write.
+//! Missing users are found and guarded set-wise. Nothing is visible to others until commit.
+//!
+//! The phases, in the order a run meets them:
+//! - `fast`: the cheap path for entries whose raw hash is the one their link last wrote;
+//! - `staging`: every other entry, paired with the stored user and put in TEMP tables;
+//! - `missing`: the users the source no longer has, and the deletion guard;
+//! - `bulk`: new users that cannot conflict, created set-wise;
+//! - `apply`: the rest, one entry at a time through [`reconcile::decide`];
+//! - `groups`: group objects, memberships and pruning of emptied groups;
+//! - `end`: the run record, then commit or roll back.
+//!
+//! [`reconcile::decide`]: crate::reconcile::decide
+
+mod apply;
+mod bulk;
+mod end;
+mod fast;
+mod groups;
+mod missing;
+mod staging;
+
+use super::{Store, NOW};
+use crate::reconcile::{deletion_guard, OnMissing, Options};
+use anyhow::{Context, Result};
+use fast::{Fast, SeenSet};
+use groups::GroupIds;
+use rusqlite::{params, Transaction};
+use serde::Serialize;
+
+/// Failed entries kept in memory for the command's output; all go to the run log.
+const MAX_REPORTED_ERRORS: usize = 10_000;
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Counts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deactivated: u64,
+    pub reactivated: u64,
+    pub deleted: u64,
+    pub failed: u64,
+}
+
+/// A run's status, as stored in `runs.status` and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Failed,
+    Aborted,
+    /// Begun and not yet ended (or ended by a crash, until the next open notices).
+    Running,
+    /// Its process ended before the run committed.
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Aborted => "aborted",
+            Status::Running => "running",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            Status::Ok,
+            Status::Failed,
+            Status::Aborted,
+            Status::Running,
+            Status::Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown run status {s:?}"))
+    }
+}
+
+impl rusqlite::ToSql for Status {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Status {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        v.as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+/// One line of a dry-run plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanItem {
+    pub action: &'static str,
+    pub username: String,
+    pub fields: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorItem {
+    pub entry: String,
+    pub reason: String,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub run_id: Option<i64>,
+    pub status: Status,
+    pub counts: Counts,
+    pub errors: Vec<ErrorItem>,
+    pub message: Option<String>,
+    pub plan: Vec<PlanItem>,
+    pub notices: Vec<String>,
+    pub full: bool,
+}
+
+/// A run in progress. Dropping it without `finish` rolls everything back.
+pub struct Run<'c> {
+    tx: Transaction<'c>,
+    run_id: Option<i64>,
+    source_id: i64,
+    source: String,
+    opts: Options,
+    /// What the run reports: counts, failed entries, the dry-run plan.
+    report: Report,
+    /// Which stored users entries paired with.
+    seen: Seen,
+    /// The in-memory unchanged check.
+    fast: Fast,
+    /// Group path → id, for groups met in this run.
+    group_ids: GroupIds,
+    /// The store held no users when the run began.
+    no_users: bool,
+}
+
+/// What a run reports, built up as it goes.
+#[derive(Default)]
+struct Report {
+    counts: Counts,
+    errors: Vec<ErrorItem>,
+    plan: Vec<PlanItem>,
+    /// The last `run_events.seq` written.
+    event_seq: i64,
+}
+
+/// Stored users paired in this run.
+struct Seen {
+    users: SeenSet,
+    /// Of them, users of this source, and how many of those were active.
+    own: u64,
+    own_active: u64,
+}
+
+impl Store {
+    /// Starts a run. The run record is committed first (status "running") so a crash leaves
+    /// a trace; everything else happens in one transaction. Dry runs write nothing at all.
+    pub fn begin_run(&mut self, source: &str, opts: Options, dry_run: bool) -> Result<Run<'_>> {
+        let run_id = if dry_run {
+            None
+        } else {
+            self.conn.execute(
+                &format!(
+                    "INSERT INTO runs(source, status, pid, started) VALUES (?1, ?3, ?2, {NOW})"
+                ),
+                params![source, std::process::id(), Status::Running],
+            )?;
+            Some(self.conn.last_insert_rowid())
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .context("another roster process is writing this database")?;
+        tx.execute("INSERT OR IGNORE INTO sources(name) VALUES (?1)", [source])?;
+        let source_id: i64 =
+            tx.query_row("SELECT id FROM sources WHERE name = ?1", [source], |r| {
+                r.get(0)
+            })?;
+        staging::create_tables(&tx)?;
+        let fast = Fast::load(&tx, source_id)?;
+        let max_id: i64 =
+            tx.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))?;
+        Ok(Run {
+            tx,
+            run_id,
+            source_id,
+            source: source.to_string(),
+            opts,
+            report: Report::default(),
+            seen: Seen {
+                users: SeenSet::with_max(max_id),
+                own: 0,
+                own_active: 0,
+            },
+            fast,
+            group_ids: GroupIds::new(),
+            no_users: max_id == 0,
+        })
+    }
+}
+
+impl Run<'_> {
+    /// A failed entry: counted, logged in the run, and the run goes on.
+    pub fn fail(&mut self, entry: &str, reason: &str) -> Result<()> {
+        self.report.counts.failed += 1;
+        if self.report.errors.len() < MAX_REPORTED_ERRORS {
+            self.report.errors.push(ErrorItem {
+                entry: entry.into(),
+                reason: reason.into(),
+            });
+        }
+        self.event(entry, "failed", Some(reason))
+    }
+
+    fn event(&mut self, entry: &str, action: &str, reason: Option<&str>) -> Result<()> {
+        if let Some(run_id) = self.run_id {
+            self.report.event_seq += 1;
+            self.tx
+                .prepare_cached("INSERT INTO run_events(run_id, seq, entry, action, reason) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![run_id, self.report.event_seq, entry, action, reason])?;
+        }
+        Ok(())
+    }
+
+    /// A line of the dry-run plan (a real run logs events instead).
+    fn planned(&mut self, action: &'static str, username: &str, fields: Vec<&'static str>) {
+        if self.run_id.is_none() {
+            self.report.plan.push(PlanItem {
+                action,
+                username: username.into(),
+                fields,
+            });
+        }
+    }
+
+    /// Merges the stage into the store, applies the missing policy and the guard, and commits
+    /// (or rolls back for a dry run or an abort).
+    pub fn finish(
+        mut self,
+        full: bool,
+        cursor: Option<String>,
+        notices: Vec<String>,
+        force: bool,
+    ) -> Result<Outcome> {
+        let t = std::time::Instant::now();
+        self.make_work()?;
+        // Nothing is written before the guard: the store is still as the run found it.
+        let (total_before, missing) = self.find_missing(full)?;
+        if full {
+            if let Err(msg) = deletion_guard(self.opts.max_deletions, total_before, missing, force)
+            {
+                return self.end(Status::Aborted, Some(msg), None, notices, full);
+            }
+        }
+        if self.opts.import_new {
+            self.bulk_create()?;
+            tracing::debug!("bulk creates done at {:?}", t.elapsed());
+        }
+        self.apply_changes()?;
+        tracing::debug!("per-entry changes done at {:?}", t.elapsed());
+        self.apply_groups(full)?;
+        self.apply_missing()?;
+        if full && self.opts.on_missing != OnMissing::Ignore {
+            self.prune_groups()?;
+        }
+        self.end(Status::Ok, None, cursor, notices, full)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::mapping::Mapped;
+    use crate::reconcile::{MaxDeletions, UserRecord};
+
+    /// A mapped user in these groups; its raw hash is derived from its name and groups.
+    pub(in crate::store) fn user(name: &str, groups: &[&str]) -> (i64, Mapped) {
+        let mut groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        groups.sort();
+        groups.dedup();
+        let record = UserRecord {
+            username: name.into(),
+            groups,
+            active: true,
+            ..Default::default()
+        };
+        let raw = record.to_stored("raw").1;
+        let pins = Vec::new();
+        (raw, Mapped { record, pins })
+    }
+
+    /// One full run of `users` (anchored by username), as `sync` drives it.
+    pub(in crate::store) fn full_run(
+        store: &mut Store,
+        opts: Options,
+        users: Vec<(i64, Mapped)>,
+    ) -> Outcome {
+        let mut run = store.begin_run("src", opts, false).unwrap();
+        for (i, (raw, m)) in users.into_iter().enumerate() {
+            let locator = format!("line {}", i + 2);
+            if !run.stage_unchanged(raw, &locator) {
+                let anchor = m.record.username.clone();
+                run.stage(&locator, &anchor, raw, m).unwrap();
+            }
+        }
+        run.finish(true, None, Vec::new(), false).unwrap()
+    }
+
+    fn names(store: &Store, active: bool) -> Vec<String> {
+        let users = store.users(true).unwrap();
+        (users.into_iter().filter(|u| u.active == active))
+            .map(|u| u.username)
+            .collect()
+    }
+
+    #[test]
+    fn a_resync_takes_the_fast_path_and_writes_nothing() {
+        let mut store = Store::memory().unwrap();
+        let users = || vec![user("ann", &["A"]), user("bob", &["A|B"])];
+        let first = full_run(&mut store, Options::default(), users());
+        assert_eq!((first.status, first.counts.created), (Status::Ok, 2));
+        let again = full_run(&mut store, Options::default(), users());
+        assert_eq!(again.status, Status::Ok);
+        assert_eq!(again.counts.unchanged, 2);
+        assert_eq!(again.counts.created + again.counts.updated, 0);
+    }
+
+    #[test]
+    fn a_duplicate_username_fails_and_names_the_first_entry() {
+        let mut store = Store::memory().unwrap();
+        full_run(&mut store, Options::default(), vec![user("ann", &[])]);
+        // Once through the fast path, once through staging: both duplicates are caught.
+        let out = full_run(
+            &mut store,
+            Options::default(),
+            vec![user("ann", &[]), user("ann", &["G"]), user("ann", &[])],
+        );
+        assert_eq!(out.counts.failed, 2, "{:?}", out.errors);
+        for e in &out.errors {
+            assert!(e.reason.contains("(first at line 2)"), "{}", e.reason);
+        }
+    }
+
+    #[test]
+    fn missing_users_are_guarded_then_deactivated() {
+        let mut store = Store::memory().unwrap();
+        let all: Vec<_> = (0..4).map(|i| user(&format!("u{i}"), &[])).collect();
+        full_run(&mut store, Options::default(), all);
+        // Two of four missing is over the default 10%: nothing changes.
+        let kept = || vec![user("u0", &[]), user("u1", &[])];
+        let out = full_run(&mut store, Options::default(), kept());
+        assert_eq!(out.status, Status::Aborted);
+        assert_eq!(names(&store, false), Vec::<String>::new());
+        let opts = Options {
+            max_deletions: MaxDeletions::Percent(100.0),
+            ..Options::default()
+        };
+        let out = full_run(&mut store, opts, kept());
+        assert_eq!((out.status, out.counts.deactivated), (Status::Ok, 2));
+        assert_eq!(names(&store, false), ["u2", "u3"]);
+        assert_eq!(names(&store, true), ["u0", "u1"]);
+    }
+}

@@ -1,0 +1,324 @@
+//! Staging: each mapped user, group object, membership reference and removal goes into a
+//! TEMP table as it arrives. Users are paired with the stored user here, one lookup each.
+
+use super::Run;
+use crate::mapping::Mapped;
+use crate::reconcile::PairBy;
+use anyhow::Result;
+use rusqlite::{params, OptionalExtension, Transaction};
+
+/// (Re)creates the run's TEMP tables, dropping any a previous run on this connection left.
+pub(super) fn create_tables(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS temp.stage;
+         DROP TABLE IF EXISTS temp.removals;
+         DROP TABLE IF EXISTS temp.stage_groups;
+         DROP TABLE IF EXISTS temp.seen;
+         DROP TABLE IF EXISTS temp.edges;
+         DROP TABLE IF EXISTS temp.gmap;
+         DROP TABLE IF EXISTS temp.desired;
+         DROP TABLE IF EXISTS temp.work;
+         DROP TABLE IF EXISTS temp.missing;
+         DROP TABLE IF EXISTS temp.slow;
+         DROP TABLE IF EXISTS temp.bulk;
+         CREATE TEMP TABLE stage(
+             seq INTEGER PRIMARY KEY,
+             locator TEXT NOT NULL,
+             anchor TEXT NOT NULL UNIQUE,
+             -- the pairing key, kept only when it is neither the username nor the anchor
+             key TEXT UNIQUE,
+             username TEXT NOT NULL UNIQUE,
+             hash INTEGER NOT NULL,
+             record TEXT NOT NULL,
+             pins TEXT,
+             -- the record's lists and personal number apart (NULL when empty), so set-wise
+             -- checks and inserts need not parse every record
+             aliases TEXT,
+             cards TEXT,
+             groups TEXT,
+             pn TEXT,
+             raw INTEGER NOT NULL,
+             user_id INTEGER);
+         CREATE TEMP TABLE removals(kind TEXT NOT NULL, anchor TEXT NOT NULL, PRIMARY KEY(kind, anchor)) WITHOUT ROWID;
+         CREATE TEMP TABLE seen(user_id INTEGER PRIMARY KEY, locator TEXT NOT NULL);
+         CREATE TEMP TABLE stage_groups(anchor TEXT PRIMARY KEY, locator TEXT NOT NULL, name TEXT NOT NULL, parent TEXT) WITHOUT ROWID;
+         -- membership references: member (user or group anchor) is in group
+         CREATE TEMP TABLE edges(grp TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY(grp, member)) WITHOUT ROWID;",
+    )?;
+    Ok(())
+}
+
+impl Run<'_> {
+    /// Stages one mapped user. A duplicate key within the source is a failed entry. `raw` is
+    /// the object's raw hash, kept with the link when the user is written.
+    pub fn stage(&mut self, locator: &str, anchor: &str, raw: i64, m: Mapped) -> Result<()> {
+        let Some(key) = self.opts.pair_by.key(&m.record, anchor) else {
+            return self.fail(
+                locator,
+                &format!("no {} to pair by", self.opts.pair_by.name()),
+            );
+        };
+        let (record, hash) = m.record.to_stored(anchor);
+        // Pair now. An unchanged user (same content, owned, active) is only marked seen:
+        // it costs no staging and no write.
+        // Nothing to pair with in an empty store (a first import): no need to look.
+        let paired = if self.no_users {
+            None
+        } else {
+            self.lookup(&key)?
+        };
+        if let Some(p) = &paired {
+            if !self.seen.users.insert(p.id) {
+                let first = self.first_seen(p.id)?;
+                let what = self.opts.pair_by.name();
+                return self.fail(
+                    locator,
+                    &format!("duplicate {what} {key:?} in the source (first at {first})"),
+                );
+            }
+            self.tx
+                .prepare_cached("INSERT INTO temp.seen(user_id, locator) VALUES (?1, ?2)")?
+                .execute(params![p.id, locator])?;
+            if p.source_id == Some(self.source_id) {
+                self.seen.own += 1;
+                self.seen.own_active += u64::from(p.active);
+            }
+            if p.hash == hash && p.active && p.source_id == Some(self.source_id) {
+                // Mapped unchanged, but the raw hash was not the link's: remember it, so the
+                // next run takes the cheap path (a one-time write after a mapping change).
+                if self.fast.loaded {
+                    const REMEMBER: &str = "UPDATE links SET raw_hash = ?3
+                                            WHERE source_id = ?1 AND anchor = ?2 AND user_id = ?4";
+                    self.tx.prepare_cached(REMEMBER)?.execute(params![
+                        self.source_id,
+                        anchor,
+                        raw,
+                        p.id
+                    ])?;
+                }
+                self.report.counts.unchanged += 1;
+                return Ok(());
+            }
+        }
+        let pins = if m.pins.is_empty() {
+            None
+        } else {
+            let mut staged = Vec::with_capacity(m.pins.len());
+            for (fp, pin) in &m.pins {
+                staged.push((fp.clone(), self.pin_hash(fp, &pin.0)?));
+            }
+            Some(serde_json::to_string(&staged)?)
+        };
+        let stored_key =
+            matches!(self.opts.pair_by, PairBy::Email | PairBy::PersonalNumber).then_some(&key);
+        let r = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins, user_id,
+                                        aliases, cards, groups, pn, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                locator,
+                anchor,
+                stored_key,
+                m.record.username,
+                hash,
+                record,
+                pins,
+                paired.map(|p| p.id),
+                json_list(&m.record.aliases),
+                json_list(&m.record.cards),
+                json_list(&m.record.groups),
+                m.record.personal_number,
+                raw
+            ]);
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, Some(msg)))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let (what, col, value) = if msg.contains("stage.username") {
+                    ("username", "username", m.record.username.as_str())
+                } else if msg.contains("stage.anchor") {
+                    ("id", "anchor", anchor)
+                } else {
+                    (self.opts.pair_by.name(), "key", key.as_str())
+                };
+                let first: String = self.tx.query_row(
+                    &format!("SELECT locator FROM temp.stage WHERE {col} = ?1"),
+                    [value],
+                    |r| r.get(0),
+                )?;
+                self.fail(
+                    locator,
+                    &format!("duplicate {what} {value:?} in the source (first at {first})"),
+                )
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where the entry that first paired with `user_id` was.
+    fn first_seen(&mut self, user_id: i64) -> Result<String> {
+        if let Some(l) = self
+            .tx
+            .query_row(
+                "SELECT locator FROM temp.seen WHERE user_id = ?1",
+                [user_id],
+                |r| r.get(0),
+            )
+            .optional()?
+        {
+            return Ok(l);
+        }
+        Ok(match self.fast.locator(user_id) {
+            Some(l) => l.to_string(),
+            None => "an earlier entry".to_string(),
+        })
+    }
+
+    /// The stored user a pairing key finds.
+    fn lookup(&self, key: &str) -> Result<Option<Paired>> {
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok(Paired {
+                id: r.get(0)?,
+                hash: r.get(1)?,
+                active: r.get(2)?,
+                source_id: r.get(3)?,
+            })
+        };
+        const COLS: &str = "SELECT u.id, u.hash, u.active, u.source_id FROM users u";
+        let found = match self.opts.pair_by {
+            PairBy::Username => self
+                .tx
+                .prepare_cached(&format!("{COLS} WHERE u.username = ?1"))?
+                .query_row([key], row),
+            PairBy::PersonalNumber => self
+                .tx
+                .prepare_cached(&format!("{COLS} WHERE u.personal_number = ?1"))?
+                .query_row([key], row),
+            PairBy::Email => self
+                .tx
+                .prepare_cached(&format!(
+                    "{COLS} WHERE u.email = ?1 COLLATE NOCASE ORDER BY u.source_id IS NOT ?2, u.id LIMIT 1"
+                ))?
+                .query_row(params![key, self.source_id], row),
+            PairBy::Anchor => self
+                .tx
+                .prepare_cached(&format!(
+                    "{COLS} JOIN links l ON l.user_id = u.id WHERE l.source_id = ?2 AND l.anchor = ?1"
+                ))?
+                .query_row(params![key, self.source_id], row),
+        };
+        Ok(found.optional()?)
+    }
+
+    /// An explicit removal (delta runs). `kind` is "user" or "group".
+    pub fn stage_removal(&mut self, kind: &str, anchor: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR IGNORE INTO temp.removals(kind, anchor) VALUES (?1, ?2)",
+            [kind, anchor],
+        )?;
+        Ok(())
+    }
+
+    /// Membership references of an object: it is a member of each group in `member_of`, and
+    /// (for a group) each of `members` is a member of it.
+    pub fn stage_edges(
+        &mut self,
+        anchor: &str,
+        member_of: &[String],
+        members: &[String],
+    ) -> Result<()> {
+        if member_of.is_empty() && members.is_empty() {
+            return Ok(());
+        }
+        let mut edge = self
+            .tx
+            .prepare_cached("INSERT OR IGNORE INTO temp.edges(grp, member) VALUES (?1, ?2)")?;
+        for g in member_of {
+            edge.execute([g.as_str(), anchor])?;
+        }
+        for m in members {
+            edge.execute([anchor, m.as_str()])?;
+        }
+        Ok(())
+    }
+
+    /// Stages a group object. Its place in the tree comes from `parent`, else from a staged
+    /// group it is a member of.
+    pub fn stage_group(
+        &mut self,
+        locator: &str,
+        anchor: &str,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<()> {
+        let name = name.replace('|', "/");
+        let n = self.tx.execute(
+            "INSERT OR IGNORE INTO temp.stage_groups(anchor, locator, name, parent) VALUES (?1, ?2, ?3, ?4)",
+            params![anchor, locator, name, parent],
+        )?;
+        if n == 0 {
+            return self.fail(
+                locator,
+                &format!("duplicate group id {anchor:?} in the source"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The argon2 hash for a PIN: reused when the same fingerprint is stored, else computed.
+    fn pin_hash(&self, fingerprint: &str, pin: &str) -> Result<String> {
+        if let Some(h) = self
+            .tx
+            .prepare_cached("SELECT hash FROM pins WHERE fingerprint = ?1 LIMIT 1")?
+            .query_row([fingerprint], |r| r.get(0))
+            .optional()?
+        {
+            return Ok(h);
+        }
+        use argon2::PasswordHasher;
+        let params = argon2::Params::new(8 * 1024, 2, 1, None).expect("valid argon2 params");
+        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        Ok(a.hash_password(pin.as_bytes())
+            .map_err(|e| anyhow::anyhow!("hashing a PIN: {e}"))?
+            .to_string())
+    }
+}
+
+/// A list as JSON, or None when empty.
+fn json_list(v: &[String]) -> Option<String> {
+    (!v.is_empty()).then(|| serde_json::to_string(v).expect("strings serialise"))
+}
+
+/// The stored user an entry paired with, as far as the unchanged check needs it.
+struct Paired {
+    id: i64,
+    hash: i64,
+    active: bool,
+    source_id: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_list;
+
+    #[test]
+    fn json_list_is_none_when_empty() {
+        assert_eq!(json_list(&[]), None);
+    }
+
+    #[test]
+    fn json_list_is_a_json_array_of_the_values() {
+        let v = vec![
+            "a".to_string(),
+            "b \"c\"".to_string(),
+            "Staff|IT".to_string(),
+        ];
+        let json = json_list(&v).unwrap();
+        assert_eq!(json, r#"["a","b \"c\"","Staff|IT"]"#);
+        assert_eq!(serde_json::from_str::<Vec<String>>(&json).unwrap(), v);
+    }
+}
