@@ -4,13 +4,15 @@
 //!
 //! The logic is plain Rust, tested natively: [`config`] (profiles and their defaults),
 //! [`entry`] (attribute values as text, users as rows), [`groups`] (the group graph:
-//! member, memberUid, memberOf, nesting, range retrieval, scoping) and [`cursor`] (delta
-//! cursors and the full-or-delta decision). [`component`] is the WebAssembly glue.
+//! member, memberUid, memberOf, nesting, range retrieval, scoping), [`cursor`] (delta
+//! cursors and the full-or-delta decision) and [`run`] (a run's steps over any
+//! [`run::Directory`]). `component` is the WebAssembly glue.
 
 pub mod config;
 pub mod cursor;
 pub mod entry;
 pub mod groups;
+pub mod run;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
@@ -22,12 +24,19 @@ pub enum Error {
     Config(String),
     /// The directory sent something that cannot be understood as a whole.
     BadData(String),
+    /// The server refused the credentials.
+    Authentication(String),
+    /// The server is unreachable or busy; worth a retry.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Config(m) | Error::BadData(m) => f.write_str(m),
+            Error::Config(m)
+            | Error::BadData(m)
+            | Error::Authentication(m)
+            | Error::Unavailable(m) => f.write_str(m),
         }
     }
 }
