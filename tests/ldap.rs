@@ -197,6 +197,12 @@ fn map_templates_use_ldap_attributes() {
     let s = sb.sync_ok(&[]);
     assert_counts(s.only(), &[("created", USERS), ("failed", 1)]);
     assert!(find_user(&sb.users(), "user00007@example.test").is_some());
+
+    // `sources test` connects, counts and shows a mapped sample.
+    let out = sb.roster_ok(&["sources", "test", "dir"]);
+    let text = stdout(&out);
+    assert!(text.contains("10000"), "{text}");
+    assert!(text.contains("@example.test"), "a mapped sample: {text}");
 }
 
 #[test]
