@@ -32,7 +32,9 @@ setup:
 	@# ---- System packages for the test suites of later connectors go here. ----------------
 	@# LDAP (slapd) and Active Directory (samba) tests, for example:
 	@#   $(call need,slapd,slapd ldap-utils)
-	@#   $(call need,samba-tool,samba)
+	@$(call need,samba-tool,samba winbind)
+	@$(call need,ldapadd,ldap-utils)
+	@$(call need,openssl,openssl)
 	@# ------------------------------------------------------------------------------------
 
 setup-bench: setup
