@@ -1,6 +1,7 @@
 //! One sync: for each source, plugin batches → mapping → staging → set-based merge → run log.
 
 use crate::caps::files::Grants;
+use crate::caps::ldap::{LdapCtx, LdapSettings};
 use crate::config::{config_err, resolve_string, Config, ConfigError, SourceConfig};
 use crate::mapping::Mapper;
 use crate::runtime::roster::plugin::types::KeyType;
@@ -67,6 +68,13 @@ pub fn prepare(
     let info = plugin.info()?;
     let (config_json, grants) = plugin_config(src, &info, &cfg.dir)?;
     plugin.set_grants(grants);
+    // Only a plugin that declares `ldap` gets the source's connection.
+    if info.capabilities.iter().any(|c| c.name == "ldap") {
+        let ctx = format!("sources.{}.config", src.name);
+        let settings = LdapSettings::from_config(&src.config, &cfg.dir, &ctx)
+            .map_err(|e| config_err(format!("{e:#}")))?;
+        plugin.capabilities().ldap = LdapCtx::new(settings);
+    }
     Ok(Prepared {
         plugin,
         info,

@@ -1,12 +1,33 @@
-//! `ldap`: host-held LDAP connections. The policy ([`BaseDns`]) keeps every search at or
-//! below the source's configured base DNs. Until a source is configured with a connection
-//! (the LDAP connector issue), every call is denied.
+//! `ldap`: host-held LDAP connections (ldap3 on tokio).
+//!
+//! The host reads the connection from the source's config ([`LdapSettings`]), connects,
+//! binds and searches; the plugin gets handles and entries, never the password. The policy
+//! ([`BaseDns`]) keeps every search at or below the configured base DNs. Paged results are
+//! driven by the host and handed over one page per call, so no result set is held whole.
 
 use crate::bindings::roster::plugin::ldap::{
-    self, Host, HostConnection, HostSearch, LdapEntry, LdapError, SearchRequest,
+    self, Host, HostConnection, HostSearch, LdapAttribute, LdapEntry, LdapError, Scope,
+    SearchRequest,
 };
-use anyhow::Result;
+use crate::config::{parse_duration, resolve_string, Secret};
+use anyhow::{bail, Result};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::controls::RawControl;
+use ldap3::{LdapConnAsync, LdapConnSettings, ResultEntry, SearchStream};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+/// Connections one plugin may hold at once.
+pub const MAX_CONNECTIONS: usize = 4;
+/// Searches one plugin may hold open at once.
+pub const MAX_SEARCHES: usize = 16;
+/// Page size when the plugin asks for 0; AD's default MaxPageSize.
+const DEFAULT_PAGE: u32 = 1000;
+/// AD's Show Deleted control.
+const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
 
 /// The base DNs a source may search, at or below.
 #[derive(Debug, Clone, Default)]
@@ -69,10 +90,255 @@ fn rdns(dn: &str) -> Vec<String> {
         .collect()
 }
 
-/// One plugin's LDAP state.
+/// A source's LDAP connection, as the admin configured it.
+#[derive(Debug, Clone)]
+pub struct LdapSettings {
+    pub urls: Vec<String>,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub tls_verify: bool,
+    pub bind_dn: Option<String>,
+    pub password: Option<Secret>,
+    pub bases: BaseDns,
+    pub timeout: Duration,
+}
+
+impl LdapSettings {
+    /// Reads the connection keys of `[sources.NAME.config]` (`ctx` names that table in
+    /// errors). Secret references are resolved here, in the host.
+    pub fn from_config(config: &toml::Table, dir: &Path, ctx: &str) -> Result<LdapSettings> {
+        let strings = |key: &str| -> Result<Vec<String>> {
+            Ok(match config.get(key) {
+                None => Vec::new(),
+                Some(toml::Value::String(s)) => vec![s.clone()],
+                Some(toml::Value::Array(a)) => a
+                    .iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => Ok(s.clone()),
+                        other => bail!("{ctx}.{key}: expected strings, found {other}"),
+                    })
+                    .collect::<Result<_>>()?,
+                Some(other) => bail!("{ctx}.{key}: expected a string or a list, found {other}"),
+            })
+        };
+        let boolean = |key: &str, default: bool| -> Result<bool> {
+            match config.get(key) {
+                None => Ok(default),
+                Some(toml::Value::Boolean(b)) => Ok(*b),
+                Some(other) => bail!("{ctx}.{key}: expected true or false, found {other}"),
+            }
+        };
+        let urls = strings("url")?;
+        if urls.is_empty() {
+            bail!("{ctx}.url: required (ldap://host:389 or ldaps://host:636; a list for failover)");
+        }
+        for u in &urls {
+            if !(u.starts_with("ldap://") || u.starts_with("ldaps://")) {
+                bail!("{ctx}.url: {u:?} is not an ldap:// or ldaps:// URL");
+            }
+        }
+        let bases = strings("base_dn")?;
+        if bases.is_empty() {
+            bail!(
+                "{ctx}.base_dn: required (for example \"DC=example,DC=test\"; a list for several)"
+            );
+        }
+        let ca_file = match config.get("ca_file") {
+            None => None,
+            Some(v) => Some(dir.join(resolve_string(v, dir, &format!("{ctx}.ca_file"))?.0)),
+        };
+        let password = config
+            .get("password")
+            .map(|v| resolve_string(v, dir, &format!("{ctx}.password")))
+            .transpose()?;
+        let timeout = match config.get("timeout") {
+            None => Duration::from_secs(30),
+            Some(toml::Value::String(s)) => parse_duration(s)?,
+            Some(other) => {
+                bail!("{ctx}.timeout: expected a duration such as \"30s\", found {other}")
+            }
+        };
+        let settings = LdapSettings {
+            urls,
+            starttls: boolean("starttls", false)?,
+            ca_file,
+            tls_verify: boolean("tls_verify", true)?,
+            bind_dn: strings("bind_dn")?.into_iter().next(),
+            password,
+            bases: BaseDns::new(bases),
+            timeout,
+        };
+        if !settings.tls_verify {
+            tracing::warn!(
+                "{ctx}.tls_verify = false: the LDAP server's certificate is not checked; set \
+                 ca_file instead"
+            );
+        }
+        Ok(settings)
+    }
+
+    fn conn_settings(&self) -> Result<LdapConnSettings, LdapError> {
+        let mut s = LdapConnSettings::new()
+            .set_conn_timeout(self.timeout)
+            .set_starttls(self.starttls);
+        if !self.tls_verify {
+            s = s.set_no_tls_verify(true);
+        } else if let Some(ca) = &self.ca_file {
+            s = s.set_config(Arc::new(tls_config(ca)?));
+        }
+        Ok(s)
+    }
+
+    /// Connects to the first URL that answers and binds. Bad credentials end the attempt:
+    /// the next server would refuse them too.
+    async fn connect(&self) -> Result<ldap3::Ldap, LdapError> {
+        let mut failures = Vec::new();
+        for url in &self.urls {
+            match self.connect_one(url).await {
+                Ok(ldap) => return Ok(ldap),
+                Err(e @ LdapError::InvalidCredentials(_)) => return Err(e),
+                Err(e) => {
+                    tracing::debug!("ldap: {url}: {e:?}");
+                    failures.push(e);
+                }
+            }
+        }
+        // The last failure's kind, with every server's reason.
+        let text = failures.iter().map(message).collect::<Vec<_>>().join("; ");
+        Err(match failures.pop() {
+            Some(LdapError::Tls(_)) => LdapError::Tls(text),
+            Some(LdapError::TimeLimit(_)) => LdapError::TimeLimit(text),
+            _ => LdapError::Unreachable(text),
+        })
+    }
+
+    async fn connect_one(&self, url: &str) -> Result<ldap3::Ldap, LdapError> {
+        let (conn, mut ldap) = LdapConnAsync::with_settings(self.conn_settings()?, url)
+            .await
+            .map_err(|e| self.connect_error(url, e))?;
+        ldap3::drive!(conn);
+        ldap.with_timeout(self.timeout);
+        let (dn, pw) = match (&self.bind_dn, &self.password) {
+            (Some(dn), Some(pw)) => (dn.as_str(), pw.0.as_str()),
+            (Some(dn), None) => (dn.as_str(), ""),
+            (None, _) => return Ok(ldap),
+        };
+        let r = ldap
+            .simple_bind(dn, pw)
+            .await
+            .map_err(|e| self.connect_error(url, e))?;
+        match r.rc {
+            0 => Ok(ldap),
+            49 => Err(LdapError::InvalidCredentials(format!(
+                "{url} refused the bind as {dn} (invalid credentials{}): check bind_dn and \
+                 password",
+                detail(&r.text)
+            ))),
+            8 | 13 => Err(LdapError::Tls(format!(
+                "{url} requires a secure connection for the bind{}: use ldaps:// or \
+                 starttls = true",
+                detail(&r.text)
+            ))),
+            rc => Err(LdapError::Other(format!(
+                "{url}: the bind as {dn} failed with result code {rc}{}",
+                detail(&r.text)
+            ))),
+        }
+    }
+
+    fn connect_error(&self, url: &str, e: ldap3::LdapError) -> LdapError {
+        match e {
+            ldap3::LdapError::Timeout { .. } => LdapError::TimeLimit(format!(
+                "{url} did not answer within timeout = {:?}",
+                self.timeout
+            )),
+            ldap3::LdapError::Io { source } if is_tls(&source) => LdapError::Tls(format!(
+                "TLS with {url} failed: {source}; set ca_file to the CA that signed the \
+                 server's certificate (or tls_verify = false, not recommended)"
+            )),
+            ldap3::LdapError::Io { source } => LdapError::Unreachable(format!(
+                "cannot reach {url}: {source}; check url and that the server is running"
+            )),
+            other => LdapError::Unreachable(format!("{url}: {other}")),
+        }
+    }
+}
+
+fn detail(text: &str) -> String {
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", text.trim())
+    }
+}
+
+fn is_tls(e: &std::io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|e| e as _);
+    while let Some(err) = cur {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    e.kind() == std::io::ErrorKind::InvalidData
+}
+
+/// A rustls configuration trusting only the certificates in `ca_file`.
+fn tls_config(ca_file: &Path) -> Result<rustls::ClientConfig, LdapError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let bad = |e: String| LdapError::Tls(format!("ca_file {}: {e}", ca_file.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| bad(e.to_string()))?;
+    for cert in certs {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no PEM certificate".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn message(e: &LdapError) -> String {
+    match e {
+        LdapError::InvalidCredentials(m)
+        | LdapError::Tls(m)
+        | LdapError::Unreachable(m)
+        | LdapError::NoSuchBase(m)
+        | LdapError::TimeLimit(m)
+        | LdapError::Denied(m)
+        | LdapError::Other(m) => m.clone(),
+    }
+}
+
+/// One plugin's LDAP state: the source's connection settings (none: nothing granted) and
+/// the handles it holds.
 #[derive(Debug, Default)]
 pub struct LdapCtx {
-    pub bases: BaseDns,
+    pub settings: Option<Arc<LdapSettings>>,
+    connections: usize,
+    searches: usize,
+}
+
+impl LdapCtx {
+    pub fn new(settings: LdapSettings) -> Self {
+        LdapCtx {
+            settings: Some(Arc::new(settings)),
+            ..Default::default()
+        }
+    }
+
+    fn settings(&self) -> Result<Arc<LdapSettings>, LdapError> {
+        self.settings.clone().ok_or_else(|| {
+            LdapError::Denied("the ldap capability is not granted to this source".into())
+        })
+    }
 }
 
 /// The context and the store's resource table, borrowed for one host call.
@@ -96,48 +362,281 @@ pub fn add_to_linker<T: Send + 'static>(
     Ok(())
 }
 
-/// A bound connection (not yet constructible).
-pub struct Connection;
-/// A paged search (not yet constructible).
-pub struct Search;
+/// A bound connection.
+pub struct Connection {
+    ldap: ldap3::Ldap,
+    settings: Arc<LdapSettings>,
+}
 
-fn not_granted() -> LdapError {
-    LdapError::Denied("the ldap capability is not granted to this source".into())
+type Stream = SearchStream<'static, String, Vec<String>>;
+
+/// A paged search over one or more bases, read one page per call.
+pub struct Search {
+    ldap: ldap3::Ldap,
+    settings: Arc<LdapSettings>,
+    stream: Option<Stream>,
+    /// The current base, then the bases still to search.
+    base: String,
+    pending: VecDeque<String>,
+    scope: ldap3::Scope,
+    filter: String,
+    attributes: Vec<String>,
+    page: u32,
+    show_deleted: bool,
+}
+
+impl Search {
+    async fn start(&mut self) -> Result<(), LdapError> {
+        let adapters: Vec<Box<dyn Adapter<'static, String, Vec<String>>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(self.page as i32)),
+        ];
+        let mut ldap = self.ldap.clone();
+        ldap.with_timeout(self.settings.timeout);
+        if self.show_deleted {
+            ldap.with_controls(RawControl {
+                ctype: SHOW_DELETED.into(),
+                crit: true,
+                val: None,
+            });
+        }
+        let stream = ldap
+            .streaming_search_with(
+                adapters,
+                &self.base,
+                self.scope,
+                &self.filter,
+                self.attributes.clone(),
+            )
+            .await
+            .map_err(|e| self.op_error(e))?;
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    /// Up to one page of entries; `None` once every base is done.
+    async fn next_page(&mut self) -> Result<Option<Vec<LdapEntry>>, LdapError> {
+        let mut page = Vec::new();
+        loop {
+            if self.stream.is_none() {
+                match self.pending.pop_front() {
+                    Some(base) => {
+                        self.base = base;
+                        self.start().await?;
+                    }
+                    None => return Ok((!page.is_empty()).then_some(page)),
+                }
+            }
+            let stream = self.stream.as_mut().expect("started above");
+            match stream.next().await {
+                Ok(Some(re)) => {
+                    if let Some(entry) = raw_entry(re) {
+                        page.push(entry);
+                    }
+                    if page.len() >= self.page as usize {
+                        return Ok(Some(page));
+                    }
+                }
+                Ok(None) => {
+                    let r = stream.finish().await;
+                    self.stream = None;
+                    self.result(r.rc, &r.text)?;
+                }
+                Err(e) => {
+                    self.stream = None;
+                    return Err(self.op_error(e));
+                }
+            }
+        }
+    }
+
+    /// A search's final result code: referrals (AD's other partitions) are not errors.
+    fn result(&self, rc: u32, text: &str) -> Result<(), LdapError> {
+        let base = &self.base;
+        match rc {
+            0 | 10 => Ok(()),
+            32 => Err(LdapError::NoSuchBase(format!(
+                "base DN {base} does not exist on the server{}: check base_dn",
+                detail(text)
+            ))),
+            3 => Err(LdapError::TimeLimit(format!(
+                "the server's time limit ended the search under {base}{}",
+                detail(text)
+            ))),
+            50 => Err(LdapError::Denied(format!(
+                "the bind DN may not search under {base} (insufficient access){}",
+                detail(text)
+            ))),
+            rc => Err(LdapError::Other(format!(
+                "search under {base} failed with result code {rc}{}",
+                detail(text)
+            ))),
+        }
+    }
+
+    fn op_error(&self, e: ldap3::LdapError) -> LdapError {
+        match e {
+            ldap3::LdapError::Timeout { .. } => LdapError::TimeLimit(format!(
+                "the server did not answer within timeout = {:?}",
+                self.settings.timeout
+            )),
+            ldap3::LdapError::LdapResult { result } => match self.result(result.rc, &result.text) {
+                Err(e) => e,
+                Ok(()) => LdapError::Other(format!("search under {}: {result}", self.base)),
+            },
+            ldap3::LdapError::FilterParsing => {
+                LdapError::Other(format!("invalid LDAP filter {:?}", self.filter))
+            }
+            other => {
+                LdapError::Unreachable(format!("the connection to the LDAP server broke: {other}"))
+            }
+        }
+    }
+}
+
+/// A search result entry as DN and raw values; `None` for what is not an entry.
+fn raw_entry(re: ResultEntry) -> Option<LdapEntry> {
+    if re.is_ref() || re.is_intermediate() {
+        return None;
+    }
+    let mut tags = re.0.match_id(4)?.expect_constructed()?.into_iter();
+    let dn = String::from_utf8(tags.next()?.expect_primitive()?).ok()?;
+    let mut attributes = Vec::new();
+    for a in tags.next()?.expect_constructed()? {
+        let mut parts = a.expect_constructed()?.into_iter();
+        let name = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+        let values = parts
+            .next()?
+            .expect_constructed()?
+            .into_iter()
+            .filter_map(|v| v.expect_primitive())
+            .collect();
+        attributes.push(LdapAttribute { name, values });
+    }
+    Some(LdapEntry { dn, attributes })
+}
+
+fn scope(s: Scope) -> ldap3::Scope {
+    match s {
+        Scope::Base => ldap3::Scope::Base,
+        Scope::OneLevel => ldap3::Scope::OneLevel,
+        Scope::Subtree => ldap3::Scope::Subtree,
+    }
 }
 
 impl Host for LdapView<'_> {
     async fn connect(&mut self) -> Result<Resource<Connection>, LdapError> {
-        Err(not_granted())
+        let settings = self.ctx.settings()?;
+        if self.ctx.connections >= MAX_CONNECTIONS {
+            return Err(LdapError::Denied(format!(
+                "this plugin already holds {MAX_CONNECTIONS} LDAP connections, the per-plugin \
+                 limit"
+            )));
+        }
+        let ldap = settings.connect().await?;
+        let handle = self
+            .table
+            .push(Connection { ldap, settings })
+            .map_err(|e| LdapError::Other(e.to_string()))?;
+        self.ctx.connections += 1;
+        Ok(handle)
     }
 }
 
 impl HostConnection for LdapView<'_> {
     async fn search(
         &mut self,
-        _c: Resource<Connection>,
+        c: Resource<Connection>,
         r: SearchRequest,
     ) -> Result<Resource<Search>, LdapError> {
-        if let Some(base) = r.base.as_deref() {
-            if !self.ctx.bases.allows(base) {
-                return Err(LdapError::Denied(format!(
-                    "{base} is not at or below a base DN of this source"
-                )));
-            }
+        if self.ctx.searches >= MAX_SEARCHES {
+            return Err(LdapError::Denied(format!(
+                "this plugin already holds {MAX_SEARCHES} open LDAP searches, the per-plugin \
+                 limit; drop finished searches"
+            )));
         }
-        Err(not_granted())
+        let conn = self
+            .table
+            .get(&c)
+            .map_err(|e| LdapError::Other(e.to_string()))?;
+        let bases = match r.base {
+            Some(base) if conn.settings.bases.allows(&base) => vec![base],
+            Some(base) => {
+                return Err(LdapError::Denied(format!(
+                    "{base} is not at or below a base DN of this source ({})",
+                    conn.settings.bases.list().join("; ")
+                )))
+            }
+            None => conn.settings.bases.list(),
+        };
+        let mut pending: VecDeque<String> = bases.into();
+        let mut search = Search {
+            ldap: conn.ldap.clone(),
+            settings: conn.settings.clone(),
+            stream: None,
+            base: pending.pop_front().unwrap_or_default(),
+            pending,
+            scope: scope(r.scope),
+            filter: r.filter,
+            attributes: r.attributes,
+            page: if r.page_size == 0 {
+                DEFAULT_PAGE
+            } else {
+                r.page_size
+            },
+            show_deleted: r.show_deleted,
+        };
+        // Started here so a wrong base or filter fails at the call that named it.
+        search.start().await?;
+        let handle = self
+            .table
+            .push(search)
+            .map_err(|e| LdapError::Other(e.to_string()))?;
+        self.ctx.searches += 1;
+        Ok(handle)
     }
-    async fn base_dns(&mut self, _c: Resource<Connection>) -> Vec<String> {
-        self.ctx.bases.list()
+
+    async fn base_dns(&mut self, c: Resource<Connection>) -> Vec<String> {
+        self.table
+            .get(&c)
+            .map(|c| c.settings.bases.list())
+            .unwrap_or_default()
     }
+
     async fn root_dse(
         &mut self,
-        _c: Resource<Connection>,
-        _a: Vec<String>,
+        c: Resource<Connection>,
+        attributes: Vec<String>,
     ) -> Result<LdapEntry, LdapError> {
-        Err(not_granted())
+        let conn = self
+            .table
+            .get_mut(&c)
+            .map_err(|e| LdapError::Other(e.to_string()))?;
+        let timeout = conn.settings.timeout;
+        let mut ldap = conn.ldap.clone();
+        ldap.with_timeout(timeout);
+        let ldap3::SearchResult(entries, result) = ldap
+            .search("", ldap3::Scope::Base, "(objectClass=*)", attributes)
+            .await
+            .map_err(|e| LdapError::Unreachable(format!("reading the root DSE: {e}")))?;
+        if result.rc != 0 {
+            return Err(LdapError::Other(format!(
+                "reading the root DSE failed with result code {}{}",
+                result.rc,
+                detail(&result.text)
+            )));
+        }
+        entries
+            .into_iter()
+            .find_map(raw_entry)
+            .ok_or_else(|| LdapError::Other("the server returned no root DSE".into()))
     }
+
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(c)?;
+        let mut conn = self.table.delete(c)?;
+        self.ctx.connections -= 1;
+        // Best effort: the server forgets the session either way.
+        conn.ldap.unbind().await.ok();
         Ok(())
     }
 }
@@ -145,12 +644,23 @@ impl HostConnection for LdapView<'_> {
 impl HostSearch for LdapView<'_> {
     async fn next_page(
         &mut self,
-        _s: Resource<Search>,
+        s: Resource<Search>,
     ) -> Result<Option<Vec<LdapEntry>>, LdapError> {
-        Err(not_granted())
+        let search = self
+            .table
+            .get_mut(&s)
+            .map_err(|e| LdapError::Other(e.to_string()))?;
+        search.next_page().await
     }
+
     async fn drop(&mut self, s: Resource<Search>) -> wasmtime::Result<()> {
-        self.table.delete(s)?;
+        let mut search = self.table.delete(s)?;
+        self.ctx.searches -= 1;
+        if let Some(stream) = search.stream.as_mut() {
+            // Tell the server to stop sending pages nobody will read.
+            let id = stream.ldap_handle().last_id();
+            search.ldap.abandon(id).await.ok();
+        }
         Ok(())
     }
 }
@@ -185,5 +695,66 @@ mod tests {
         assert!(p.allows("cn=2,ou=b,dc=t"));
         assert!(!p.allows("cn=3,ou=c,dc=t"));
         assert!(!BaseDns::default().allows("dc=t"));
+    }
+
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn settings_read_the_connection_keys() {
+        std::env::set_var("ROSTER_TEST_LDAP_PW", "pw-7f3a");
+        let s = LdapSettings::from_config(
+            &table(
+                r#"
+                url = ["ldaps://dc1:636", "ldaps://dc2:636"]
+                bind_dn = "svc@example.test"
+                password = { env = "ROSTER_TEST_LDAP_PW" }
+                base_dn = "DC=example,DC=test"
+                ca_file = "ca.pem"
+                timeout = "5s"
+                profile = "ad"
+                "#,
+            ),
+            Path::new("/etc/roster"),
+            "sources.ad.config",
+        )
+        .unwrap();
+        assert_eq!(s.urls, ["ldaps://dc1:636", "ldaps://dc2:636"]);
+        assert_eq!(s.password.as_ref().unwrap().0, "pw-7f3a");
+        assert_eq!(s.bases.list(), ["DC=example,DC=test"]);
+        assert_eq!(s.ca_file.as_deref(), Some(Path::new("/etc/roster/ca.pem")));
+        assert_eq!(s.timeout, Duration::from_secs(5));
+        assert!(s.tls_verify && !s.starttls);
+        assert!(
+            !format!("{s:?}").contains("pw-7f3a"),
+            "Debug shows the password"
+        );
+    }
+
+    #[test]
+    fn settings_errors_name_the_key() {
+        let dir = Path::new("/");
+        for (text, key) in [
+            ("base_dn = \"dc=t\"", "url"),
+            ("url = \"http://x\"\nbase_dn = \"dc=t\"", "url"),
+            ("url = \"ldap://x\"", "base_dn"),
+            (
+                "url = \"ldap://x\"\nbase_dn = \"dc=t\"\ntls_verify = \"no\"",
+                "tls_verify",
+            ),
+            (
+                "url = \"ldap://x\"\nbase_dn = \"dc=t\"\ntimeout = 5",
+                "timeout",
+            ),
+        ] {
+            let e = LdapSettings::from_config(&table(text), dir, "sources.d.config")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("sources.d.config.{key}")),
+                "{text}: {e}"
+            );
+        }
     }
 }

@@ -328,6 +328,11 @@ impl Plugin {
         self.store.data_mut().caps.files.grants = grants;
     }
 
+    /// The capability contexts, to grant what the source's config allows.
+    pub fn capabilities(&mut self) -> &mut Capabilities {
+        &mut self.store.data_mut().caps
+    }
+
     pub fn info(&mut self) -> Result<PluginInfo, CallError> {
         self.call("info", async |s, b| {
             b.roster_plugin_connector().call_info(s).await

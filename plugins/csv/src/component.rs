@@ -107,6 +107,7 @@ impl Guest for Component {
                 },
             ],
             defaults: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 

@@ -24,6 +24,11 @@
 //! - `gigantic-batch`: one batch of 9,000 users with 16 KiB full names each (about 144 MiB:
 //!   under the entry cap, over the byte cap and wasmtime's copy limit).
 //! - `panic`: `next-batch` panics with the message `the directory said no`.
+//! - `ldap-search`: connects through the host's `ldap` capability and searches
+//!   `(objectClass=inetOrgPerson)` under `path` (or every configured base when empty), `count`
+//!   entries a page: each `next-batch` is one page, a user per entry (id = DN, `username` =
+//!   uid, `full_name` = cn, `page` = the page's number). A host error is a plugin error
+//!   `unavailable("ldap: <kind>: <message>")`.
 //!
 //! `test` does what a run does and counts the users.
 
@@ -39,6 +44,7 @@ use exports::roster::plugin::connector::{
     Guest, GuestSession, RunEnd, RunRequest, Session, TestReport,
 };
 use roster::plugin::files::{self, FileError};
+use roster::plugin::ldap::{self, LdapError};
 use roster::plugin::types::{
     Attribute, Batch, Capability, ConfigKey, Entry, KeyType, ObjectKind, PluginError, PluginInfo,
     Row, RunMode, SourceObject,
@@ -66,6 +72,7 @@ enum Mode {
     HoardPollables,
     GiganticBatch,
     Panic,
+    LdapSearch,
 }
 
 struct Config {
@@ -95,6 +102,7 @@ fn parse_config(json: &str) -> Result<Config, PluginError> {
         Some("hoard-pollables") => Mode::HoardPollables,
         Some("gigantic-batch") => Mode::GiganticBatch,
         Some("panic") => Mode::Panic,
+        Some("ldap-search") => Mode::LdapSearch,
         Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
     };
     let count = match value.get("count") {
@@ -322,6 +330,72 @@ fn hoard_pollables() -> ! {
     }
 }
 
+fn ldap_error(e: LdapError) -> PluginError {
+    let (kind, m) = match e {
+        LdapError::InvalidCredentials(m) => ("invalid-credentials", m),
+        LdapError::Tls(m) => ("tls", m),
+        LdapError::Unreachable(m) => ("unreachable", m),
+        LdapError::NoSuchBase(m) => ("no-such-base", m),
+        LdapError::TimeLimit(m) => ("time-limit", m),
+        LdapError::Denied(m) => ("denied", m),
+        LdapError::Other(m) => ("other", m),
+    };
+    PluginError::Unavailable(format!("ldap: {kind}: {m}"))
+}
+
+fn text(values: &[Vec<u8>]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// The next page of the `ldap-search` mode's search, started on the first call.
+fn ldap_page(state: &mut State) -> Result<Option<Batch>, PluginError> {
+    if state.search.is_none() {
+        let conn = ldap::connect().map_err(ldap_error)?;
+        let base = Some(state.config.path.clone()).filter(|p| !p.is_empty());
+        let search = conn
+            .search(&ldap::SearchRequest {
+                base,
+                scope: ldap::Scope::Subtree,
+                filter: "(objectClass=inetOrgPerson)".into(),
+                attributes: vec!["uid".into(), "cn".into()],
+                page_size: state.config.count as u32,
+                show_deleted: false,
+            })
+            .map_err(ldap_error)?;
+        state.search = Some((conn, search));
+    }
+    let (_, search) = state.search.as_ref().unwrap();
+    let Some(entries) = search.next_page().map_err(ldap_error)? else {
+        return Ok(None);
+    };
+    state.emitted += 1;
+    let page = state.emitted.to_string();
+    let users = entries
+        .into_iter()
+        .map(|e| {
+            let get = |name: &str| {
+                e.attributes
+                    .iter()
+                    .find(|a| a.name.eq_ignore_ascii_case(name))
+                    .map(|a| text(&a.values))
+                    .unwrap_or_default()
+            };
+            let mut u = user(
+                &e.dn,
+                vec![("full_name", get("cn")), ("page", vec![page.clone()])],
+            );
+            if let Entry::Object(o) = &mut u {
+                o.attributes[0].values = get("uid");
+            }
+            u
+        })
+        .collect();
+    Ok(Some(objects(users)))
+}
+
 /// 9,000 users with 16 KiB names.
 fn gigantic_users() -> Vec<Entry> {
     let name = "x".repeat(16 << 10);
@@ -357,9 +431,36 @@ impl Guest for Component {
                     None,
                     "ok, loop, grow, huge-batch, trap, read-file, env, stdout, fail-open, \
                      half-then-trap, directory, sleep, hoard-files, hoard-pollables, \
-                     gigantic-batch or panic",
+                     gigantic-batch, panic or ldap-search",
                 ),
                 key("count", KeyType::Integer, false, Some("3"), "Users to emit"),
+                // The host's ldap connection keys (ldap-search mode).
+                key("url", KeyType::List, false, None, "LDAP URLs"),
+                key("bind_dn", KeyType::String, false, None, "Bind DN"),
+                key("password", KeyType::Secret, false, None, "Bind password"),
+                key("base_dn", KeyType::List, false, None, "Base DNs"),
+                key(
+                    "timeout",
+                    KeyType::Duration,
+                    false,
+                    Some("30s"),
+                    "Per operation",
+                ),
+                key(
+                    "starttls",
+                    KeyType::Boolean,
+                    false,
+                    Some("false"),
+                    "StartTLS",
+                ),
+                key("ca_file", KeyType::File, false, None, "CA certificates"),
+                key(
+                    "tls_verify",
+                    KeyType::Boolean,
+                    false,
+                    Some("true"),
+                    "Verify TLS",
+                ),
                 // Deliberately a string, not a file: the host grants nothing for it.
                 key(
                     "path",
@@ -378,8 +479,13 @@ impl Guest for Component {
                     name: "log".to_string(),
                     reason: "logging".to_string(),
                 },
+                Capability {
+                    name: "ldap".to_string(),
+                    reason: "ldap-search mode searches the source's directory".to_string(),
+                },
             ],
             defaults: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 
@@ -416,8 +522,10 @@ struct State {
     config: Config,
     /// `next-batch` calls so far.
     calls: u64,
-    /// Users emitted so far (ok, stdout).
+    /// Users emitted so far (ok, stdout); pages so far (ldap-search).
     emitted: u64,
+    /// The connection and search of `ldap-search`.
+    search: Option<(ldap::Connection, ldap::Search)>,
 }
 
 struct HostileSession {
@@ -444,6 +552,7 @@ impl HostileSession {
                 config,
                 calls: 0,
                 emitted: 0,
+                search: None,
             }),
         })
     }
@@ -487,6 +596,7 @@ impl GuestSession for HostileSession {
             Mode::HoardPollables => hoard_pollables(),
             Mode::GiganticBatch => Ok(first.then(|| objects(gigantic_users()))),
             Mode::Panic => panic!("the directory said no"),
+            Mode::LdapSearch => ldap_page(&mut state),
         }
     }
 
