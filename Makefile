@@ -30,10 +30,12 @@ setup:
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@# ---- System packages for the test suites of later connectors go here. ----------------
-	@# LDAP (slapd) and Active Directory (samba) tests, for example:
-	@#   $(call need,slapd,slapd ldap-utils)
+	@# LDAP tests: a throwaway OpenLDAP server (slapd, slapadd; ldapmodify from ldap-utils).
+	@$(call need,slapd,slapd ldap-utils)
+	@$(call need,ldapmodify,ldap-utils)
+	@# Active Directory tests: a throwaway Samba AD DC (samba needs winbindd at start; the
+	@# harness makes its own TLS CA with openssl).
 	@$(call need,samba-tool,samba winbind)
-	@$(call need,ldapadd,ldap-utils)
 	@$(call need,openssl,openssl)
 	@# ------------------------------------------------------------------------------------
 

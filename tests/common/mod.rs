@@ -3,6 +3,8 @@
 //! hostile test component.
 #![allow(dead_code)]
 
+pub mod slapd;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

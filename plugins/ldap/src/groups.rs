@@ -1,0 +1,499 @@
+//! The group graph of one run: groups with their member DNs (`member`, `uniqueMember`,
+//! AD's ranged `member;range=a-b`) and member names (`memberUid`), nesting, the scope that
+//! `groups = [...]` selects, and each user's direct groups.
+//!
+//! Groups are held for the whole run (as normalised DNs and ids); users are not.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::{Fnv, Settings};
+use crate::{entry, normalise_dn, Error, RawEntry};
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub dn: String,
+    pub anchor: String,
+    pub name: String,
+    member_dns: Vec<String>,
+    member_uids: Vec<String>,
+}
+
+/// A ranged attribute still to fetch for a group: search the group's DN for `attribute`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub group: usize,
+    pub dn: String,
+    pub attribute: String,
+}
+
+/// `member;range=0-1499` → ("member", 0, Some(1499)); `member;range=1500-*` → (…, None).
+pub fn parse_range(name: &str) -> Option<(&str, u64, Option<u64>)> {
+    let (base, opts) = name.split_once(';')?;
+    let range = opts.split(';').find_map(|o| {
+        o.strip_prefix("range=")
+            .or_else(|| o.strip_prefix("Range="))
+    })?;
+    let (lo, hi) = range.split_once('-')?;
+    let lo = lo.parse().ok()?;
+    let hi = if hi == "*" {
+        None
+    } else {
+        Some(hi.parse().ok()?)
+    };
+    Some((base, lo, hi))
+}
+
+#[derive(Debug, Default)]
+pub struct GroupGraph {
+    groups: Vec<Group>,
+    by_dn: HashMap<String, usize>,
+    /// After [`GroupGraph::finish`]: which groups the run sends, their child groups, and
+    /// the groups each member DN / memberUid is directly in.
+    emitted: Vec<bool>,
+    children: Vec<Vec<usize>>,
+    by_member_dn: HashMap<String, Vec<u32>>,
+    by_uid: HashMap<String, Vec<u32>>,
+    hash: String,
+}
+
+impl GroupGraph {
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Adds a group entry. Returns the ranged attribute still to fetch, if the server cut
+    /// `member` short; an entry without an anchor is an error (a failed entry).
+    pub fn add(&mut self, e: &RawEntry, settings: &Settings) -> Result<Option<Pending>, String> {
+        let anchor = entry::anchor(e, settings)?;
+        let norm = normalise_dn(&e.dn);
+        if self.by_dn.contains_key(&norm) {
+            return Err("listed twice (overlapping base DNs?)".into());
+        }
+        let name = e
+            .first_text("cn")
+            .or_else(|| e.first_text("name"))
+            .unwrap_or_else(|| e.dn.clone());
+        let mut g = Group {
+            dn: e.dn.clone(),
+            anchor,
+            name,
+            member_dns: Vec::new(),
+            member_uids: Vec::new(),
+        };
+        for attr in ["member", "uniqueMember"] {
+            for v in e.values(attr) {
+                g.member_dns.push(member_dn(v));
+            }
+        }
+        for v in e.values("memberUid") {
+            let uid = String::from_utf8_lossy(v).trim().to_lowercase();
+            if !uid.is_empty() {
+                g.member_uids.push(uid);
+            }
+        }
+        let idx = self.groups.len();
+        let pending = take_range(&mut g, e, idx);
+        self.by_dn.insert(norm, idx);
+        self.groups.push(g);
+        Ok(pending)
+    }
+
+    /// Adds what a range search returned for `pending`; returns the next range to fetch.
+    pub fn add_range(
+        &mut self,
+        pending: &Pending,
+        e: &RawEntry,
+    ) -> Result<Option<Pending>, String> {
+        let g = &mut self.groups[pending.group];
+        let ranged = e.attributes.iter().any(|(n, _)| parse_range(n).is_some());
+        if !ranged {
+            // The rest was empty (the server returns no attribute for an empty range).
+            return Ok(None);
+        }
+        Ok(take_range(g, e, pending.group))
+    }
+
+    /// Builds the scope, nesting and lookup tables. `roots` (the `groups` key) limits the
+    /// run to those groups and the groups nested in them; a root that is not among the
+    /// loaded groups is a config error, never an empty scope.
+    pub fn finish(&mut self, roots: &[String]) -> Result<(), Error> {
+        let n = self.groups.len();
+        self.children = (0..n)
+            .map(|i| {
+                let mut c: Vec<usize> = self.groups[i]
+                    .member_dns
+                    .iter()
+                    .filter_map(|m| self.by_dn.get(m).copied())
+                    .filter(|&c| c != i)
+                    .collect();
+                c.sort_unstable();
+                c.dedup();
+                c
+            })
+            .collect();
+        self.emitted = if roots.is_empty() {
+            vec![true; n]
+        } else {
+            let mut seen = vec![false; n];
+            let mut stack = Vec::new();
+            for r in roots {
+                let i = *self.by_dn.get(&normalise_dn(r)).ok_or_else(|| {
+                    Error::Config(format!(
+                        "groups: {r} was not found: it is not below base_dn or does not match \
+                         group_filter (the run would otherwise import nobody)"
+                    ))
+                })?;
+                stack.push(i);
+            }
+            while let Some(i) = stack.pop() {
+                if !std::mem::replace(&mut seen[i], true) {
+                    stack.extend(self.children[i].iter().copied());
+                }
+            }
+            seen
+        };
+        let mut by_member_dn: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut by_uid: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut hashed: Vec<(String, Vec<String>)> = Vec::new();
+        for i in 0..n {
+            let g = &mut self.groups[i];
+            let dns = std::mem::take(&mut g.member_dns);
+            let uids = std::mem::take(&mut g.member_uids);
+            if !self.emitted[i] {
+                continue;
+            }
+            let mut facts: Vec<String> = dns
+                .iter()
+                .map(|d| format!("d{d}"))
+                .chain(uids.iter().map(|u| format!("u{u}")))
+                .collect();
+            facts.sort_unstable();
+            hashed.push((format!("{}\u{1}{}\u{1}{}", g.anchor, g.name, g.dn), facts));
+            for d in dns {
+                if !self.by_dn.contains_key(&d) {
+                    by_member_dn.entry(d).or_default().push(i as u32);
+                }
+            }
+            for u in uids {
+                by_uid.entry(u).or_default().push(i as u32);
+            }
+        }
+        hashed.sort_unstable();
+        let mut h = Fnv::new();
+        for (g, facts) in &hashed {
+            h.field(g);
+            for f in facts {
+                h.field(f);
+            }
+            h.field("\u{2}");
+        }
+        self.hash = h.hex();
+        self.by_member_dn = by_member_dn;
+        self.by_uid = by_uid;
+        Ok(())
+    }
+
+    /// A fingerprint of the groups the run sends and their members: a delta cursor holds it,
+    /// so any membership change (or a deleted group) makes the next run a full one.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The groups the run sends, in load order.
+    pub fn emitted(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.groups.len()).filter(|&i| self.emitted[i])
+    }
+
+    pub fn group(&self, i: usize) -> &Group {
+        &self.groups[i]
+    }
+
+    /// The anchors of a sent group's child groups that are sent too.
+    pub fn child_anchors(&self, i: usize) -> Vec<String> {
+        self.children[i]
+            .iter()
+            .filter(|&&c| self.emitted[c])
+            .map(|&c| self.groups[c].anchor.clone())
+            .collect()
+    }
+
+    /// The sent groups a user is directly in: by its DN in `member`, its uid in
+    /// `memberUid`, or its own `memberOf`.
+    pub fn user_groups(&self, e: &RawEntry) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        if let Some(gs) = self.by_member_dn.get(&normalise_dn(&e.dn)) {
+            out.extend(gs.iter().map(|&g| g as usize));
+        }
+        for uid in e.values("uid") {
+            let uid = String::from_utf8_lossy(uid).trim().to_lowercase();
+            if let Some(gs) = self.by_uid.get(&uid) {
+                out.extend(gs.iter().map(|&g| g as usize));
+            }
+        }
+        for dn in e.values("memberOf") {
+            if let Some(&g) = self.by_dn.get(&member_dn(dn)) {
+                if self.emitted[g] {
+                    out.push(g);
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        out.retain(|g| seen.insert(*g));
+        out
+    }
+}
+
+/// A member value as a normalised DN; uniqueMember may carry a `#'…'B` UID suffix.
+fn member_dn(v: &[u8]) -> String {
+    let s = String::from_utf8_lossy(v);
+    let s = match s.rfind("#'") {
+        Some(i) if s.ends_with("'B") => &s[..i],
+        _ => &s[..],
+    };
+    normalise_dn(s)
+}
+
+/// Moves the values of `member;range=…` into the group; the next range when not complete.
+fn take_range(g: &mut Group, e: &RawEntry, idx: usize) -> Option<Pending> {
+    let mut next = None;
+    for (name, values) in &e.attributes {
+        let Some((base, _, hi)) = parse_range(name) else {
+            continue;
+        };
+        if !base.eq_ignore_ascii_case("member") {
+            continue;
+        }
+        g.member_dns.extend(values.iter().map(|v| member_dn(v)));
+        if let Some(hi) = hi {
+            next = Some(Pending {
+                group: idx,
+                dn: g.dn.clone(),
+                attribute: format!("member;range={}-*", hi + 1),
+            });
+        }
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> RawEntry {
+        RawEntry {
+            dn: dn.into(),
+            attributes: attrs
+                .iter()
+                .map(|(n, vs)| {
+                    (
+                        n.to_string(),
+                        vs.iter().map(|v| v.as_bytes().to_vec()).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings::from_json(r#"{"profile": "openldap"}"#).unwrap()
+    }
+
+    /// Staff ⊃ IT ⊃ {alice}; Staff ⊃ {carol}; Ops (posix) ⊃ bob; Other ⊃ dave.
+    fn graph(roots: &[&str]) -> GroupGraph {
+        let s = settings();
+        let mut g = GroupGraph::default();
+        for e in [
+            entry(
+                "cn=Staff,ou=groups,dc=x",
+                &[
+                    ("entryUUID", &["g-staff"]),
+                    ("cn", &["Staff"]),
+                    (
+                        "member",
+                        &["cn=IT,ou=groups,dc=x", "uid=carol,ou=people,dc=x"],
+                    ),
+                ],
+            ),
+            entry(
+                "cn=IT,ou=groups,dc=x",
+                &[
+                    ("entryUUID", &["g-it"]),
+                    ("cn", &["IT"]),
+                    ("member", &["UID=Alice, ou=People,dc=x"]),
+                ],
+            ),
+            entry(
+                "cn=ops,ou=groups,dc=x",
+                &[
+                    ("entryUUID", &["g-ops"]),
+                    ("cn", &["ops"]),
+                    ("memberUid", &["Bob"]),
+                ],
+            ),
+            entry(
+                "cn=other,ou=groups,dc=x",
+                &[
+                    ("entryUUID", &["g-other"]),
+                    ("cn", &["other"]),
+                    ("uniqueMember", &["uid=dave,ou=people,dc=x#'0101'B"]),
+                ],
+            ),
+        ] {
+            assert_eq!(g.add(&e, &s), Ok(None));
+        }
+        let roots: Vec<String> = roots.iter().map(|r| r.to_string()).collect();
+        g.finish(&roots).unwrap();
+        g
+    }
+
+    fn names(g: &GroupGraph, idx: Vec<usize>) -> Vec<String> {
+        let mut v: Vec<String> = idx.into_iter().map(|i| g.group(i).name.clone()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn users_find_their_direct_groups_every_way() {
+        let g = graph(&[]);
+        let alice = entry("uid=alice,ou=people,dc=x", &[("uid", &["alice"])]);
+        assert_eq!(names(&g, g.user_groups(&alice)), ["IT"]);
+        let bob = entry("uid=bob,ou=people,dc=x", &[("uid", &["bob"])]);
+        assert_eq!(names(&g, g.user_groups(&bob)), ["ops"]);
+        let dave = entry("uid=dave,ou=people,dc=x", &[]);
+        assert_eq!(names(&g, g.user_groups(&dave)), ["other"]);
+        let erin = entry(
+            "uid=erin,ou=people,dc=x",
+            &[("memberOf", &["CN=Staff,OU=Groups,DC=X", "cn=unknown,dc=x"])],
+        );
+        assert_eq!(names(&g, g.user_groups(&erin)), ["Staff"]);
+        assert_eq!(g.child_anchors(0), ["g-it"]);
+        assert_eq!(g.emitted().count(), 4);
+    }
+
+    #[test]
+    fn scope_is_the_named_groups_and_their_nested_groups() {
+        let g = graph(&["CN=Staff,OU=Groups,DC=X"]);
+        let sent: Vec<String> = g.emitted().map(|i| g.group(i).name.clone()).collect();
+        assert_eq!(sent, ["Staff", "IT"]);
+        let alice = entry("uid=alice,ou=people,dc=x", &[("uid", &["alice"])]);
+        assert_eq!(names(&g, g.user_groups(&alice)), ["IT"], "nested: in scope");
+        let bob = entry("uid=bob,ou=people,dc=x", &[("uid", &["bob"])]);
+        assert!(g.user_groups(&bob).is_empty(), "not in scope");
+    }
+
+    #[test]
+    fn an_unknown_scope_group_is_a_config_error() {
+        let s = settings();
+        let mut g = GroupGraph::default();
+        g.add(&entry("cn=a,dc=x", &[("entryUUID", &["a"])]), &s)
+            .unwrap();
+        let err = g.finish(&["cn=b,dc=x".to_string()]).unwrap_err();
+        assert!(matches!(err, Error::Config(m) if m.contains("cn=b,dc=x")));
+    }
+
+    #[test]
+    fn nesting_cycles_end() {
+        let s = settings();
+        let mut g = GroupGraph::default();
+        g.add(
+            &entry(
+                "cn=a,dc=x",
+                &[("entryUUID", &["a"]), ("member", &["cn=b,dc=x"])],
+            ),
+            &s,
+        )
+        .unwrap();
+        g.add(
+            &entry(
+                "cn=b,dc=x",
+                &[("entryUUID", &["b"]), ("member", &["cn=a,dc=x"])],
+            ),
+            &s,
+        )
+        .unwrap();
+        g.finish(&["cn=a,dc=x".into()]).unwrap();
+        assert_eq!(g.emitted().count(), 2);
+    }
+
+    #[test]
+    fn ranges_parse_and_continue() {
+        assert_eq!(
+            parse_range("member;range=0-1499"),
+            Some(("member", 0, Some(1499)))
+        );
+        assert_eq!(
+            parse_range("member;range=1500-*"),
+            Some(("member", 1500, None))
+        );
+        assert_eq!(parse_range("member"), None);
+        assert_eq!(parse_range("member;range=x-1"), None);
+
+        let s = settings();
+        let mut g = GroupGraph::default();
+        let first: Vec<String> = (0..1500).map(|i| format!("uid=u{i},dc=x")).collect();
+        let first: Vec<&str> = first.iter().map(String::as_str).collect();
+        let big = entry(
+            "cn=big,dc=x",
+            &[
+                ("entryUUID", &["big"]),
+                ("member", &[]),
+                ("member;range=0-1499", &first),
+            ],
+        );
+        let p = g.add(&big, &s).unwrap().expect("more to fetch");
+        assert_eq!(p.attribute, "member;range=1500-*");
+        assert_eq!(p.dn, "cn=big,dc=x");
+        let rest = entry(
+            "cn=big,dc=x",
+            &[("member;range=1500-*", &["uid=last,dc=x"])],
+        );
+        assert_eq!(g.add_range(&p, &rest), Ok(None));
+        g.finish(&[]).unwrap();
+        let last = entry("uid=last,dc=x", &[]);
+        assert_eq!(g.user_groups(&last), [0]);
+        let u0 = entry("uid=u0,dc=x", &[]);
+        assert_eq!(g.user_groups(&u0), [0]);
+    }
+
+    #[test]
+    fn hash_follows_membership() {
+        let a = graph(&[]);
+        let b = graph(&[]);
+        assert_eq!(a.hash(), b.hash());
+        let s = settings();
+        let mut c = GroupGraph::default();
+        c.add(
+            &entry(
+                "cn=a,dc=x",
+                &[("entryUUID", &["a"]), ("member", &["uid=1,dc=x"])],
+            ),
+            &s,
+        )
+        .unwrap();
+        c.finish(&[]).unwrap();
+        let mut d = GroupGraph::default();
+        d.add(
+            &entry(
+                "cn=a,dc=x",
+                &[("entryUUID", &["a"]), ("member", &["uid=2,dc=x"])],
+            ),
+            &s,
+        )
+        .unwrap();
+        d.finish(&[]).unwrap();
+        assert_ne!(c.hash(), d.hash());
+        assert_ne!(a.hash(), c.hash());
+    }
+
+    #[test]
+    fn groups_without_anchor_fail() {
+        let s = settings();
+        let mut g = GroupGraph::default();
+        assert!(g.add(&entry("cn=a,dc=x", &[("cn", &["a"])]), &s).is_err());
+        assert!(g.is_empty());
+    }
+}
