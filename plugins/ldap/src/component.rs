@@ -211,6 +211,7 @@ impl Guest for Component {
                 },
             ],
             defaults: vec![("pair_by".to_string(), "\"anchor\"".to_string())],
+            credentials: Vec::new(),
         }
     }
 
