@@ -355,7 +355,7 @@ fn full_import(_dc: &SambaDc) {
     );
     assert_eq!(group(&groups, "Staff")["parent"], Value::Null);
     assert_eq!(group(&groups, "Staff|IT")["parent"], "Staff");
-    assert_eq!(group(&groups, "Staff|IT|Dev")["parent"], "IT");
+    assert_eq!(group(&groups, "Staff|IT|Dev")["parent"], "Staff|IT");
     assert_eq!(group(&groups, "Staff|IT|Dev")["name"], "Dev");
     for (path, n) in [
         ("Staff", 1),
@@ -386,7 +386,7 @@ fn full_import(_dc: &SambaDc) {
         assert_eq!(strs(&sb.user(u)["groups"]), sorted(&[g]), "groups of {u}");
     }
 
-    // Nothing changed: nothing written.
+    // Nothing changed in AD: nothing written.
     let before = sb.db_state();
     let again = sb.sync_ok(&[]);
     assert_counts(
@@ -397,9 +397,10 @@ fn full_import(_dc: &SambaDc) {
             ("deactivated", 0),
             ("deleted", 0),
             ("failed", 0),
-            ("unchanged", (PEOPLE.len() + 1 + BIG_MEMBERS) as u64),
         ],
     );
+    // The default full_sync_every ("24h"): the second run reads only what changed.
+    assert_eq!(again.only()["mode"], "delta", "{:#}", again.only());
     assert_eq!(sb.db_state(), before);
 }
 
@@ -569,21 +570,161 @@ fn rename_by_anchor(dc: &SambaDc) {
     assert_eq!(u["active"], true, "{u:#}");
 }
 
-/// A user deleted in AD is deactivated by the next (full) run, not deleted.
+/// A user deleted in AD is deactivated, not deleted: by a full run, and by the next run of
+/// a source with the default `full_sync_every` (a delta run after the first one), with the
+/// usual `base_dn` of an OU. (AD moves a deleted object to `CN=Deleted Objects` at the top of
+/// the domain, outside that OU.)
 fn deletion_deactivates(dc: &SambaDc) {
     let ou = churn_ou(dc, "del", 4);
-    let sb = ad_sandbox(&ou, "", "");
-    sb.sync_ok(&[]);
+    let full = ad_sandbox(&ou, "", "full_sync_every = \"0\"");
+    let default = ad_sandbox(&ou, "", "");
+    full.sync_ok(&[]);
+    default.sync_ok(&[]);
     dc.delete(&[&format!("CN=del3,{ou}")]);
-    let s = sb.sync_ok(&[]);
-    assert_counts(
-        s.only(),
-        &[("deactivated", 1), ("deleted", 0), ("created", 0)],
+    for (which, sb) in [("full", &full), ("default", &default)] {
+        let s = sb.sync_ok(&[]);
+        let run = s.only();
+        assert_counts(run, &[("deleted", 0), ("created", 0)]);
+        assert_eq!(
+            (
+                sb.user("del3")["active"].clone(),
+                run["deactivated"].as_u64()
+            ),
+            (Value::Bool(false), Some(1)),
+            "{which} config: the user deleted in AD is not deactivated by a {} run\n{run:#}",
+            run["mode"]
+        );
+        assert_eq!(
+            usernames(&sb.active_users()),
+            sorted(&["del1", "del2", "del4"])
+        );
+    }
+}
+
+/// Adds, changes and deletions in AD, then a delta run (source `a`, the default
+/// `full_sync_every`) and a full run (source `b`, `full_sync_every = "0"`), both paired by
+/// anchor, over the same
+/// directory: both must end with the same users. `base_dn` and `config` are the sources'
+/// scope; the users of OU `name` carry `department: name` for a `user_filter` to select.
+fn delta_vs_full(dc: &SambaDc, name: &str, base_dn: impl Fn(&str) -> String, config: &str) {
+    let ou = format!("OU={name},{CHURN_OU}");
+    let dn = |sam: &str| format!("CN={sam},{ou}");
+    let mut ldif = ou_ldif(&ou);
+    for i in 1..=5 {
+        let sam = format!("{name}{i}");
+        ldif.push_str(&user_ldif(
+            &dn(&sam),
+            &sam,
+            Some(&format!("{name} user {i}")),
+            Some(&format!("{sam}@example.test")),
+            Some(&format!("{name}-{i}")),
+            UAC_ENABLED,
+        ));
+    }
+    let ldif = ldif.replace(
+        "objectClass: user\n",
+        &format!("objectClass: user\ndepartment: {name}\n"),
     );
-    assert_eq!(sb.user("del3")["active"], false);
+    dc.add(&ldif);
+    let base = base_dn(&ou);
+    let pair = "pair_by = \"anchor\"";
+    let a = ad_sandbox(&base, pair, config);
+    let b = ad_sandbox(&base, pair, &format!("{config}\nfull_sync_every = \"0\""));
+    for sb in [&a, &b] {
+        let s = sb.sync_ok(&[]);
+        assert_eq!(s.only()["mode"], "full", "{:#}", s.only());
+        let names: Vec<String> = (1..=5).map(|i| format!("{name}{i}")).collect();
+        assert_eq!(sb.users_by_name(), names);
+    }
+
+    // Add 6, change 2's displayName and mail, delete 3, disable 4, rename 5.
+    let (u2, u3, u4, u5, u6) = (
+        format!("{name}2"),
+        format!("{name}3"),
+        format!("{name}4"),
+        format!("{name}5"),
+        format!("{name}6"),
+    );
+    dc.add(
+        &user_ldif(
+            &dn(&u6),
+            &u6,
+            Some(&format!("{name} user 6")),
+            Some(&format!("{u6}@example.test")),
+            Some(&format!("{name}-6")),
+            UAC_ENABLED,
+        )
+        .replace(
+            "objectClass: user\n",
+            &format!("objectClass: user\ndepartment: {name}\n"),
+        ),
+    );
+    dc.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: displayName\ndisplayName: Changed Name\n-\n\
+         replace: mail\nmail: changed@example.test\n\n\
+         dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: {UAC_DISABLED}\n\n\
+         dn: {}\nchangetype: modify\nreplace: sAMAccountName\nsAMAccountName: {name}5b\n",
+        dn(&u2),
+        dn(&u4),
+        dn(&u5),
+    ));
+    dc.delete(&[&dn(&u3)]);
+
+    let delta = a.sync_ok(&[]);
+    assert_eq!(delta.only()["mode"], "delta", "{:#}", delta.only());
+    let full = b.sync_ok(&[]);
+    assert_eq!(full.only()["mode"], "full", "{:#}", full.only());
+
+    let expected = [
+        (format!("{name}1"), true),
+        (u2.clone(), true),
+        (u3, false),
+        (u4, false),
+        (format!("{name}5b"), true),
+        (u6, true),
+    ];
+    for (which, sb, run) in [("full", &b, full.only()), ("delta", &a, delta.only())] {
+        let got: Vec<(String, bool)> = sb
+            .users()
+            .iter()
+            .map(|u| {
+                (
+                    u["username"].as_str().unwrap().to_string(),
+                    u["active"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got, expected,
+            "{which} run: users and active flags\n{run:#}"
+        );
+        let u = sb.user(&u2);
+        assert_eq!(u["full_name"], "Changed Name", "{which}: {u:#}");
+        assert_eq!(u["email"], "changed@example.test", "{which}: {u:#}");
+    }
     assert_eq!(
-        usernames(&sb.active_users()),
-        sorted(&["del1", "del2", "del4"])
+        a.users(),
+        b.users(),
+        "the delta run and the full run differ"
+    );
+    assert_eq!(a.groups(), b.groups());
+}
+
+/// Delta against full with the OU of the changes as `base_dn` (the usual setup: the
+/// directory's users below one OU).
+fn delta_equals_full(dc: &SambaDc) {
+    delta_vs_full(dc, "dlt", |ou| ou.to_string(), "");
+}
+
+/// Delta against full with the domain as `base_dn` and a `user_filter` (deleted objects
+/// move to `CN=Deleted Objects` at the domain's top).
+fn delta_equals_full_domain_base(dc: &SambaDc) {
+    delta_vs_full(
+        dc,
+        "dom",
+        |_| samba::BASE_DN.to_string(),
+        "user_filter = \"(&(objectCategory=person)(objectClass=user)(department=dom))\"\n\
+         group_filter = \"\"",
     );
 }
 
@@ -598,6 +739,11 @@ const SCENARIOS: &[Scenario] = &[
     ("wrong_password", wrong_password),
     ("rename_by_anchor", rename_by_anchor),
     ("deletion_deactivates", deletion_deactivates),
+    ("delta_equals_full", delta_equals_full),
+    (
+        "delta_equals_full_domain_base",
+        delta_equals_full_domain_base,
+    ),
 ];
 
 #[test]
