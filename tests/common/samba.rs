@@ -339,6 +339,27 @@ impl SambaDc {
             .count()
     }
 
+    /// How many entries below `base` match `filter` with AD's Show Deleted control
+    /// (1.2.840.113556.1.4.417), which makes deleted objects (tombstones) visible.
+    pub fn count_with_deleted(&self, base: &str, filter: &str) -> usize {
+        let out = run(
+            self.ldap_cmd("ldapsearch")
+                .args([
+                    "-LLL",
+                    "-o",
+                    "ldif-wrap=no",
+                    "-E",
+                    "!1.2.840.113556.1.4.417",
+                ])
+                .args(["-b", base, filter, "1.1"]),
+            &format!("ldapsearch (show deleted) -b {base} {filter}"),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("dn: ") || l.starts_with("dn:: "))
+            .count()
+    }
+
     /// The values of `attr` (plain text values only) of the entry at `dn`.
     pub fn values(&self, dn: &str, attr: &str) -> Vec<String> {
         let out = run(
