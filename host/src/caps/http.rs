@@ -1,10 +1,30 @@
-//! `http`: requests to granted origins with host-held credentials. The policy ([`Origins`])
-//! decides which URLs a source may reach. Until a source is granted origins (the Entra ID
-//! connector issue), every request is denied.
+//! `http`: requests to granted origins with host-held credentials (reqwest with rustls).
+//!
+//! The policy ([`Origins`]) decides which URLs a source may reach: the origins of its
+//! url-typed config keys. Credentials ([`Credential`]) are built from the plugin's declared
+//! templates and the source's secret keys; the host fetches and refreshes OAuth2 tokens and
+//! attaches them, so the plugin never sees a secret or a token. 429 and 503 are retried
+//! honouring `Retry-After`; a 401 refreshes the token once.
 
 use crate::bindings::roster::plugin::http::{self, Host, HttpError, Request, Response};
+use crate::bindings::roster::plugin::types::{CredentialKind, KeyType, PluginInfo};
+use crate::config::resolve_string;
+use crate::model::Secret;
 use anyhow::Result;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
+
+/// Largest response body handed to a plugin.
+pub const MAX_BODY: usize = 64 << 20;
+/// Retries of one request on 429, 503 or a failed connection.
+const MAX_RETRIES: u32 = 6;
+/// Longest total wait for retries of one request.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
+/// A token is renewed this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 /// The origins (scheme, host, port) a source may reach, each with the path prefix it was
 /// granted under (`/` for a bare origin).
@@ -25,6 +45,10 @@ impl Origins {
         Ok(())
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.granted.is_empty()
+    }
+
     /// Checks a request's URL and headers. Userinfo in the URL, `..` segments, a `Host`
     /// header and any origin or path outside the grants are refused.
     pub fn check(&self, url: &str, headers: &[(String, String)]) -> Result<url::Url, String> {
@@ -37,7 +61,7 @@ impl Origins {
         if self
             .granted
             .iter()
-            .any(|(g, prefix)| *g == o && (dir.starts_with(prefix.as_str()) || prefix == "/"))
+            .any(|(g, prefix)| *g == o && (prefix == "/" || dir.starts_with(prefix.as_str())))
         {
             Ok(u)
         } else {
@@ -74,10 +98,373 @@ fn origin(u: &url::Url) -> String {
     u.origin().ascii_serialization()
 }
 
+/// A credential the host holds for one plugin.
+#[derive(Debug)]
+pub enum Credential {
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        scope: String,
+        token: Option<(Secret, Instant)>,
+    },
+    Bearer(Secret),
+    Basic(String, Secret),
+    /// A key it needs is not set (a plugin may declare credentials only some configs use).
+    Missing(String),
+}
+
+/// Why a credential could not be built: a config key is not set, or the declaration is wrong.
+enum Unbuilt {
+    Missing(String),
+    Wrong(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Unbuilt {
+    fn from(e: anyhow::Error) -> Self {
+        Unbuilt::Wrong(e)
+    }
+}
+
 /// One plugin's HTTP state.
 #[derive(Debug, Default)]
 pub struct HttpCtx {
-    pub origins: Origins,
+    origins: Arc<Origins>,
+    credentials: HashMap<String, Credential>,
+    timeout: Duration,
+    client: Option<reqwest::Client>,
+}
+
+impl HttpCtx {
+    /// The grants and credentials of a plugin that declared `http`: every url-typed key's
+    /// origin (its value, else its default) and every declared credential, with templates
+    /// filled from the source's config and secrets resolved here, in the host.
+    pub fn from_config(
+        info: &PluginInfo,
+        config: &toml::Table,
+        dir: &Path,
+        ctx: &str,
+    ) -> Result<HttpCtx> {
+        let value = |key: &str| -> Option<String> {
+            match config.get(key) {
+                Some(toml::Value::String(s)) => Some(s.clone()),
+                Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_))) => {
+                    Some(v.to_string())
+                }
+                Some(_) => None,
+                None => info
+                    .config_keys
+                    .iter()
+                    .find(|k| k.name == key)
+                    .and_then(|k| k.default.clone()),
+            }
+        };
+        let mut origins = Origins::default();
+        for k in info.config_keys.iter().filter(|k| k.type_ == KeyType::Url) {
+            if let Some(url) = value(&k.name) {
+                origins
+                    .grant(url.trim_end_matches('/'))
+                    .map_err(|e| anyhow::anyhow!("{ctx}.{}: {e}", k.name))?;
+            }
+        }
+        let template = |t: &str, cred: &str| -> Result<String, Unbuilt> {
+            let mut out = String::new();
+            let mut rest = t;
+            while let Some(open) = rest.find('{') {
+                out.push_str(&rest[..open]);
+                let close = rest[open..]
+                    .find('}')
+                    .map(|c| open + c)
+                    .ok_or_else(|| anyhow::anyhow!("credential {cred}: unclosed `{{` in {t:?}"))?;
+                let key = &rest[open + 1..close];
+                match value(key) {
+                    Some(v) => out.push_str(v.trim_end_matches('/')),
+                    None => {
+                        return Err(Unbuilt::Missing(format!(
+                            "{ctx}.{key} is not set (credential {cred} uses it)"
+                        )))
+                    }
+                }
+                rest = &rest[close + 1..];
+            }
+            out.push_str(rest);
+            Ok(out)
+        };
+        let secret = |key: &str, cred: &str| -> Result<Secret, Unbuilt> {
+            let declared = info.config_keys.iter().find(|k| k.name == key);
+            if declared.map(|k| k.type_) != Some(KeyType::Secret) {
+                return Err(Unbuilt::Wrong(anyhow::anyhow!(
+                    "plugin {}: credential {cred} names {key}, which is not a secret key",
+                    info.name
+                )));
+            }
+            match config.get(key) {
+                Some(v) => Ok(resolve_string(v, dir, &format!("{ctx}.{key}"))?),
+                None => Err(Unbuilt::Missing(format!(
+                    "{ctx}.{key} is not set (credential {cred} uses it)"
+                ))),
+            }
+        };
+        let build = |kind: &CredentialKind, name: &str| -> Result<Credential, Unbuilt> {
+            Ok(match kind {
+                CredentialKind::Oauth2(o) => {
+                    let token_url = template(&o.token_url, name)?;
+                    origins
+                        .check(&token_url, &[])
+                        .map_err(|e| anyhow::anyhow!("credential {name}: the token URL {e}"))?;
+                    Credential::OAuth2 {
+                        token_url,
+                        client_id: template(&o.client_id, name)?,
+                        client_secret: secret(&o.client_secret, name)?,
+                        scope: template(&o.scope, name)?,
+                        token: None,
+                    }
+                }
+                CredentialKind::Bearer(key) => Credential::Bearer(secret(key, name)?),
+                CredentialKind::Basic(b) => {
+                    Credential::Basic(template(&b.username, name)?, secret(&b.password, name)?)
+                }
+            })
+        };
+        let mut credentials = HashMap::new();
+        for c in &info.credentials {
+            let cred = match build(&c.kind, &c.name) {
+                Ok(cred) => cred,
+                Err(Unbuilt::Missing(why)) => Credential::Missing(why),
+                Err(Unbuilt::Wrong(e)) => return Err(e),
+            };
+            credentials.insert(c.name.clone(), cred);
+        }
+        Ok(HttpCtx {
+            origins: Arc::new(origins),
+            credentials,
+            timeout: Duration::from_secs(30),
+            client: None,
+        })
+    }
+
+    fn client(&mut self) -> Result<reqwest::Client, HttpError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        // reqwest is built without a crypto provider of its own: rustls uses ring, the
+        // provider the ldap capability uses too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let origins = self.origins.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if let Err(e) = origins.check(attempt.url().as_str(), &[]) {
+                attempt.error(format!("redirect refused: {e}"))
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = reqwest::Client::builder()
+            .redirect(redirects)
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| HttpError::Other(format!("starting the HTTP client: {e}")))?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// The Authorization header for a credential, fetching an OAuth2 token if needed.
+    async fn authorization(&mut self, name: &str, fresh: bool) -> Result<String, HttpError> {
+        let client = self.client()?;
+        let timeout = self.timeout;
+        let Some(cred) = self.credentials.get_mut(name) else {
+            let known: Vec<_> = self.credentials.keys().cloned().collect();
+            return Err(HttpError::Denied(format!(
+                "no credential named {name:?} (this plugin declares: {})",
+                known.join(", ")
+            )));
+        };
+        match cred {
+            Credential::Missing(why) => Err(HttpError::Authentication(format!(
+                "credential {name:?} is not usable: {why}"
+            ))),
+            Credential::Bearer(s) => Ok(format!("Bearer {}", s.0)),
+            Credential::Basic(user, pw) => {
+                use base64::Engine;
+                let raw = format!("{user}:{}", pw.0);
+                Ok(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ))
+            }
+            Credential::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                token,
+            } => {
+                if let Some((t, until)) = token.as_ref() {
+                    if !fresh && Instant::now() + TOKEN_MARGIN < *until {
+                        return Ok(format!("Bearer {}", t.0));
+                    }
+                }
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", client_secret.0.as_str()),
+                    ("scope", scope.as_str()),
+                ];
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish();
+                let (status, _, bytes) = retrying(token_url, timeout, || {
+                    client
+                        .post(token_url.as_str())
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(body.clone())
+                })
+                .await?;
+                let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                if !(200..300).contains(&status) {
+                    let why = ["error", "error_description"]
+                        .iter()
+                        .filter_map(|k| json.get(k).and_then(|v| v.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(": ");
+                    return Err(HttpError::Authentication(format!(
+                        "the token endpoint {token_url} refused client {client_id} (HTTP \
+                         {status}{}{why}): check the client id, the secret and its expiry",
+                        if why.is_empty() { "" } else { ": " }
+                    )));
+                }
+                let Some(access) = json.get("access_token").and_then(|v| v.as_str()) else {
+                    return Err(HttpError::Authentication(format!(
+                        "the token endpoint {token_url} answered without an access_token"
+                    )));
+                };
+                let life = json
+                    .get("expires_in")
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                    .unwrap_or(300);
+                *token = Some((
+                    Secret(access.to_string()),
+                    Instant::now() + Duration::from_secs(life),
+                ));
+                Ok(format!("Bearer {access}"))
+            }
+        }
+    }
+}
+
+/// Sends a request, retrying 429, 503 and failed connections with `Retry-After` or
+/// exponential backoff with jitter, and reads the body up to [`MAX_BODY`].
+async fn retrying(
+    url: &str,
+    timeout: Duration,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<(u16, Vec<(String, String)>, Vec<u8>), HttpError> {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        let last = attempt >= MAX_RETRIES;
+        let why = match build().send().await {
+            Ok(resp) if matches!(resp.status().as_u16(), 429 | 503) && !last => {
+                let wait = retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt));
+                (format!("HTTP {}", resp.status().as_u16()), wait)
+            }
+            Ok(resp) if matches!(resp.status().as_u16(), 429 | 503) => {
+                return Err(HttpError::Unavailable(format!(
+                    "{url} still answered HTTP {} after {MAX_RETRIES} retries",
+                    resp.status().as_u16()
+                )))
+            }
+            Ok(resp) => return read(url, resp).await,
+            Err(e) if e.is_timeout() => {
+                return Err(HttpError::Timeout(format!(
+                    "{url} did not answer within {timeout:?}"
+                )))
+            }
+            Err(e) if e.is_redirect() => {
+                return Err(HttpError::Denied(format!("{url}: {}", error_chain(&e))))
+            }
+            Err(e) if e.is_connect() && !last => (error_chain(&e), backoff(attempt)),
+            Err(e) => {
+                return Err(HttpError::Unavailable(format!(
+                    "{url}: {}",
+                    error_chain(&e)
+                )))
+            }
+        };
+        let (reason, wait) = why;
+        if started.elapsed() + wait > MAX_RETRY_WAIT {
+            return Err(HttpError::Unavailable(format!(
+                "{url}: {reason}; retrying would wait past {MAX_RETRY_WAIT:?}"
+            )));
+        }
+        tracing::debug!("http: {url}: {reason}, retry {} in {wait:?}", attempt + 1);
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+async fn read(
+    url: &str,
+    mut resp: reqwest::Response,
+) -> Result<(u16, Vec<(String, String)>, Vec<u8>), HttpError> {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let too_large = || HttpError::TooLarge(format!("{url}: the response is over {MAX_BODY} bytes"));
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| HttpError::Unavailable(format!("{url}: reading the response: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, body))
+}
+
+/// `Retry-After` in seconds (Graph's form), capped at the total retry budget.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_WAIT))
+}
+
+/// 0.5 s, 1 s, 2 s, … with up to half again of random jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(500) * 2u32.pow(attempt.min(8));
+    let jitter = getrandom::u64().unwrap_or(0) % (base.as_millis() as u64 / 2 + 1);
+    base + Duration::from_millis(jitter)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 pub fn add_to_linker<T: Send + 'static>(
@@ -90,18 +477,62 @@ pub fn add_to_linker<T: Send + 'static>(
 
 impl Host for HttpCtx {
     async fn send(&mut self, request: Request) -> Result<Response, HttpError> {
-        self.origins
+        if self.origins.is_empty() {
+            return Err(HttpError::Denied(
+                "the http capability is not granted to this source".into(),
+            ));
+        }
+        let url = self
+            .origins
             .check(&request.url, &request.headers)
             .map_err(HttpError::Denied)?;
-        Err(HttpError::Denied(
-            "the http capability is not granted to this source".into(),
-        ))
+        let method = reqwest::Method::from_bytes(request.method.to_uppercase().as_bytes())
+            .map_err(|_| HttpError::Other(format!("invalid method {:?}", request.method)))?;
+        let client = self.client()?;
+        let mut refreshed = false;
+        loop {
+            let auth = match &request.credential {
+                Some(name) => Some(self.authorization(name, refreshed).await?),
+                None => None,
+            };
+            let build = || {
+                let mut b = client.request(method.clone(), url.clone());
+                for (k, v) in &request.headers {
+                    b = b.header(k, v);
+                }
+                if let Some(a) = &auth {
+                    b = b.header("authorization", a);
+                }
+                if let Some(body) = &request.body {
+                    b = b.body(body.clone());
+                }
+                b
+            };
+            let (status, headers, body) = retrying(url.as_str(), self.timeout, build).await?;
+            let oauth = request
+                .credential
+                .as_ref()
+                .and_then(|n| self.credentials.get(n))
+                .is_some_and(|c| matches!(c, Credential::OAuth2 { .. }));
+            // An expired or revoked token: fetch a new one and retry once.
+            if status == 401 && oauth && !refreshed {
+                tracing::debug!("http: {url}: 401, refreshing the token");
+                refreshed = true;
+                continue;
+            }
+            return Ok(Response {
+                status,
+                headers,
+                body,
+            });
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::roster::plugin::types::{ConfigKey, Credential as Decl, Oauth2Credential};
 
     fn granted() -> Origins {
         let mut o = Origins::default();
@@ -155,5 +586,123 @@ mod tests {
         assert!(Origins::default()
             .check("https://example.com/", &[])
             .is_err());
+    }
+
+    fn key(name: &str, type_: KeyType, default: Option<&str>) -> ConfigKey {
+        ConfigKey {
+            name: name.into(),
+            type_,
+            required: false,
+            default: default.map(String::from),
+            description: String::new(),
+        }
+    }
+
+    fn entra_like() -> PluginInfo {
+        PluginInfo {
+            name: "entra".into(),
+            version: "1".into(),
+            description: String::new(),
+            config_keys: vec![
+                key("tenant_id", KeyType::String, None),
+                key("client_id", KeyType::String, None),
+                key("client_secret", KeyType::Secret, None),
+                key(
+                    "authority_url",
+                    KeyType::Url,
+                    Some("https://login.example.com"),
+                ),
+                key("graph_url", KeyType::Url, Some("https://graph.example.com")),
+            ],
+            capabilities: Vec::new(),
+            defaults: Vec::new(),
+            credentials: vec![Decl {
+                name: "graph".into(),
+                kind: CredentialKind::Oauth2(Oauth2Credential {
+                    token_url: "{authority_url}/{tenant_id}/oauth2/v2.0/token".into(),
+                    client_id: "{client_id}".into(),
+                    client_secret: "client_secret".into(),
+                    scope: "{graph_url}/.default".into(),
+                }),
+            }],
+        }
+    }
+
+    #[test]
+    fn url_keys_grant_their_origins_and_credentials_fill_their_templates() {
+        std::env::set_var("ROSTER_TEST_HTTP_SECRET", "s3cr3t-9d");
+        let config: toml::Table = r#"
+            tenant_id = "t1"
+            client_id = "c1"
+            client_secret = { env = "ROSTER_TEST_HTTP_SECRET" }
+            graph_url = "http://127.0.0.1:9000/"
+        "#
+        .parse()
+        .unwrap();
+        let ctx = HttpCtx::from_config(&entra_like(), &config, Path::new("/"), "sources.e.config")
+            .unwrap();
+        // The admin's graph_url and the default authority_url are granted, nothing else.
+        assert!(ctx
+            .origins
+            .check("http://127.0.0.1:9000/v1.0/users", &[])
+            .is_ok());
+        assert!(ctx
+            .origins
+            .check("https://login.example.com/t1/x", &[])
+            .is_ok());
+        assert!(ctx
+            .origins
+            .check("https://graph.example.com/v1.0", &[])
+            .is_err());
+        let Some(Credential::OAuth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            ..
+        }) = ctx.credentials.get("graph")
+        else {
+            panic!("the graph credential")
+        };
+        assert_eq!(token_url, "https://login.example.com/t1/oauth2/v2.0/token");
+        assert_eq!(client_id, "c1");
+        assert_eq!(client_secret.0, "s3cr3t-9d");
+        assert_eq!(scope, "http://127.0.0.1:9000/.default");
+        assert!(
+            !format!("{ctx:?}").contains("s3cr3t-9d"),
+            "Debug shows the secret"
+        );
+    }
+
+    #[test]
+    fn a_credential_needs_its_keys_and_a_secret_typed_secret() {
+        let missing: toml::Table = "tenant_id = \"t1\"\nclient_id = \"c1\"".parse().unwrap();
+        let ctx = HttpCtx::from_config(&entra_like(), &missing, Path::new("/"), "s").unwrap();
+        let Some(Credential::Missing(why)) = ctx.credentials.get("graph") else {
+            panic!("a credential without its secret is unusable")
+        };
+        assert!(why.contains("s.client_secret is not set"), "{why}");
+        let mut info = entra_like();
+        info.config_keys[2].type_ = KeyType::String;
+        let config: toml::Table = "tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"x\""
+            .parse()
+            .unwrap();
+        let e = HttpCtx::from_config(&info, &config, Path::new("/"), "s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a secret key"), "{e}");
+    }
+
+    #[test]
+    fn backoff_grows_and_retry_after_is_read_in_seconds() {
+        assert!(
+            backoff(0) >= Duration::from_millis(500) && backoff(0) <= Duration::from_millis(750)
+        );
+        assert!(backoff(3) >= Duration::from_secs(4));
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
     }
 }

@@ -29,6 +29,10 @@
 //!   entries a page: each `next-batch` is one page, a user per entry (id = DN, `username` =
 //!   uid, `full_name` = cn, `page` = the page's number). A host error is a plugin error
 //!   `unavailable("ldap: <kind>: <message>")`.
+//! - `http-get`: sends `GET path` through the host's `http` capability with the credential
+//!   `api` (a bearer token from the secret key `api_token`; `api_url`, a url key, grants the
+//!   origin); one user `http` with `status` and `body` (the first 100 bytes). A host error is
+//!   `unavailable("http: <kind>: <message>")`.
 //!
 //! `test` does what a run does and counts the users.
 
@@ -44,10 +48,11 @@ use exports::roster::plugin::connector::{
     Guest, GuestSession, RunEnd, RunRequest, Session, TestReport,
 };
 use roster::plugin::files::{self, FileError};
+use roster::plugin::http::{self, HttpError};
 use roster::plugin::ldap::{self, LdapError};
 use roster::plugin::types::{
-    Attribute, Batch, Capability, ConfigKey, Entry, KeyType, ObjectKind, PluginError, PluginInfo,
-    Row, RunMode, SourceObject,
+    Attribute, Batch, Capability, ConfigKey, Credential, CredentialKind, Entry, KeyType,
+    ObjectKind, PluginError, PluginInfo, Row, RunMode, SourceObject,
 };
 
 const OK_BATCH: u64 = 1000;
@@ -73,6 +78,7 @@ enum Mode {
     GiganticBatch,
     Panic,
     LdapSearch,
+    HttpGet,
 }
 
 struct Config {
@@ -103,6 +109,7 @@ fn parse_config(json: &str) -> Result<Config, PluginError> {
         Some("gigantic-batch") => Mode::GiganticBatch,
         Some("panic") => Mode::Panic,
         Some("ldap-search") => Mode::LdapSearch,
+        Some("http-get") => Mode::HttpGet,
         Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
     };
     let count = match value.get("count") {
@@ -396,6 +403,32 @@ fn ldap_page(state: &mut State) -> Result<Option<Batch>, PluginError> {
     Ok(Some(objects(users)))
 }
 
+fn http_get(url: &str) -> Result<Vec<Entry>, PluginError> {
+    let r = http::send(&http::Request {
+        method: "GET".into(),
+        url: url.into(),
+        headers: Vec::new(),
+        body: None,
+        credential: Some("api".into()),
+    })
+    .map_err(|e| {
+        let (kind, m) = match e {
+            HttpError::Denied(m) => ("denied", m),
+            HttpError::Timeout(m) => ("timeout", m),
+            HttpError::TooLarge(m) => ("too-large", m),
+            HttpError::Unavailable(m) => ("unavailable", m),
+            HttpError::Authentication(m) => ("authentication", m),
+            HttpError::Other(m) => ("other", m),
+        };
+        PluginError::Unavailable(format!("http: {kind}: {m}"))
+    })?;
+    let body = String::from_utf8_lossy(&r.body[..r.body.len().min(100)]).into_owned();
+    Ok(vec![user(
+        "http",
+        vec![("status", vec![r.status.to_string()]), ("body", vec![body])],
+    )])
+}
+
 /// 9,000 users with 16 KiB names.
 fn gigantic_users() -> Vec<Entry> {
     let name = "x".repeat(16 << 10);
@@ -431,7 +464,7 @@ impl Guest for Component {
                     None,
                     "ok, loop, grow, huge-batch, trap, read-file, env, stdout, fail-open, \
                      half-then-trap, directory, sleep, hoard-files, hoard-pollables, \
-                     gigantic-batch, panic or ldap-search",
+                     gigantic-batch, panic, ldap-search or http-get",
                 ),
                 key("count", KeyType::Integer, false, Some("3"), "Users to emit"),
                 // The host's ldap connection keys (ldap-search mode).
@@ -461,6 +494,15 @@ impl Guest for Component {
                     Some("true"),
                     "Verify TLS",
                 ),
+                // The http capability's keys (http-get mode).
+                key(
+                    "api_url",
+                    KeyType::Url,
+                    false,
+                    None,
+                    "Origin http-get may reach",
+                ),
+                key("api_token", KeyType::Secret, false, None, "Bearer token"),
                 // Deliberately a string, not a file: the host grants nothing for it.
                 key(
                     "path",
@@ -480,12 +522,19 @@ impl Guest for Component {
                     reason: "logging".to_string(),
                 },
                 Capability {
+                    name: "http".to_string(),
+                    reason: "http-get mode fetches `path`".to_string(),
+                },
+                Capability {
                     name: "ldap".to_string(),
                     reason: "ldap-search mode searches the source's directory".to_string(),
                 },
             ],
             defaults: Vec::new(),
-            credentials: Vec::new(),
+            credentials: vec![Credential {
+                name: "api".into(),
+                kind: CredentialKind::Bearer("api_token".into()),
+            }],
         }
     }
 
@@ -597,6 +646,8 @@ impl GuestSession for HostileSession {
             Mode::GiganticBatch => Ok(first.then(|| objects(gigantic_users()))),
             Mode::Panic => panic!("the directory said no"),
             Mode::LdapSearch => ldap_page(&mut state),
+            Mode::HttpGet if first => http_get(&state.config.path).map(|e| Some(objects(e))),
+            Mode::HttpGet => Ok(None),
         }
     }
 
