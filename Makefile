@@ -33,8 +33,10 @@ setup:
 	@# LDAP tests: a throwaway OpenLDAP server (slapd, slapadd; ldapmodify from ldap-utils).
 	@$(call need,slapd,slapd ldap-utils)
 	@$(call need,ldapmodify,ldap-utils)
-	@# Active Directory (samba) tests, for example:
-	@#   $(call need,samba-tool,samba)
+	@# Active Directory tests: a throwaway Samba AD DC (samba needs winbindd at start; the
+	@# harness makes its own TLS CA with openssl).
+	@$(call need,samba-tool,samba winbind)
+	@$(call need,openssl,openssl)
 	@# ------------------------------------------------------------------------------------
 
 setup-bench: setup

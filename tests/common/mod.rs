@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod samba;
+
 /// The `roster` binary under test.
 pub fn roster_bin() -> &'static str {
     env!("CARGO_BIN_EXE_roster")
