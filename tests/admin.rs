@@ -1,0 +1,89 @@
+//! End-to-end tests of what a new admin meets in the first hour (issue #16).
+
+mod common;
+
+use common::*;
+
+const HEADER: &str = "username,full_name,email\n";
+
+fn people(names: &[&str]) -> String {
+    let mut csv = HEADER.to_string();
+    for n in names {
+        csv.push_str(&format!("{n},{n} Person,{n}@example.com\n"));
+    }
+    csv
+}
+
+/// A sandbox with one CSV source `people` reading `people.csv`.
+fn sandbox(names: &[&str], options: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write_csv("people.csv", &people(names));
+    sb.write_config(&config(&[csv_source("people", "people.csv", options)]));
+    sb
+}
+
+// 1. The deletion guard and small sources.
+
+#[test]
+fn default_guard_lets_one_person_leave_a_small_source() {
+    let sb = sandbox(&["ann", "bob"], "");
+    sb.sync_ok(&[]);
+    sb.write_csv("people.csv", &people(&["ann"]));
+    let s = sb.sync_ok(&[]);
+    assert_counts(s.only(), &[("deactivated", 1)]);
+    assert_eq!(usernames(&sb.active_users()), ["ann"]);
+}
+
+#[test]
+fn default_guard_still_stops_a_small_source_emptied() {
+    let sb = sandbox(&["ann", "bob", "cy"], "");
+    sb.sync_ok(&[]);
+    sb.write_csv("people.csv", &people(&["ann"]));
+    let before = sb.db_state();
+    let s = sb.sync(&[]);
+    assert_eq!(s.code(), 1, "{}", describe(&s.out));
+    assert_eq!(s.only()["status"], "aborted");
+    let msg = s.only()["message"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains("max_deletions_floor = 1"), "{msg}");
+    assert_eq!(sb.db_state(), before);
+}
+
+#[test]
+fn guard_floor_is_configurable() {
+    // A floor of 2 lets two of three go.
+    let sb = sandbox(&["ann", "bob", "cy"], "max_deletions_floor = 2");
+    sb.sync_ok(&[]);
+    sb.write_csv("people.csv", &people(&["ann"]));
+    assert_counts(sb.sync_ok(&[]).only(), &[("deactivated", 2)]);
+
+    // A floor of 0 is the strict percentage: 10% of two users is none.
+    let sb = sandbox(
+        &["ann", "bob"],
+        "max_deletions = \"10%\"\nmax_deletions_floor = 0",
+    );
+    sb.sync_ok(&[]);
+    sb.write_csv("people.csv", &people(&["ann"]));
+    assert_eq!(sb.sync(&[]).only()["status"], "aborted");
+
+    // A count is absolute: the floor does not lift it.
+    let sb = sandbox(
+        &["ann", "bob"],
+        "max_deletions = 0\nmax_deletions_floor = 5",
+    );
+    sb.sync_ok(&[]);
+    sb.write_csv("people.csv", &people(&["ann"]));
+    assert_eq!(sb.sync(&[]).only()["status"], "aborted");
+}
+
+#[test]
+fn guard_percentage_holds_for_large_sources() {
+    let names: Vec<String> = (0..40).map(|i| format!("u{i:02}")).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let sb = sandbox(&all, "");
+    sb.sync_ok(&[]);
+    // 4 of 40 is 10%: allowed; 5 more is over.
+    sb.write_csv("people.csv", &people(&all[4..]));
+    assert_counts(sb.sync_ok(&[]).only(), &[("deactivated", 4)]);
+    sb.write_csv("people.csv", &people(&all[..31]));
+    assert_eq!(sb.sync(&[]).only()["status"], "aborted");
+}
