@@ -87,3 +87,43 @@ fn guard_percentage_holds_for_large_sources() {
     sb.write_csv("people.csv", &people(&all[..31]));
     assert_eq!(sb.sync(&[]).only()["status"], "aborted");
 }
+
+// 2. A dry run that the guard would abort.
+
+#[test]
+fn aborting_dry_run_shows_the_plan_and_why() {
+    let sb = sandbox(&["ann", "bob", "cy", "dee"], "");
+    sb.sync_ok(&[]);
+    let mut csv = people(&["ann"]);
+    csv.push_str("eve,Eve Person,eve@example.com\n");
+    sb.write_csv("people.csv", &csv);
+    let files = sb.db_files();
+
+    let s = sb.sync(&["--dry-run"]);
+    assert_eq!(s.code(), 1);
+    let run = s.only();
+    assert_eq!(run["status"], "aborted", "{run:#}");
+    let plan: Vec<(String, String)> = (run["plan"].as_array().unwrap().iter())
+        .map(|p| (p["action"].to_string(), p["username"].to_string()))
+        .collect();
+    for (action, user) in [
+        ("create", "eve"),
+        ("deactivate", "bob"),
+        ("deactivate", "cy"),
+        ("deactivate", "dee"),
+    ] {
+        let item = (format!("\"{action}\""), format!("\"{user}\""));
+        assert!(plan.contains(&item), "{item:?} missing from {plan:?}");
+    }
+
+    let out = sb.roster(&["sync", "--dry-run"]);
+    assert_eq!(code(&out), 1);
+    let text = stdout(&out);
+    let plan_at = text.find("plan for people").expect(&text);
+    let abort_at = text.find("a real run would abort").expect(&text);
+    assert!(plan_at < abort_at, "{text}");
+    assert!(text.contains("deactivate  bob"), "{text}");
+    assert!(text.contains("create      eve"), "{text}");
+    assert!(text.contains("--force"), "{text}");
+    assert_eq!(sb.db_files(), files, "a dry run writes nothing");
+}

@@ -158,7 +158,9 @@ fn print_results(results: &[SourceResult]) {
     table(&headers, rows);
     for r in results {
         let source = &r.source;
-        if let Some(m) = &r.message {
+        // A dry run that the guard would abort says so under its plan.
+        let would_abort = r.plan.is_some() && r.status == Status::Aborted;
+        if let Some(m) = r.message.as_ref().filter(|_| !would_abort) {
             println!("\n{source}: {}", clean_text(m));
         }
         for n in &r.notices {
@@ -184,6 +186,15 @@ fn print_results(results: &[SourceResult]) {
                 } else {
                     println!("  {:<11} {username} ({})", p.action, p.fields.join(", "));
                 }
+            }
+            if plan.is_empty() {
+                println!("  (no changes)");
+            }
+            if let Some(m) = r.message.as_ref().filter(|_| would_abort) {
+                println!(
+                    "\n{source}: a real run would abort here:\n{}",
+                    clean_text(m)
+                );
             }
         }
     }
