@@ -127,3 +127,25 @@ fn aborting_dry_run_shows_the_plan_and_why() {
     assert!(text.contains("--force"), "{text}");
     assert_eq!(sb.db_files(), files, "a dry run writes nothing");
 }
+
+// 3. Logs: plain text unless on a terminal.
+
+#[test]
+fn piped_logs_have_no_colour_codes() {
+    let sb = sandbox(&["ann"], "");
+    let out = sb.roster_env(&["sync"], &[("RUST_LOG", "debug")]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(err.contains("DEBUG"), "debug lines expected: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "colour codes in piped logs: {err:?}"
+    );
+
+    // -vv raises the level without RUST_LOG; -q silences warnings.
+    let out = sb.roster(&["-vv", "sync"]);
+    assert!(stderr(&out).contains("DEBUG"), "{}", describe(&out));
+    assert!(!stderr(&out).contains('\u{1b}'));
+    let out = sb.roster(&["sync", "-q"]);
+    assert_eq!(stderr(&out), "", "{}", describe(&out));
+}

@@ -14,6 +14,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use roster::config::{Config, ConfigError};
 use roster::store::Store;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -31,6 +32,12 @@ struct Cli {
         default_value = "roster.toml"
     )]
     config: PathBuf,
+    /// More log output on stderr (-v: info, -vv: debug). RUST_LOG, when set, wins.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Errors only on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +74,7 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    init_logging(cli.verbose, cli.quiet);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -92,6 +100,28 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Sources(c) => c.run(config),
         Command::Plugin(c) => c.run(config),
     }
+}
+
+/// Logs go to stderr, coloured only on a terminal and never with `NO_COLOR` set, so piped
+/// output, cron mail and CI logs get plain text.
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn,roster::plugin=info",
+        (_, 1) => "info",
+        _ => "debug,wasmtime=info,cranelift=info",
+    };
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colour)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| default.into()),
+        )
+        .init();
 }
 
 /// The database the config at `path` names.
