@@ -149,3 +149,28 @@ fn piped_logs_have_no_colour_codes() {
     let out = sb.roster(&["sync", "-q"]);
     assert_eq!(stderr(&out), "", "{}", describe(&out));
 }
+
+// 4. plugin inspect speaks TOML.
+
+#[test]
+fn plugin_inspect_prints_toml_types_and_defaults() {
+    let sb = sandbox(&["ann"], "");
+    let out = sb.roster_ok(&["plugin", "inspect", "csv"]);
+    let text = stdout(&out);
+    assert!(!text.contains("KeyType"), "{text}");
+    let line = |key: &str| {
+        (text.lines())
+            .find(|l| l.trim_start().starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} line in {text}"))
+            .to_string()
+    };
+    assert!(line("path").contains("file, required"), "{text}");
+    assert!(
+        line("encoding").contains("string, optional, default \"utf-8\""),
+        "{text}"
+    );
+    assert!(
+        line("multi_value_columns").contains("list, optional, default ["),
+        "{text}"
+    );
+}
