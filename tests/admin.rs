@@ -174,3 +174,26 @@ fn plugin_inspect_prints_toml_types_and_defaults() {
         "{text}"
     );
 }
+
+// 5. A second source meets a user of the first.
+
+#[test]
+fn second_source_conflict_says_what_to_do() {
+    let sb = Sandbox::new();
+    sb.write_csv("people.csv", &people(&["ann"]));
+    sb.write_csv("more.csv", &people(&["ann", "zed"]));
+    sb.write_config(&config(&[
+        csv_source("people", "people.csv", ""),
+        csv_source("more", "more.csv", ""),
+    ]));
+    let s = sb.sync_ok(&[]);
+    let run = s.run("more");
+    assert_counts(run, &[("created", 1), ("failed", 1)]);
+    let reason = run["errors"][0]["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("belongs to a user of source 'people'"),
+        "{reason}"
+    );
+    assert!(reason.contains("on_missing = \"delete\""), "{reason}");
+    assert_eq!(sb.user("ann")["source"], "people");
+}

@@ -281,9 +281,13 @@ pub fn decide(
     let adopt = match &ex.source {
         Some(s) if s != source => {
             return Action::Conflict(format!(
-                "{} {:?} belongs to a user of source '{s}'",
+                "{} {:?} belongs to a user of source '{s}', and a source never takes over \
+                 another's users. Leave the user to '{s}' (drop it from this source), give it a \
+                 different {} here, or remove it from '{s}' with on_missing = \"delete\" so \
+                 that this source can create it",
                 opts.pair_by.name(),
-                opts.pair_by.key(new, "").unwrap_or_default()
+                opts.pair_by.key(new, "").unwrap_or_default(),
+                opts.pair_by.name()
             ))
         }
         Some(_) => false,
