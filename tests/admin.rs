@@ -197,3 +197,28 @@ fn second_source_conflict_says_what_to_do() {
     assert!(reason.contains("on_missing = \"delete\""), "{reason}");
     assert_eq!(sb.user("ann")["source"], "people");
 }
+
+// 6. Shell completions and the man page.
+
+#[test]
+fn completions_and_man_page_need_no_config() {
+    let sb = Sandbox::new();
+    for (shell, marker) in [
+        ("bash", "_roster()"),
+        ("zsh", "#compdef roster"),
+        ("fish", "complete -c roster"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let text = stdout(&sb.roster_ok(&["completions", shell]));
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(text.contains("inspect"), "{shell} completes subcommands");
+    }
+    let out = sb.roster(&["completions", "tcsh"]);
+    assert_eq!(code(&out), 2);
+    let man = stdout(&sb.roster_ok(&["man"]));
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH roster"),
+        "{man}"
+    );
+    assert!(man.contains("completions"), "{man}");
+}

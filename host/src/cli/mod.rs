@@ -1,6 +1,7 @@
 //! The command line: parse, call the library, print. One file per command, each with a
 //! short `run`; no logic of its own.
 
+mod docs;
 mod groups;
 mod init;
 mod output;
@@ -11,7 +12,7 @@ mod sync;
 mod users;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use roster::config::{Config, ConfigError};
 use roster::store::Store;
 use std::io::IsTerminal;
@@ -63,6 +64,10 @@ enum Command {
     /// Installed plugins.
     #[command(subcommand)]
     Plugin(plugin::Plugin),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(docs::Completions),
+    /// Print the manual page (roff): `roster man > roster.1`.
+    Man(docs::Man),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -77,6 +82,7 @@ pub fn main() -> i32 {
     init_logging(cli.verbose, cli.quiet);
     match run(cli) {
         Ok(code) => code,
+        Err(e) if output::is_closed_pipe(&e) => 0,
         Err(e) => {
             // Errors may quote what a plugin or a source said.
             eprintln!("error: {}", output::clean_text(&format!("{e:#}")));
@@ -99,6 +105,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Runs(c) => c.run(config),
         Command::Sources(c) => c.run(config),
         Command::Plugin(c) => c.run(config),
+        Command::Completions(c) => c.run(Cli::command()),
+        Command::Man(c) => c.run(Cli::command()),
     }
 }
 

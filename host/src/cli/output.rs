@@ -5,6 +5,7 @@ use anyhow::Result;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::fmt::Write;
+use std::io::Write as _;
 
 /// A value for one line or cell: every control character escaped, so stored data cannot
 /// move the cursor, clear the screen, ring the bell or break a table row.
@@ -40,13 +41,34 @@ fn escape(s: &str, escaped: impl Fn(char) -> bool) -> Cow<'_, str> {
 
 /// Prints a value as pretty JSON (which escapes control characters itself).
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    let mut s = serde_json::to_string_pretty(value)?;
+    s.push('\n');
+    write_stdout(s.as_bytes())
 }
 
 /// Prints an aligned table.
-pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
-    print!("{}", render_table(headers, rows));
+pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Result<()> {
+    write_stdout(render_table(headers, rows).as_bytes())
+}
+
+/// Writes to stdout. A reader that went away (`roster users list | head`) comes back as
+/// an error that [`is_closed_pipe`] recognises, so the command stops and exits quietly.
+pub fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether an error is stdout's reader having gone away.
+pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
+    (e.chain()).any(|c| {
+        c.downcast_ref::<std::io::Error>().map(|io| io.kind()) == broken
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == broken
+    })
 }
 
 fn render_table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {

@@ -47,7 +47,7 @@ impl Plugin {
                     let kind = format!("installed {} {}", p.version, p.installed_at);
                     vec![p.name, kind, p.sha256[..16].into()]
                 });
-                table(&["NAME", "KIND", "SHA256"], builtin.chain(installed));
+                table(&["NAME", "KIND", "SHA256"], builtin.chain(installed))?;
             }
             Plugin::Inspect { name } => {
                 let bytes = plugins::resolve(&name, Some(&store), &cfg.database, &cfg.dir)?;

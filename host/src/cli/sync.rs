@@ -52,7 +52,7 @@ impl Sync {
         } else {
             let mut printer = Standard::new(std::io::stderr().is_terminal());
             sync(&mut printer)?;
-            print_results(&printer.results);
+            print_results(&printer.results)?;
             printer.results
         };
         Ok(if results.iter().any(|r| r.config_error) {
@@ -127,7 +127,7 @@ impl SyncObserver for Standard {
     }
 }
 
-fn print_results(results: &[SourceResult]) {
+fn print_results(results: &[SourceResult]) -> Result<()> {
     let rows = results.iter().map(|r| {
         let c = &r.counts;
         vec![
@@ -155,7 +155,7 @@ fn print_results(results: &[SourceResult]) {
         "DELETED",
         "FAILED",
     ];
-    table(&headers, rows);
+    table(&headers, rows)?;
     for r in results {
         let source = &r.source;
         // A dry run that the guard would abort says so under its plan.
@@ -198,4 +198,5 @@ fn print_results(results: &[SourceResult]) {
             }
         }
     }
+    Ok(())
 }

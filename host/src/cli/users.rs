@@ -46,7 +46,7 @@ impl Users {
                     "ACTIVE",
                     "SOURCE",
                 ];
-                table(&headers, rows);
+                table(&headers, rows)?;
             }
             Users::Show {
                 name,
