@@ -222,3 +222,93 @@ fn completions_and_man_page_need_no_config() {
     );
     assert!(man.contains("completions"), "{man}");
 }
+
+// 7. users list: filters, streaming, a closed pipe.
+
+fn listed(sb: &Sandbox, args: &[&str]) -> Vec<String> {
+    let mut full = vec!["users", "list", "--json"];
+    full.extend_from_slice(args);
+    usernames(&as_array(sb.json(&full)))
+}
+
+#[test]
+fn users_list_filters() {
+    let sb = Sandbox::new();
+    sb.write_csv(
+        "people.csv",
+        "username,full_name,email,groups,cards\n\
+         ann,Ann Lee,ann@example.com,Staff|IT,C-1\n\
+         bob,Bob Stone,bob@example.org,Staff,\n\
+         cy,Cy Young,cy@example.com,Sales,\n\
+         dee,Dee Bright,dee@example.com,Staff,\n",
+    );
+    sb.write_csv("more.csv", "username,full_name\nzed,Zed Stone\n");
+    sb.write_config(&config(&[
+        csv_source("people", "people.csv", ""),
+        csv_source("more", "more.csv", ""),
+    ]));
+    sb.sync_ok(&[]);
+    sb.write_csv(
+        "people.csv",
+        "username,full_name,email,groups,cards\n\
+         ann,Ann Lee,ann@example.com,Staff|IT,C-1\n\
+         bob,Bob Stone,bob@example.org,Staff,\n\
+         cy,Cy Young,cy@example.com,Sales,\n",
+    );
+    sb.sync_ok(&["people"]);
+
+    assert_eq!(listed(&sb, &[]), ["ann", "bob", "cy", "zed"]);
+    assert_eq!(listed(&sb, &["--all"]), ["ann", "bob", "cy", "dee", "zed"]);
+    assert_eq!(listed(&sb, &["--inactive"]), ["dee"]);
+    assert_eq!(listed(&sb, &["--source", "more"]), ["zed"]);
+    assert_eq!(listed(&sb, &["--source", "people", "--all"]).len(), 4);
+    // A group takes the groups under it along.
+    assert_eq!(listed(&sb, &["--group", "Staff"]), ["ann", "bob"]);
+    assert_eq!(
+        listed(&sb, &["--group", "Staff", "--all"]),
+        ["ann", "bob", "dee"]
+    );
+    assert_eq!(listed(&sb, &["--group", "Staff|IT"]), ["ann"]);
+    assert_eq!(listed(&sb, &["--group", "Sta"]), Vec::<String>::new());
+    // The search term: any part of a name, an email or a card, any case.
+    assert_eq!(listed(&sb, &["STONE"]), ["bob", "zed"]);
+    assert_eq!(listed(&sb, &["example.org"]), ["bob"]);
+    assert_eq!(listed(&sb, &["c-1"]), ["ann"]);
+    assert_eq!(listed(&sb, &["stone", "--source", "people"]), ["bob"]);
+
+    let text = stdout(&sb.roster_ok(&["users", "list", "--group", "Staff|IT"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("USERNAME"), "{text}");
+    assert!(
+        lines[1].starts_with("ann ") && lines[1].contains("Ann Lee"),
+        "{text}"
+    );
+}
+
+#[test]
+fn users_list_into_a_closed_pipe_exits_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let names: Vec<String> = (0..3000).map(|i| format!("user{i:05}")).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let sb = sandbox(&all, "");
+    sb.sync_ok(&[]);
+    for args in [&["users", "list"][..], &["users", "list", "--json"]] {
+        let mut child = sb
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read a little, as `head` does, then close the pipe.
+        let mut first = [0u8; 64];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+        assert_eq!(code(&out), 0, "{args:?}: {err}");
+    }
+}

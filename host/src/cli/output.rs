@@ -71,6 +71,81 @@ pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// A table printed as its rows arrive: the column widths come from the first rows, later
+/// rows keep them (a longer cell just pushes its line out), so a million rows stream
+/// through a small buffer.
+pub struct StreamTable {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+    widths: Option<Vec<usize>>,
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+}
+
+/// How many rows set the column widths.
+const WIDTH_SAMPLE: usize = 1000;
+
+impl StreamTable {
+    pub fn new(headers: &[&str]) -> Self {
+        StreamTable {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+            widths: None,
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+        }
+    }
+
+    pub fn row(&mut self, row: Vec<String>) -> Result<()> {
+        let row: Vec<String> = row.iter().map(|c| clean(c).into_owned()).collect();
+        if self.widths.is_none() {
+            self.rows.push(row);
+            if self.rows.len() >= WIDTH_SAMPLE {
+                self.flush_sample()?;
+            }
+            return Ok(());
+        }
+        self.line(&row)
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        if self.widths.is_none() {
+            self.flush_sample()?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn flush_sample(&mut self) -> Result<()> {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        self.widths = Some(widths);
+        let headers = std::mem::take(&mut self.headers);
+        self.line(&headers)?;
+        for r in std::mem::take(&mut self.rows) {
+            self.line(&r)?;
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, cells: &[String]) -> Result<()> {
+        let widths = self.widths.as_ref().expect("widths are set before lines");
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(c);
+            let pad = widths[i].saturating_sub(c.chars().count());
+            s.extend(std::iter::repeat_n(' ', pad));
+        }
+        writeln!(self.out, "{}", s.trim_end())?;
+        Ok(())
+    }
+}
+
 fn render_table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let rows: Vec<Vec<String>> = (rows.into_iter())
         .map(|r| r.iter().map(|c| clean(c).into_owned()).collect())
