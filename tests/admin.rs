@@ -312,3 +312,92 @@ fn users_list_into_a_closed_pipe_exits_quietly() {
         assert_eq!(code(&out), 0, "{args:?}: {err}");
     }
 }
+
+// 8. MyQ Roger's CSV import format, and columns that fill nothing.
+
+#[test]
+fn myq_roger_csv_is_recognised() {
+    let sb = Sandbox::new();
+    sb.write_csv(
+        "roger.csv",
+        "UserName,Name,Surname,Email Address,Phone Number,Roles,Cards,Aliases,IsActive,PIN,\
+         Password,SendActivationEmail,IncludePINToActivationEmail,User Groups\n\
+         asmith,Alice,Smith,alice@example.com,+420 123,User,04A1;04A2,alice;a.smith,true,4821,\
+         s3cret,false,false,\"Staff|IT,Sales\"\n\
+         bjones,Bob,Jones,bob@example.com,,User,,,false,,,false,false,Staff\n\
+         carol,,White,,,,,,1,,,,,\n",
+    );
+    sb.write_config(&config(&[csv_source("roger", "roger.csv", "")]));
+    let s = sb.sync_ok(&[]);
+    assert_counts(s.only(), &[("created", 3)]);
+
+    let a = sb.user("asmith");
+    assert_eq!(a["full_name"], "Alice Smith");
+    assert_eq!(a["email"], "alice@example.com");
+    assert_eq!(a["phone"], "+420 123");
+    assert_eq!(strs(&a["cards"]), ["04A1", "04A2"]);
+    assert_eq!(strs(&a["aliases"]), ["a.smith", "alice"]);
+    assert_eq!(strs(&a["groups"]), ["Sales", "Staff|IT"]);
+    assert_eq!(a["active"], true);
+    assert_eq!(a["has_pin"], true);
+    let b = sb.user("bjones");
+    assert_eq!(b["full_name"], "Bob Jones");
+    assert_eq!(b["active"], false);
+    assert_eq!(sb.user("carol")["full_name"], "White");
+
+    // No password anywhere in the database, and a warning that it was left out.
+    let db = std::fs::read(sb.db_path()).unwrap();
+    assert!(!db.windows(6).any(|w| w == b"s3cret"));
+    let notices = strs(&s.only()["notices"]);
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("\"Password\"") && n.contains("never")),
+        "{notices:?}"
+    );
+    // Roles fills no roster field; the activation-email flags are instructions, not data.
+    let unused: Vec<&String> = notices
+        .iter()
+        .filter(|n| n.contains("no roster field"))
+        .collect();
+    assert_eq!(unused.len(), 1, "{notices:?}");
+    assert!(unused[0].contains("\"Roles\""), "{notices:?}");
+    assert!(!unused[0].contains("Activation"), "{notices:?}");
+    assert!(!unused[0].contains("Password"), "{notices:?}");
+}
+
+#[test]
+fn a_misspelt_column_is_reported_once_per_run() {
+    let sb = Sandbox::new();
+    sb.write_csv(
+        "people.csv",
+        "username,full_nmae,email,givenName,sn,id\n\
+         ann,Ann Lee,ann@example.com,Ann,Lee,1\n\
+         bob,Bob Stone,bob@example.com,Bob,Stone,2\n",
+    );
+    // givenName and sn feed a template; id is the connector's id_column.
+    let options = "[sources.people.map]\naliases = \"%givenName%.%sn%\"";
+    let mut cfg = config(&[csv_source("people", "people.csv", options)]);
+    cfg.push_str("id_column = \"id\"\n");
+    sb.write_config(&cfg);
+    let s = sb.sync_ok(&[]);
+    let notices = strs(&s.only()["notices"]);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains("\"full_nmae\""), "{notices:?}");
+    for used in ["givenName", "\"sn\"", "\"id\"", "email"] {
+        assert!(!notices[0].contains(used), "{used}: {notices:?}");
+    }
+    // The warning reaches the admin in the table output and the log too.
+    let out = sb.roster(&["sync"]);
+    assert!(stdout(&out).contains("full_nmae"), "{}", describe(&out));
+    assert_eq!(
+        stderr(&out).matches("full_nmae").count(),
+        1,
+        "{}",
+        describe(&out)
+    );
+    // A clean file warns about nothing.
+    sb.write_csv("people.csv", "username,full_name,id\nann,Ann Lee,1\n");
+    let s = sb.sync_ok(&[]);
+    assert_eq!(s.only()["notices"], serde_json::json!([]));
+}
