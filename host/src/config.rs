@@ -4,7 +4,7 @@
 //! that may be secret are kept in [`Secret`], whose `Debug`/`Display` never show the value.
 
 use crate::model::{Field, Secret};
-use crate::reconcile::{MaxDeletions, OnMissing, Options, PairBy};
+use crate::reconcile::{MaxDeletions, OnMissing, Options, PairBy, DEFAULT_DELETIONS_FLOOR};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,7 @@ struct RawSource {
     on_missing: Option<OnMissing>,
     lowercase_usernames: Option<bool>,
     max_deletions: Option<toml::Value>,
+    max_deletions_floor: Option<u64>,
     timeout: Option<String>,
     memory_limit: Option<toml::Value>,
     /// Extra files granted read-only to the plugin (for scripts).
@@ -145,6 +146,12 @@ impl SourceConfig {
                 )),
             })
             .transpose()?;
+        // Without the key, a percentage keeps the default floor.
+        let max_deletions = match (max_deletions, raw.max_deletions_floor) {
+            (m, Some(floor)) => Some(m.unwrap_or_default().with_floor(floor)),
+            (Some(m), None) => Some(m.with_floor(DEFAULT_DELETIONS_FLOOR)),
+            (None, None) => None,
+        };
         let timeout = parse_duration(raw.timeout.as_deref().unwrap_or("60s")).context("timeout")?;
         let memory_limit = match raw.memory_limit {
             None => 256 << 20,
@@ -305,6 +312,8 @@ lowercase_usernames = false
 # A full run that would deactivate or delete more than this many of this source's users
 # aborts and changes nothing (a count, or a percentage). `roster sync --force` overrides.
 max_deletions = "10%"
+# A percentage never blocks a run that removes at most this many users (small sources).
+max_deletions_floor = 1
 # Sandbox limits for the connector: per call, and memory.
 timeout = "60s"
 memory_limit = "256MiB"

@@ -1,4 +1,4 @@
-//! The `roster` binary: logging, the allocator, and the command line over the library.
+//! The `roster` binary: the allocator, and the command line over the library.
 
 mod cli;
 
@@ -8,13 +8,5 @@ mod cli;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "warn,roster::plugin=info".into()),
-        )
-        .init();
     std::process::exit(cli::main());
 }

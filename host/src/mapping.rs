@@ -12,12 +12,27 @@ use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 
 /// MyQ CSV columns (normalised) and the field each fills when no attribute has the field's
-/// own name. USERNAME_ALIASES is handled apart: first value username, the rest aliases.
+/// own name: the classic import format, then MyQ Roger's. USERNAME_ALIASES is handled
+/// apart: first value username, the rest aliases. Roger's Name + Surname make the full name.
 const MYQ: &[(&str, Field)] = &[
     ("code", Field::PersonalNumber),
     ("scanstorage", Field::Storage),
     ("pin", Field::Pins),
+    ("emailaddress", Field::Email),
+    ("phonenumber", Field::Phone),
+    ("usergroups", Field::Groups),
+    ("isactive", Field::Active),
 ];
+
+/// Roger's first and last name columns, joined into `full_name`.
+const GIVEN_NAME: &str = "name";
+const SURNAME: &str = "surname";
+
+/// Roger columns that tell MyQ's importer what to do rather than describe the user.
+const IMPORT_INSTRUCTIONS: &[&str] = &["sendactivationemail", "includepintoactivationemail"];
+
+/// A password column: never imported, and worth a warning (roster syncs no passwords).
+pub const PASSWORD: &str = "password";
 
 /// The attribute name (normalised) that fills a field by default.
 fn field_key(f: Field) -> &'static str {
@@ -221,6 +236,11 @@ impl Mapper {
             }
             match f {
                 Field::Username => myq_ids.iter().take(1).cloned().collect(),
+                Field::FullName => {
+                    let parts = [attrs.first(GIVEN_NAME), attrs.first(SURNAME)];
+                    let name = parts.into_iter().flatten().collect::<Vec<_>>().join(" ");
+                    (!name.is_empty()).then_some(name).into_iter().collect()
+                }
                 _ => MYQ
                     .iter()
                     .filter(|(_, mf)| *mf == f)
@@ -276,6 +296,34 @@ impl Mapper {
             .map(|p| (self.fingerprint(&p), Secret(p)))
             .collect();
         Ok(Mapped { record, pins })
+    }
+
+    /// Of these attribute names (as sent), the ones that fill no field and appear in no
+    /// template: what a misspelt header looks like.
+    pub fn unused<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+        let overridden = |f: Field| self.overrides.iter().any(|(o, _)| *o == f);
+        let in_template = |n: &str| {
+            (self.overrides.iter().flat_map(|(_, ts)| ts))
+                .flat_map(|t| &t.0)
+                .any(|p| matches!(p, Piece::Attr(a) if a == n))
+        };
+        let fills = |n: &str| {
+            Field::all().any(|f| {
+                !overridden(f)
+                    && (field_key(f) == n
+                        || MYQ.iter().any(|(c, mf)| *c == n && *mf == f)
+                        || (f == Field::FullName && (n == GIVEN_NAME || n == SURNAME))
+                        || (n == "usernamealiases"
+                            && matches!(f, Field::Username | Field::Aliases)))
+            })
+        };
+        (names.into_iter())
+            .filter(|name| {
+                let n = normalise_name(name);
+                let n = n.as_ref();
+                !(fills(n) || in_template(n) || IMPORT_INSTRUCTIONS.contains(&n) || n == PASSWORD)
+            })
+            .collect()
     }
 
     fn fingerprint(&self, pin: &str) -> String {
@@ -398,6 +446,30 @@ mod tests {
         assert_ne!(u.pins[0], "1234");
         assert_eq!(mapped.pins[0].1 .0, "1234");
         assert_eq!(mapped.pins[0].0, u.pins[0]);
+    }
+
+    #[test]
+    fn unused_attributes() {
+        let m = mapper(&[("full_name", &["%givenName% %sn%"])]);
+        let names = [
+            "username",
+            "givenName",
+            "sn",
+            "Full Name",
+            "Roles",
+            "Password",
+            "E-Mail",
+            "Departmnet",
+            "User Groups",
+            "SendActivationEmail",
+            "USERNAME_ALIASES",
+        ];
+        // A template's field no longer takes its same-named column.
+        assert_eq!(m.unused(names), ["Full Name", "Roles", "Departmnet"]);
+        assert_eq!(
+            mapper(&[]).unused(["Name", "Surname", "FULLNAME"]),
+            Vec::<&str>::new()
+        );
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl Field {
         }
     }
 
+    /// Every field.
+    pub fn all() -> impl Iterator<Item = Field> {
+        FIELDS.iter().map(|(_, f)| *f)
+    }
+
     /// The name used in `[map]` tables and in messages.
     pub fn name(self) -> &'static str {
         FIELDS

@@ -74,11 +74,17 @@ impl OnMissing {
 pub enum MaxDeletions {
     Count(u64),
     Percent(f64),
+    /// A percentage that never allows fewer than the count: without it, 10% of a source
+    /// under ten users is zero, and one person leaving would abort every run.
+    PercentAtLeast(f64, u64),
 }
+
+/// The default floor of a percentage limit (`max_deletions_floor`).
+pub const DEFAULT_DELETIONS_FLOOR: u64 = 1;
 
 impl Default for MaxDeletions {
     fn default() -> Self {
-        MaxDeletions::Percent(10.0)
+        MaxDeletions::PercentAtLeast(10.0, DEFAULT_DELETIONS_FLOOR)
     }
 }
 
@@ -103,6 +109,17 @@ impl MaxDeletions {
         match *self {
             MaxDeletions::Count(n) => n,
             MaxDeletions::Percent(p) => (total as f64 * p / 100.0).floor() as u64,
+            MaxDeletions::PercentAtLeast(p, n) => MaxDeletions::Percent(p).allowed(total).max(n),
+        }
+    }
+
+    /// The same limit with `floor` under a percentage (a count is left as it is).
+    pub fn with_floor(self, floor: u64) -> Self {
+        match self {
+            MaxDeletions::Percent(p) | MaxDeletions::PercentAtLeast(p, _) => {
+                MaxDeletions::PercentAtLeast(p, floor)
+            }
+            count => count,
         }
     }
 }
@@ -112,6 +129,9 @@ impl std::fmt::Display for MaxDeletions {
         match self {
             MaxDeletions::Count(n) => write!(f, "{n}"),
             MaxDeletions::Percent(p) => write!(f, "{p}%"),
+            MaxDeletions::PercentAtLeast(p, n) => {
+                write!(f, "{p}% (max_deletions_floor = {n})")
+            }
         }
     }
 }
@@ -261,9 +281,13 @@ pub fn decide(
     let adopt = match &ex.source {
         Some(s) if s != source => {
             return Action::Conflict(format!(
-                "{} {:?} belongs to a user of source '{s}'",
+                "{} {:?} belongs to a user of source '{s}', and a source never takes over \
+                 another's users. Leave the user to '{s}' (drop it from this source), give it a \
+                 different {} here, or remove it from '{s}' with on_missing = \"delete\" so \
+                 that this source can create it",
                 opts.pair_by.name(),
-                opts.pair_by.key(new, "").unwrap_or_default()
+                opts.pair_by.key(new, "").unwrap_or_default(),
+                opts.pair_by.name()
             ))
         }
         Some(_) => false,

@@ -337,12 +337,14 @@ fn sync_source(
             Ok(plugin.finish(&session)?)
         });
         let mut seen = 0u64;
+        let mut names = SeenNames::default();
         let staged = (|| -> Result<()> {
             let mut busy = std::time::Duration::ZERO;
             for items in &rx {
                 let t = std::time::Instant::now();
                 seen += items.len() as u64;
                 for item in items {
+                    names.note(&item);
                     item.stage(&mut run, mapper)?;
                 }
                 busy += t.elapsed();
@@ -357,7 +359,8 @@ fn sync_source(
             .join()
             .map_err(|_| anyhow!("the plugin thread panicked"))?;
         staged?;
-        let end = end?;
+        let mut end = end?;
+        end.notices.extend(names.notices(mapper, &src.config));
         tracing::debug!(
             "source {}: {seen} entries read and staged in {:?}",
             src.name,
@@ -401,6 +404,83 @@ fn sync_source(
         notices: outcome.notices,
         plan: flags.dry_run.then_some(outcome.plan),
         config_error: false,
+    }
+}
+
+/// The attribute names a source sent with its users, for one warning per run about those
+/// that fill nothing (a misspelt header) and about a password column.
+#[derive(Default)]
+struct SeenNames {
+    names: indexmap::IndexSet<String>,
+    /// A batch's columns are noted once, not per row.
+    last_columns: Option<Arc<[String]>>,
+}
+
+impl SeenNames {
+    fn note(&mut self, item: &Item) {
+        let Item::User(incoming) = item else { return };
+        match incoming {
+            Incoming::Row(columns, _) => {
+                if (self.last_columns.as_ref()).is_some_and(|l| Arc::ptr_eq(l, columns)) {
+                    return;
+                }
+                for c in columns.iter() {
+                    self.add(c);
+                }
+                self.last_columns = Some(columns.clone());
+            }
+            Incoming::Object(o) => {
+                for a in &o.attributes {
+                    self.add(&a.name);
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, name: &str) {
+        if !self.names.contains(name) {
+            self.names.insert(name.to_string());
+        }
+    }
+
+    /// Names in the connector's own config (such as a CSV `id_column`) count as used.
+    fn notices(&self, mapper: &Mapper, config: &toml::Table) -> Vec<String> {
+        let named = |n: &str| {
+            config.values().any(|v| match v {
+                toml::Value::String(s) => s == n,
+                toml::Value::Array(a) => a.iter().any(|v| v.as_str() == Some(n)),
+                _ => false,
+            })
+        };
+        let mut notices = Vec::new();
+        if let Some(p) = (self.names.iter())
+            .find(|n| crate::mapping::normalise_name(n) == crate::mapping::PASSWORD)
+        {
+            notices.push(format!(
+                "column {p:?} is not imported: roster never syncs passwords. Leave it out of \
+                 the export"
+            ));
+        }
+        let unused: Vec<&str> = (mapper.unused(self.names.iter().map(String::as_str)))
+            .into_iter()
+            .filter(|n| !named(n))
+            .collect();
+        if !unused.is_empty() {
+            let list: Vec<String> = unused.iter().map(|n| format!("{n:?}")).collect();
+            notices.push(format!(
+                "{} fill{} no roster field and no [map] template: {}. Check the spelling, or \
+                 use {} in a template",
+                if unused.len() == 1 {
+                    "this attribute"
+                } else {
+                    "these attributes"
+                },
+                if unused.len() == 1 { "s" } else { "" },
+                list.join(", "),
+                if unused.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        notices
     }
 }
 

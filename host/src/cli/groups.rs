@@ -21,7 +21,7 @@ impl Groups {
             json(&groups)?;
         } else {
             let rows = (groups.iter()).map(|g| vec![g.path.clone(), g.members.to_string()]);
-            table(&["GROUP", "MEMBERS"], rows);
+            table(&["GROUP", "MEMBERS"], rows)?;
         }
         Ok(0)
     }

@@ -1,6 +1,7 @@
 //! The command line: parse, call the library, print. One file per command, each with a
 //! short `run`; no logic of its own.
 
+mod docs;
 mod groups;
 mod init;
 mod output;
@@ -11,9 +12,10 @@ mod sync;
 mod users;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use roster::config::{Config, ConfigError};
 use roster::store::Store;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -31,6 +33,12 @@ struct Cli {
         default_value = "roster.toml"
     )]
     config: PathBuf,
+    /// More log output on stderr (-v: info, -vv: debug). RUST_LOG, when set, wins.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Errors only on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +64,10 @@ enum Command {
     /// Installed plugins.
     #[command(subcommand)]
     Plugin(plugin::Plugin),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(docs::Completions),
+    /// Print the manual page (roff): `roster man > roster.1`.
+    Man(docs::Man),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -67,8 +79,10 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    init_logging(cli.verbose, cli.quiet);
     match run(cli) {
         Ok(code) => code,
+        Err(e) if output::is_closed_pipe(&e) => 0,
         Err(e) => {
             // Errors may quote what a plugin or a source said.
             eprintln!("error: {}", output::clean_text(&format!("{e:#}")));
@@ -91,7 +105,31 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Runs(c) => c.run(config),
         Command::Sources(c) => c.run(config),
         Command::Plugin(c) => c.run(config),
+        Command::Completions(c) => c.run(Cli::command()),
+        Command::Man(c) => c.run(Cli::command()),
     }
+}
+
+/// Logs go to stderr, coloured only on a terminal and never with `NO_COLOR` set, so piped
+/// output, cron mail and CI logs get plain text.
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn,roster::plugin=info",
+        (_, 1) => "info",
+        _ => "debug,wasmtime=info,cranelift=info",
+    };
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colour)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| default.into()),
+        )
+        .init();
 }
 
 /// The database the config at `path` names.

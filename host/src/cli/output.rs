@@ -5,6 +5,7 @@ use anyhow::Result;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::fmt::Write;
+use std::io::Write as _;
 
 /// A value for one line or cell: every control character escaped, so stored data cannot
 /// move the cursor, clear the screen, ring the bell or break a table row.
@@ -40,13 +41,109 @@ fn escape(s: &str, escaped: impl Fn(char) -> bool) -> Cow<'_, str> {
 
 /// Prints a value as pretty JSON (which escapes control characters itself).
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    let mut s = serde_json::to_string_pretty(value)?;
+    s.push('\n');
+    write_stdout(s.as_bytes())
 }
 
 /// Prints an aligned table.
-pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
-    print!("{}", render_table(headers, rows));
+pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Result<()> {
+    write_stdout(render_table(headers, rows).as_bytes())
+}
+
+/// Writes to stdout. A reader that went away (`roster users list | head`) comes back as
+/// an error that [`is_closed_pipe`] recognises, so the command stops and exits quietly.
+pub fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether an error is stdout's reader having gone away.
+pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
+    (e.chain()).any(|c| {
+        c.downcast_ref::<std::io::Error>().map(|io| io.kind()) == broken
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == broken
+    })
+}
+
+/// A table printed as its rows arrive: the column widths come from the first rows, later
+/// rows keep them (a longer cell just pushes its line out), so a million rows stream
+/// through a small buffer.
+pub struct StreamTable {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+    widths: Option<Vec<usize>>,
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+}
+
+/// How many rows set the column widths.
+const WIDTH_SAMPLE: usize = 1000;
+
+impl StreamTable {
+    pub fn new(headers: &[&str]) -> Self {
+        StreamTable {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+            widths: None,
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+        }
+    }
+
+    pub fn row(&mut self, row: Vec<String>) -> Result<()> {
+        let row: Vec<String> = row.iter().map(|c| clean(c).into_owned()).collect();
+        if self.widths.is_none() {
+            self.rows.push(row);
+            if self.rows.len() >= WIDTH_SAMPLE {
+                self.flush_sample()?;
+            }
+            return Ok(());
+        }
+        self.line(&row)
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        if self.widths.is_none() {
+            self.flush_sample()?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn flush_sample(&mut self) -> Result<()> {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+        self.widths = Some(widths);
+        let headers = std::mem::take(&mut self.headers);
+        self.line(&headers)?;
+        for r in std::mem::take(&mut self.rows) {
+            self.line(&r)?;
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, cells: &[String]) -> Result<()> {
+        let widths = self.widths.as_ref().expect("widths are set before lines");
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(c);
+            let pad = widths[i].saturating_sub(c.chars().count());
+            s.extend(std::iter::repeat_n(' ', pad));
+        }
+        writeln!(self.out, "{}", s.trim_end())?;
+        Ok(())
+    }
 }
 
 fn render_table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {

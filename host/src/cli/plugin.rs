@@ -3,6 +3,7 @@
 use super::output::{clean, clean_text, table};
 use anyhow::Result;
 use clap::Subcommand;
+use roster::bindings::KeyType;
 use roster::config::Config;
 use roster::plugins;
 use roster::store::Store;
@@ -46,7 +47,7 @@ impl Plugin {
                     let kind = format!("installed {} {}", p.version, p.installed_at);
                     vec![p.name, kind, p.sha256[..16].into()]
                 });
-                table(&["NAME", "KIND", "SHA256"], builtin.chain(installed));
+                table(&["NAME", "KIND", "SHA256"], builtin.chain(installed))?;
             }
             Plugin::Inspect { name } => {
                 let bytes = plugins::resolve(&name, Some(&store), &cfg.database, &cfg.dir)?;
@@ -59,12 +60,10 @@ impl Plugin {
                 for k in &info.config_keys {
                     let req = if k.required { "required" } else { "optional" };
                     let def = (k.default.as_ref())
-                        .map(|d| format!(", default {d}"))
+                        .map(|d| format!(", default {}", toml_value(d)))
                         .unwrap_or_default();
-                    let line = format!(
-                        "  {:<24} {:?}, {req}{def}: {}",
-                        k.name, k.type_, k.description
-                    );
+                    let ty = type_name(k.type_);
+                    let line = format!("  {:<24} {ty}, {req}{def}: {}", k.name, k.description);
                     println!("{}", clean(&line));
                 }
                 println!("\ncapabilities:");
@@ -74,7 +73,7 @@ impl Plugin {
                 if !info.defaults.is_empty() {
                     println!("\nsuggested defaults:");
                     for (k, v) in &info.defaults {
-                        println!("{}", clean(&format!("  {k} = {v}")));
+                        println!("{}", clean(&format!("  {k} = {}", toml_value(v))));
                     }
                 }
             }
@@ -87,5 +86,27 @@ impl Plugin {
             }
         }
         Ok(0)
+    }
+}
+
+/// A key type as the admin writes the value in TOML.
+fn type_name(t: KeyType) -> &'static str {
+    match t {
+        KeyType::String => "string",
+        KeyType::Boolean => "boolean",
+        KeyType::Integer => "integer",
+        KeyType::List => "list",
+        KeyType::File => "file",
+        KeyType::Duration => "duration",
+        KeyType::Secret => "secret",
+        KeyType::Url => "url",
+    }
+}
+
+/// A default as a TOML value: kept when it already is one, else quoted as a string.
+fn toml_value(v: &str) -> String {
+    match toml::from_str::<toml::Table>(&format!("v = {v}")) {
+        Ok(_) => v.to_string(),
+        Err(_) => toml::Value::String(v.to_string()).to_string(),
     }
 }

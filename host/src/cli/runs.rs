@@ -45,7 +45,7 @@ impl Runs {
                     "+new ~upd =same -deact ^react xdel !fail",
                     "MESSAGE",
                 ];
-                table(&headers, rows);
+                table(&headers, rows)?;
             }
             Runs::Show { id, json: as_json } => {
                 let Some(r) = store.run(id)? else {
@@ -73,7 +73,7 @@ impl Runs {
                 }
                 let rows = (r.events.into_iter().flatten())
                     .map(|e| vec![e.action, e.entry, e.reason.unwrap_or_default()]);
-                table(&["ACTION", "ENTRY", "DETAIL"], rows);
+                table(&["ACTION", "ENTRY", "DETAIL"], rows)?;
             }
         }
         Ok(0)

@@ -31,7 +31,7 @@ impl Sources {
                             .unwrap_or_else(|| "never".into()),
                     ]
                 });
-                table(&["SOURCE", "PLUGIN", "USERS", "LAST RUN"], rows);
+                table(&["SOURCE", "PLUGIN", "USERS", "LAST RUN"], rows)?;
             }
             Sources::Test { name } => {
                 let rt = roster::plugins::runtime(&cfg.database)?;

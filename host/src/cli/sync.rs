@@ -52,7 +52,7 @@ impl Sync {
         } else {
             let mut printer = Standard::new(std::io::stderr().is_terminal());
             sync(&mut printer)?;
-            print_results(&printer.results);
+            print_results(&printer.results)?;
             printer.results
         };
         Ok(if results.iter().any(|r| r.config_error) {
@@ -127,7 +127,7 @@ impl SyncObserver for Standard {
     }
 }
 
-fn print_results(results: &[SourceResult]) {
+fn print_results(results: &[SourceResult]) -> Result<()> {
     let rows = results.iter().map(|r| {
         let c = &r.counts;
         vec![
@@ -155,10 +155,12 @@ fn print_results(results: &[SourceResult]) {
         "DELETED",
         "FAILED",
     ];
-    table(&headers, rows);
+    table(&headers, rows)?;
     for r in results {
         let source = &r.source;
-        if let Some(m) = &r.message {
+        // A dry run that the guard would abort says so under its plan.
+        let would_abort = r.plan.is_some() && r.status == Status::Aborted;
+        if let Some(m) = r.message.as_ref().filter(|_| !would_abort) {
             println!("\n{source}: {}", clean_text(m));
         }
         for n in &r.notices {
@@ -185,6 +187,16 @@ fn print_results(results: &[SourceResult]) {
                     println!("  {:<11} {username} ({})", p.action, p.fields.join(", "));
                 }
             }
+            if plan.is_empty() {
+                println!("  (no changes)");
+            }
+            if let Some(m) = r.message.as_ref().filter(|_| would_abort) {
+                println!(
+                    "\n{source}: a real run would abort here:\n{}",
+                    clean_text(m)
+                );
+            }
         }
     }
+    Ok(())
 }

@@ -1,16 +1,32 @@
 //! `roster users`: users in the database.
 
-use super::output::{clean, json, table};
+use super::output::{clean, json, StreamTable};
 use anyhow::Result;
 use clap::Subcommand;
+use roster::store::UserFilter;
+use serde::ser::{SerializeSeq, Serializer};
+use std::io::Write;
 use std::path::Path;
 
 #[derive(Subcommand)]
 pub enum Users {
+    /// Users sorted by username, printed as they are read (fit for a million).
     List {
+        /// Only users whose username, alias, full name, email, personal number or card
+        /// contains this (case-insensitive).
+        search: Option<String>,
         /// Include inactive users.
         #[arg(long)]
         all: bool,
+        /// Inactive users only.
+        #[arg(long, conflicts_with = "all")]
+        inactive: bool,
+        /// Users of this source only.
+        #[arg(long)]
+        source: Option<String>,
+        /// Members of this group (a path such as `Staff|IT`) or of a group under it.
+        #[arg(long)]
+        group: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -26,18 +42,33 @@ impl Users {
     pub fn run(self, config: &Path) -> Result<i32> {
         let store = super::open_store(config)?;
         match self {
-            Users::List { all, json: true } => json(&store.users(all)?)?,
-            Users::List { all, json: false } => {
-                let rows = store.users(all)?.into_iter().map(|u| {
-                    vec![
-                        u.username,
-                        u.full_name.unwrap_or_default(),
-                        u.email.unwrap_or_default(),
-                        u.groups.join(", "),
-                        if u.active { "yes".into() } else { "no".into() },
-                        u.source.unwrap_or_default(),
-                    ]
-                });
+            Users::List {
+                search,
+                all,
+                inactive,
+                source,
+                group,
+                json: as_json,
+            } => {
+                let filter = UserFilter {
+                    all,
+                    inactive,
+                    source,
+                    group,
+                    search,
+                };
+                if as_json {
+                    // The same pretty array as a whole-list print, one element at a time.
+                    let out = std::io::BufWriter::new(std::io::stdout().lock());
+                    let mut ser = serde_json::Serializer::pretty(out);
+                    let mut seq = (&mut ser).serialize_seq(None)?;
+                    store.each_user(&filter, |u| Ok(seq.serialize_element(&u)?))?;
+                    seq.end()?;
+                    let mut out = ser.into_inner();
+                    writeln!(out)?;
+                    out.flush()?;
+                    return Ok(0);
+                }
                 let headers = [
                     "USERNAME",
                     "FULL NAME",
@@ -46,7 +77,18 @@ impl Users {
                     "ACTIVE",
                     "SOURCE",
                 ];
-                table(&headers, rows);
+                let mut t = StreamTable::new(&headers);
+                store.each_user(&filter, |u| {
+                    t.row(vec![
+                        u.username,
+                        u.full_name.unwrap_or_default(),
+                        u.email.unwrap_or_default(),
+                        u.groups.join(", "),
+                        if u.active { "yes".into() } else { "no".into() },
+                        u.source.unwrap_or_default(),
+                    ])
+                })?;
+                t.finish()?;
             }
             Users::Show {
                 name,

@@ -154,6 +154,22 @@ pub struct UserView {
     pub storage: Option<Option<String>>,
 }
 
+/// Which users [`Store::each_user`] lists.
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    /// Inactive users too.
+    pub all: bool,
+    /// Inactive users only.
+    pub inactive: bool,
+    /// Users of this source only.
+    pub source: Option<String>,
+    /// Members of this group path or of a group under it.
+    pub group: Option<String>,
+    /// A case-insensitive piece of the username, an alias, the full name, the email, the
+    /// personal number or a card.
+    pub search: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct GroupView {
     pub name: String,
@@ -303,6 +319,38 @@ impl Store {
         self.query_users(if all { "1" } else { "u.active = 1" }, [], false)
     }
 
+    /// The users `filter` selects, sorted by username, handed to `each` one at a time as
+    /// SQLite reads them: a million users are never held in memory. An error from `each`
+    /// (such as a closed stdout) stops the listing.
+    pub fn each_user(
+        &self,
+        filter: &UserFilter,
+        mut each: impl FnMut(UserView) -> Result<()>,
+    ) -> Result<()> {
+        // The group, and the groups under it; a member set computed once, not per user.
+        let sql = "(?1 OR u.active = 1) AND (NOT ?2 OR u.active = 0)
+            AND (?3 IS NULL OR s.name = ?3)
+            AND (?4 IS NULL OR u.id IN (SELECT m.user_id FROM memberships m
+                 JOIN groups g ON g.id = m.group_id
+                 WHERE g.path = ?4 OR substr(g.path, 1, length(?4) + 1) = ?4 || '|'))
+            AND (?5 IS NULL
+                 OR instr(lower(u.username), ?5) OR instr(lower(u.full_name), ?5)
+                 OR instr(lower(u.email), ?5) OR instr(lower(u.personal_number), ?5)
+                 OR EXISTS (SELECT 1 FROM names n WHERE n.user_id = u.id AND n.alias = 1
+                            AND instr(lower(n.name), ?5))
+                 OR EXISTS (SELECT 1 FROM cards c WHERE c.user_id = u.id
+                            AND instr(lower(c.card), ?5)))";
+        let search = filter.search.as_ref().map(|s| s.to_lowercase());
+        let p = params![
+            filter.all || filter.inactive,
+            filter.inactive,
+            filter.source,
+            filter.group,
+            search
+        ];
+        self.each_user_where(sql, p, false, &mut each)
+    }
+
     /// A user by username or alias.
     pub fn user(&self, name: &str) -> Result<Option<UserView>> {
         Ok(self
@@ -320,6 +368,21 @@ impl Store {
         p: P,
         detail: bool,
     ) -> Result<Vec<UserView>> {
+        let mut users = Vec::new();
+        self.each_user_where(filter, p, detail, &mut |u| {
+            users.push(u);
+            Ok(())
+        })?;
+        Ok(users)
+    }
+
+    fn each_user_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        p: P,
+        detail: bool,
+        each: &mut dyn FnMut(UserView) -> Result<()>,
+    ) -> Result<()> {
         let sql = format!(
             "SELECT u.username, u.full_name, u.email, u.personal_number, u.language, u.phone,
                     u.active, s.name, u.notes, u.storage,
@@ -350,7 +413,10 @@ impl Store {
                 has_pin: r.get(13)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        for row in rows {
+            each(row?)?;
+        }
+        Ok(())
     }
 
     pub fn groups(&self) -> Result<Vec<GroupView>> {

@@ -266,10 +266,15 @@ impl Run<'_> {
         self.make_work()?;
         // Nothing is written before the guard: the store is still as the run found it.
         let (total_before, missing) = self.find_missing(full)?;
+        let mut guard = None;
         if full {
             if let Err(msg) = deletion_guard(self.opts.max_deletions, total_before, missing, force)
             {
-                return self.end(Status::Aborted, Some(msg), None, notices, full);
+                // A dry run (no run id) goes on to show the whole plan it would abort.
+                if self.run_id.is_some() {
+                    return self.end(Status::Aborted, Some(msg), None, notices, full);
+                }
+                guard = Some(msg);
             }
         }
         if self.opts.import_new {
@@ -282,6 +287,9 @@ impl Run<'_> {
         self.apply_missing()?;
         if full && self.opts.on_missing != OnMissing::Ignore {
             self.prune_groups()?;
+        }
+        if guard.is_some() {
+            return self.end(Status::Aborted, guard, None, notices, full);
         }
         self.end(Status::Ok, None, cursor, notices, full)
     }
