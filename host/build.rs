@@ -5,7 +5,10 @@ use std::path::PathBuf;
 include!("guest_build.rs");
 
 /// Built-in connectors: (plugin name, package, artifact name).
-const BUILTINS: &[(&str, &str, &str)] = &[("csv", "csv-connector", "csv")];
+const BUILTINS: &[(&str, &str, &str)] = &[
+    ("csv", "csv-connector", "csv"),
+    ("entra", "entra-connector", "entra"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
