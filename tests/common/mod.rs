@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+
+pub mod graph;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
