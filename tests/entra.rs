@@ -516,3 +516,131 @@ fn sources_test_acquires_a_token_and_shows_counts_and_a_sample() {
     assert_eq!(g.tokens_issued(), 1);
     assert!(sb.users().is_empty(), "a test writes nothing");
 }
+
+/// The emulator itself, through a bare HTTP/1.1 client.
+mod emulator {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn http(g: &Graph, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        let addr = g.base().trim_start_matches("http://").to_string();
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            conn,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn token(g: &Graph, secret: &str) -> (u16, Value) {
+        let form = format!(
+            "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={secret}&scope={}/.default",
+            g.base()
+        );
+        http(g, "POST", &format!("/{TENANT}/oauth2/v2.0/token"), None, &form)
+    }
+
+    /// `/v1.0/...` of a nextLink or deltaLink.
+    fn path_of(g: &Graph, link: &Value) -> String {
+        link.as_str().unwrap().strip_prefix(g.base()).unwrap().to_string()
+    }
+
+    #[test]
+    fn tokens_are_checked_and_expire() {
+        let g = Graph::start("pw", 3);
+        let (status, body) = token(&g, "nope");
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+        g.set_token_lifetime(1);
+        let (status, body) = token(&g, "pw");
+        assert_eq!(status, 200);
+        assert_eq!(body["expires_in"], 1);
+        let t = body["access_token"].as_str().unwrap().to_string();
+        assert_eq!(http(&g, "GET", "/v1.0/users", Some(&t), "").0, 200);
+        assert_eq!(http(&g, "GET", "/v1.0/users", None, "").0, 401);
+        // Bounded polling: the token stops working after its second.
+        let expired = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            http(&g, "GET", "/v1.0/users", Some(&t), "").0 == 401
+        });
+        assert!(expired, "the token never expired");
+    }
+
+    #[test]
+    fn users_page_with_top_select_and_next_links() {
+        let g = Graph::start("pw", 2_500);
+        let t = token(&g, "pw").1["access_token"].as_str().unwrap().to_string();
+        let mut path = "/v1.0/users?$select=id,mail&$top=999".to_string();
+        let mut ids = std::collections::BTreeSet::new();
+        let mut pages = 0;
+        loop {
+            let (status, page) = http(&g, "GET", &path, Some(&t), "");
+            assert_eq!(status, 200);
+            pages += 1;
+            for u in page["value"].as_array().unwrap() {
+                let keys: Vec<&String> = u.as_object().unwrap().keys().collect();
+                assert!(keys.iter().all(|k| *k == "id" || *k == "mail"), "{keys:?}");
+                ids.insert(u["id"].as_str().unwrap().to_string());
+            }
+            match page.get("@odata.nextLink") {
+                Some(next) => path = path_of(&g, next),
+                None => break,
+            }
+        }
+        assert_eq!((pages, ids.len()), (3, 2_500));
+    }
+
+    #[test]
+    fn delta_links_carry_changes_and_removals_and_expire() {
+        let g = Graph::start("pw", 5);
+        let t = token(&g, "pw").1["access_token"].as_str().unwrap().to_string();
+        let (_, first) = http(&g, "GET", "/v1.0/users/delta?$select=id", Some(&t), "");
+        assert_eq!(first["value"].as_array().unwrap().len(), 5);
+        let link = path_of(&g, &first["@odata.deltaLink"]);
+        g.patch_user(&graph::user_id(1), json!({"mail": "new@contoso.test"}));
+        g.remove_user(&graph::user_id(2));
+        let (_, changes) = http(&g, "GET", &link, Some(&t), "");
+        let changes = changes["value"].as_array().unwrap().clone();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes.iter().any(|c| c["id"] == graph::user_id(2).as_str() && c.get("@removed").is_some()));
+        let (_, latest) = http(&g, "GET", "/v1.0/users/delta?$deltatoken=latest", Some(&t), "");
+        assert!(latest["value"].as_array().unwrap().is_empty());
+        g.expire_delta_links();
+        let (status, gone) = http(&g, "GET", &link, Some(&t), "");
+        assert_eq!((status, gone["error"]["code"].as_str()), (410, Some("syncStateNotFound")));
+    }
+
+    #[test]
+    fn groups_list_direct_and_transitive_members() {
+        let g = tree_tenant();
+        let t = token(&g, SECRET).1["access_token"].as_str().unwrap().to_string();
+        let (_, direct) = http(&g, "GET", "/v1.0/groups/g-staff/members?$select=id", Some(&t), "");
+        assert_eq!(direct["value"].as_array().unwrap().len(), 3);
+        let (_, users) = http(
+            &g,
+            "GET",
+            "/v1.0/groups/g-staff/transitiveMembers/microsoft.graph.user?$select=id",
+            Some(&t),
+            "",
+        );
+        assert_eq!(users["value"].as_array().unwrap().len(), 4);
+        let (_, nested) = http(
+            &g,
+            "GET",
+            "/v1.0/groups/g-staff/transitiveMembers/microsoft.graph.group",
+            Some(&t),
+            "",
+        );
+        assert_eq!(nested["value"].as_array().unwrap().len(), 2);
+        assert_eq!(http(&g, "GET", "/v1.0/groups/nope/members", Some(&t), "").0, 404);
+    }
+}
