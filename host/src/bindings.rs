@@ -24,5 +24,6 @@ wasmtime::component::bindgen!({
 
 pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};
 pub use roster::plugin::types::{
-    Attribute, Batch, Entry, ObjectKind, PluginError, PluginInfo, Row, RunMode, SourceObject,
+    Attribute, Batch, Entry, KeyType, ObjectKind, PluginError, PluginInfo, Row, RunMode,
+    SourceObject,
 };

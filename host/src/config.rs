@@ -3,6 +3,7 @@
 //! Any string value may be written as `{ env = "VAR" }` or `{ file = "PATH" }`. Resolved values
 //! that may be secret are kept in [`Secret`], whose `Debug`/`Display` never show the value.
 
+use crate::model::{Field, Secret};
 use crate::reconcile::{MaxDeletions, OnMissing, Options, PairBy};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -16,16 +17,6 @@ pub struct ConfigError(pub String);
 
 pub fn config_err(msg: impl Into<String>) -> anyhow::Error {
     ConfigError(msg.into()).into()
-}
-
-/// A resolved value that must not be shown.
-#[derive(Clone, PartialEq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<secret>")
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,7 +154,7 @@ impl SourceConfig {
         };
         let mut map = Vec::new();
         for (field, v) in raw.map {
-            crate::mapping::Field::parse(&field).map_err(|e| anyhow!("map: {e}"))?;
+            Field::parse(&field).map_err(|e| anyhow!("map: {e}"))?;
             let key = format!("map.{field}");
             let templates = match &v {
                 toml::Value::Array(a) => a

@@ -1,16 +1,6 @@
-//! `roster`: a directory sync host. Sources are sandboxed WebAssembly components; the host
-//! maps, reconciles and stores users and groups in embedded SQLite.
+//! The `roster` binary: logging, the allocator, and the command line over the library.
 
-mod bindings;
-mod caps;
 mod cli;
-mod config;
-mod mapping;
-mod plugins;
-mod reconcile;
-mod runtime;
-mod store;
-mod sync;
 
 // Entries are allocated on the plugin thread and freed on the staging thread; mimalloc
 // handles that hand-over far better than the system allocator.

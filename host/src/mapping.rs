@@ -5,44 +5,11 @@
 //! the default: the attribute named like the field, then the MyQ CSV column. Attribute names
 //! match case-insensitively, with space, `_` and `-` ignored.
 
+use crate::model::{Field, Secret};
 use crate::reconcile::{parse_group_paths, UserRecord};
 use crate::runtime::SourceObject;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
-
-/// A roster user field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Username,
-    FullName,
-    Email,
-    PersonalNumber,
-    Aliases,
-    Cards,
-    Pins,
-    Groups,
-    Language,
-    Phone,
-    Notes,
-    Storage,
-    Active,
-}
-
-const FIELDS: &[(&str, Field)] = &[
-    ("username", Field::Username),
-    ("full_name", Field::FullName),
-    ("email", Field::Email),
-    ("personal_number", Field::PersonalNumber),
-    ("aliases", Field::Aliases),
-    ("cards", Field::Cards),
-    ("pins", Field::Pins),
-    ("groups", Field::Groups),
-    ("language", Field::Language),
-    ("phone", Field::Phone),
-    ("notes", Field::Notes),
-    ("storage", Field::Storage),
-    ("active", Field::Active),
-];
 
 /// MyQ CSV columns (normalised) and the field each fills when no attribute has the field's
 /// own name. USERNAME_ALIASES is handled apart: first value username, the rest aliases.
@@ -52,24 +19,12 @@ const MYQ: &[(&str, Field)] = &[
     ("pin", Field::Pins),
 ];
 
-impl Field {
-    pub fn parse(name: &str) -> Result<Field> {
-        match FIELDS.iter().find(|(n, _)| *n == name) {
-            Some((_, f)) => Ok(*f),
-            None => {
-                let all: Vec<_> = FIELDS.iter().map(|(n, _)| *n).collect();
-                bail!("unknown roster field `{name}` (fields: {})", all.join(", "))
-            }
-        }
-    }
-
-    /// The field's name as an attribute name matches it (normalised).
-    fn key(self) -> &'static str {
-        match self {
-            Field::FullName => "fullname",
-            Field::PersonalNumber => "personalnumber",
-            _ => FIELDS.iter().find(|(_, f)| *f == self).unwrap().0,
-        }
+/// The attribute name (normalised) that fills a field by default.
+fn field_key(f: Field) -> &'static str {
+    match f {
+        Field::FullName => "fullname",
+        Field::PersonalNumber => "personalnumber",
+        f => f.name(),
     }
 }
 
@@ -169,7 +124,7 @@ impl<'a> Attrs<'a> {
 pub struct Mapped {
     pub record: UserRecord,
     /// (fingerprint, PIN) pairs.
-    pub pins: Vec<(String, crate::config::Secret)>,
+    pub pins: Vec<(String, Secret)>,
 }
 
 /// The mapping of one source.
@@ -256,7 +211,7 @@ impl Mapper {
             if let Some((_, ts)) = self.overrides.iter().find(|(o, _)| *o == f) {
                 return ts.iter().filter_map(|t| t.render(&attrs)).collect();
             }
-            let own = attrs.values(f.key());
+            let own = attrs.values(field_key(f));
             if !own.is_empty() || f == Field::Aliases {
                 let mut v: Vec<String> = own.to_vec();
                 if f == Field::Aliases {
@@ -315,9 +270,10 @@ impl Mapper {
             active,
         };
         record.normalise(self.lowercase_usernames);
+        check_limits(&record, &plain_pins)?;
         let pins = plain_pins
             .into_iter()
-            .map(|p| (self.fingerprint(&p), crate::config::Secret(p)))
+            .map(|p| (self.fingerprint(&p), Secret(p)))
             .collect();
         Ok(Mapped { record, pins })
     }
@@ -328,6 +284,28 @@ impl Mapper {
         h.update(pin.as_bytes());
         hex::encode(&h.finalize()[..16])
     }
+}
+
+/// Every field within its limits (see [`Field::check`]); PINs are checked as sent, since
+/// the record holds only their fingerprints.
+fn check_limits(r: &UserRecord, plain_pins: &[String]) -> Result<(), String> {
+    Field::Username.check(&r.username)?;
+    let single = [
+        (Field::FullName, &r.full_name),
+        (Field::Email, &r.email),
+        (Field::PersonalNumber, &r.personal_number),
+        (Field::Language, &r.language),
+        (Field::Phone, &r.phone),
+        (Field::Notes, &r.notes),
+        (Field::Storage, &r.storage),
+    ];
+    for (field, value) in single {
+        value.as_deref().map_or(Ok(()), |v| field.check(v))?;
+    }
+    Field::Aliases.check_all(&r.aliases)?;
+    Field::Cards.check_all(&r.cards)?;
+    Field::Groups.check_all(&r.groups)?;
+    Field::Pins.check_all(plain_pins)
 }
 
 /// A group object's name: its `name`, `displayName` or `cn` attribute, else its id.
@@ -465,6 +443,42 @@ mod tests {
         assert!(m
             .map(&obj(&[("username", &["a"]), ("active", &["maybe"])]))
             .is_err());
+    }
+
+    #[test]
+    fn a_field_over_its_limits_fails_the_entry_naming_the_field() {
+        let m = mapper(&[]);
+        let fails = |attrs: &[(&str, &[&str])]| m.map(&obj(attrs)).err().unwrap_or_default();
+        let long = "a".repeat(300);
+        assert_eq!(
+            fails(&[("username", &[long.as_str()])]),
+            "username: 300 characters, over the limit of 256"
+        );
+        assert_eq!(
+            fails(&[("username", &["\0"])]),
+            "username: contains the control character U+0000, which is not allowed"
+        );
+        let e = fails(&[("username", &["ann"]), ("full_name", &["Ann\u{1b}[2J"])]);
+        assert!(
+            e.starts_with("full_name: contains the control character U+001B"),
+            "{e}"
+        );
+        let e = fails(&[("username", &["ann"]), ("email", &["ann at example"])]);
+        assert!(
+            e.starts_with("email: \"ann at example\" is not an email address"),
+            "{e}"
+        );
+        let e = fails(&[("USERNAME_ALIASES", &["ann", "a\u{7}"])]);
+        assert!(
+            e.starts_with("aliases: contains the control character U+0007"),
+            "{e}"
+        );
+        // A PIN is checked as sent and never quoted.
+        let e = fails(&[("username", &["ann"]), ("PIN", &["12\u{1b}34"])]);
+        assert!(e.starts_with("pins: ") && !e.contains("12"), "{e}");
+        assert!(m
+            .map(&obj(&[("username", &["ann"]), ("notes", &["two\nlines"])]))
+            .is_ok());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! One sync: for each source, plugin batches → mapping → staging → set-based merge → run log.
+//!
+//! The engine prints nothing: it reports progress and results to a [`SyncObserver`].
 
+use crate::bindings::KeyType;
 use crate::caps::files::Grants;
 use crate::caps::http::HttpCtx;
 use crate::caps::ldap::{LdapCtx, LdapSettings};
 use crate::config::{config_err, resolve_string, Config, ConfigError, SourceConfig};
 use crate::mapping::Mapper;
-use crate::runtime::roster::plugin::types::KeyType;
 use crate::runtime::{
     Attribute, CallError, Entry, Limits, ObjectKind, Plugin, PluginInfo, Row, RunMode, RunRequest,
     Runtime, SourceObject,
@@ -39,7 +41,23 @@ pub struct SourceResult {
 pub struct SyncFlags {
     pub dry_run: bool,
     pub force: bool,
-    pub progress: bool,
+}
+
+/// Receives a sync's progress and results, like ripgrep's `Sink`: the CLI shows them as
+/// progress bars and tables or as JSON, a daemon as events. Calls come from the thread that
+/// called [`sync`], in order, per source: `source_started`, any number of `entries_read`
+/// and `notice`, `merging` (if the entries were all read), and always `source_finished`.
+pub trait SyncObserver {
+    /// The source's run starts: its plugin loads next.
+    fn source_started(&mut self, _source: &str) {}
+    /// `entries` entries of the source have been read and staged so far.
+    fn entries_read(&mut self, _source: &str, _entries: u64) {}
+    /// All `entries` were read; the merge into the database begins.
+    fn merging(&mut self, _source: &str, _entries: u64) {}
+    /// The plugin reported something the admin should know.
+    fn notice(&mut self, _source: &str, _notice: &str) {}
+    /// The source's run ended, whichever way.
+    fn source_finished(&mut self, result: SourceResult);
 }
 
 /// A loaded, configured plugin ready for a run or a test.
@@ -180,14 +198,16 @@ fn toml_to_json(v: &toml::Value, dir: &std::path::Path, ctx: &str) -> Result<ser
 }
 
 /// Runs the named sources (all when empty), each independently: a failing source does not
-/// stop the others.
+/// stop the others. Each source's result goes to `observer`; an error here means no source
+/// ran (an unknown name, or none configured).
 pub fn sync(
     cfg: &Config,
     store: &mut Store,
     rt: &Runtime,
     names: &[String],
     flags: SyncFlags,
-) -> Result<Vec<SourceResult>> {
+    observer: &mut dyn SyncObserver,
+) -> Result<()> {
     let selected: Vec<&SourceConfig> = if names.is_empty() {
         cfg.sources.iter().collect()
     } else {
@@ -198,10 +218,12 @@ pub fn sync(
             "no sources configured: add a [sources.NAME] table",
         ));
     }
-    Ok(selected
-        .into_iter()
-        .map(|src| sync_source(cfg, store, rt, src, flags))
-        .collect())
+    for src in selected {
+        observer.source_started(&src.name);
+        let result = sync_source(cfg, store, rt, src, flags, observer);
+        observer.source_finished(result);
+    }
+    Ok(())
 }
 
 /// A run that failed as a whole: nothing it did was kept.
@@ -255,6 +277,7 @@ fn sync_source(
     rt: &Runtime,
     src: &SourceConfig,
     flags: SyncFlags,
+    observer: &mut dyn SyncObserver,
 ) -> SourceResult {
     let setup = (|| -> Result<_> {
         let prepared = prepare(cfg, src, Some(store), rt)?;
@@ -271,7 +294,6 @@ fn sync_source(
         Ok(s) => s,
         Err(e) => return failed_early(src, store, flags, e),
     };
-    let progress = progress_bar(flags.progress, &src.name);
     let t = std::time::Instant::now();
     let mut run = match store.begin_run(&src.name, opts, flags.dry_run) {
         Ok(r) => r,
@@ -324,8 +346,7 @@ fn sync_source(
                     item.stage(&mut run, mapper)?;
                 }
                 busy += t.elapsed();
-                progress.set_message(format!("{}: {seen} entries", src.name));
-                progress.tick();
+                observer.entries_read(&src.name, seen);
             }
             tracing::debug!("staging thread busy {busy:?}");
             Ok(())
@@ -342,10 +363,11 @@ fn sync_source(
             src.name,
             started.elapsed()
         );
-        progress.set_message(format!("{}: merging {seen} entries", src.name));
         for n in &end.notices {
             tracing::warn!("source {}: {n}", src.name);
+            observer.notice(&src.name, n);
         }
+        observer.merging(&src.name, seen);
         run.finish(
             end.mode == RunMode::Full,
             end.cursor,
@@ -353,7 +375,6 @@ fn sync_source(
             flags.force,
         )
     });
-    progress.finish_and_clear();
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
@@ -363,7 +384,8 @@ fn sync_source(
         }
     };
     if let (Some(id), Status::Aborted) = (outcome.run_id, outcome.status) {
-        if let Err(e) = store.close_run(id, "aborted", outcome.message.as_deref().unwrap_or("")) {
+        let message = outcome.message.as_deref().unwrap_or("");
+        if let Err(e) = store.close_run(id, Status::Aborted, message) {
             tracing::error!("recording aborted run {id}: {e:#}");
         }
     }
@@ -538,7 +560,7 @@ impl Item {
     }
 }
 
-/// Marks the run that was "running" as failed (its changes were rolled back).
+/// Marks the run that was running as failed (its changes were rolled back).
 fn close_failed_run(
     store: &Store,
     source: &str,
@@ -553,20 +575,10 @@ fn close_failed_run(
         Some(c) => c.to_string(),
         None => format!("{e:#}"),
     };
-    if let Err(err) = store.close_run(id, "failed", &message) {
+    if let Err(err) = store.close_run(id, Status::Failed, &message) {
         tracing::error!("recording failed run {id}: {err:#}");
     }
     Some(id)
-}
-
-fn progress_bar(show: bool, source: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_message(format!("{source}: starting"));
-    pb.enable_steady_tick(std::time::Duration::from_millis(120));
-    pb
 }
 
 #[cfg(test)]
@@ -609,6 +621,71 @@ mod tests {
         // Sent as a row or as an object, it is the same entry: a resync sees it unchanged.
         assert_eq!(mapper.raw_hash(&obj), raw);
         assert_eq!(mapper.map(&obj).unwrap().record.cards, ["C1", "C2"]);
+    }
+
+    /// Everything a sync reported, in order.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl SyncObserver for Recorder {
+        fn source_started(&mut self, source: &str) {
+            self.0.push(format!("started {source}"));
+        }
+        fn entries_read(&mut self, source: &str, entries: u64) {
+            self.0.push(format!("read {source} {entries}"));
+        }
+        fn merging(&mut self, source: &str, entries: u64) {
+            self.0.push(format!("merging {source} {entries}"));
+        }
+        fn notice(&mut self, source: &str, notice: &str) {
+            self.0.push(format!("notice {source} {notice}"));
+        }
+        fn source_finished(&mut self, r: SourceResult) {
+            let c = r.counts;
+            self.0.push(format!(
+                "finished {} {} created {} failed {} errors {:?}",
+                r.source,
+                r.status,
+                c.created,
+                c.failed,
+                (r.errors.iter())
+                    .map(|e| e.entry.as_str())
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+
+    #[test]
+    fn a_sync_reports_to_its_observer() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = "username,full_name\nalice,Alice\n,Nobody\nbob,Bob\n";
+        std::fs::write(dir.path().join("users.csv"), csv).unwrap();
+        let cfg = Config::parse(
+            "[sources.people]\nplugin = 'csv'\n[sources.people.config]\npath = 'users.csv'\n",
+            dir.path(),
+        )
+        .unwrap();
+        let mut store = Store::memory().unwrap();
+        let rt = Runtime::new(dir.path().join("cache")).unwrap();
+        let flags = SyncFlags::default();
+
+        let mut rec = Recorder::default();
+        let names = ["nope".to_string()];
+        assert!(sync(&cfg, &mut store, &rt, &names, flags, &mut rec).is_err());
+        assert!(rec.0.is_empty(), "{:?}", rec.0);
+
+        sync(&cfg, &mut store, &rt, &[], flags, &mut rec).unwrap();
+        let (first, rest) = rec.0.split_first().unwrap();
+        let (last, middle) = rest.split_last().unwrap();
+        assert_eq!(first, "started people");
+        assert_eq!(
+            last,
+            "finished people ok created 2 failed 1 errors [\"line 3\"]"
+        );
+        assert_eq!(middle.last().unwrap(), "merging people 3");
+        assert!(middle[..middle.len() - 1]
+            .iter()
+            .all(|e| e.starts_with("read people ")));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 
 use crate::bindings::roster::plugin::http::{self, Host, HttpError, Request, Response};
 use crate::bindings::roster::plugin::types::{CredentialKind, KeyType, PluginInfo};
-use crate::config::{resolve_string, Secret};
+use crate::config::resolve_string;
+use crate::model::Secret;
 use anyhow::Result;
 use std::collections::HashMap;
 use std::path::Path;

@@ -9,7 +9,8 @@ use crate::bindings::roster::plugin::ldap::{
     self, Host, HostConnection, HostSearch, LdapAttribute, LdapEntry, LdapError, Scope,
     SearchRequest,
 };
-use crate::config::{parse_duration, resolve_string, Secret};
+use crate::config::{parse_duration, resolve_string};
+use crate::model::Secret;
 use anyhow::{bail, Result};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::RawControl;

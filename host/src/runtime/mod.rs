@@ -26,8 +26,6 @@ pub use crate::bindings::{
     SourceObject, TestReport,
 };
 pub use limits::Limits;
-// Older paths into the generated bindings.
-pub use crate::bindings::roster;
 
 use crate::bindings::Source;
 use crate::caps::{files::Grants, Capabilities, CapabilitiesView};

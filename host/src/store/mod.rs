@@ -166,7 +166,7 @@ pub struct GroupView {
 pub struct RunView {
     pub id: i64,
     pub source: String,
-    pub status: String,
+    pub status: Status,
     pub mode: Option<String>,
     pub started: String,
     pub finished: Option<String>,
@@ -237,14 +237,14 @@ impl Store {
         Ok(store)
     }
 
-    /// Runs left "running" by a process that no longer exists were interrupted (a crash or
+    /// Runs left running by a process that no longer exists were interrupted (a crash or
     /// kill): their transaction never committed.
     fn mark_interrupted(&self) -> Result<()> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, pid FROM runs WHERE status = 'running'")?;
+            .prepare("SELECT id, pid FROM runs WHERE status = ?1")?;
         let stale: Vec<i64> = stmt
-            .query_map([], |r| {
+            .query_map([Status::Running], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
             })?
             .filter_map(|r| r.ok())
@@ -256,8 +256,8 @@ impl Store {
             .collect();
         for id in stale {
             self.conn.execute(
-                &format!("UPDATE runs SET status = 'interrupted', finished = {NOW}, message = 'the roster process ended before the run committed; nothing of it was applied' WHERE id = ?1"),
-                [id],
+                &format!("UPDATE runs SET status = ?2, finished = {NOW}, message = 'the roster process ended before the run committed; nothing of it was applied' WHERE id = ?1"),
+                params![id, Status::Interrupted],
             )?;
         }
         Ok(())
@@ -470,13 +470,13 @@ impl Store {
             > 0)
     }
 
-    /// The run of this process for a source that is still "running".
+    /// The run of this process for a source that is still running.
     pub fn latest_running(&self, source: &str) -> Result<Option<i64>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT max(id) FROM runs WHERE source = ?1 AND status = 'running' AND pid = ?2",
-                params![source, std::process::id()],
+                "SELECT max(id) FROM runs WHERE source = ?1 AND status = ?3 AND pid = ?2",
+                params![source, std::process::id(), Status::Running],
                 |r| r.get(0),
             )
             .optional()?
@@ -484,7 +484,7 @@ impl Store {
     }
 
     /// Ends a run whose transaction was rolled back.
-    pub fn close_run(&self, id: i64, status: &str, message: &str) -> Result<()> {
+    pub fn close_run(&self, id: i64, status: Status, message: &str) -> Result<()> {
         self.conn.execute(
             &format!("UPDATE runs SET status = ?2, finished = {NOW}, message = ?3 WHERE id = ?1"),
             params![id, status, message],
@@ -495,8 +495,8 @@ impl Store {
     /// Records a run that failed before it could start (for example the plugin did not load).
     pub fn record_failed_run(&self, source: &str, message: &str) -> Result<i64> {
         self.conn.execute(
-            &format!("INSERT INTO runs(source, status, started, finished, message) VALUES (?1, 'failed', {NOW}, {NOW}, ?2)"),
-            params![source, message],
+            &format!("INSERT INTO runs(source, status, started, finished, message) VALUES (?1, ?3, {NOW}, {NOW}, ?2)"),
+            params![source, message, Status::Failed],
         )?;
         Ok(self.conn.last_insert_rowid())
     }

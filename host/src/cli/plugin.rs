@@ -1,0 +1,91 @@
+//! `roster plugin`: install, list, inspect and remove connector components.
+
+use super::output::{clean, clean_text, table};
+use anyhow::Result;
+use clap::Subcommand;
+use roster::config::Config;
+use roster::plugins;
+use roster::store::Store;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum Plugin {
+    /// Install a connector component into the plugin directory next to the database.
+    Install {
+        file: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    List,
+    /// Show a plugin's description, config keys and capabilities.
+    Inspect {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+impl Plugin {
+    pub fn run(self, config: &Path) -> Result<i32> {
+        let cfg = Config::load(config)?;
+        let store = Store::open(&cfg.database)?;
+        match self {
+            Plugin::Install { file, name } => {
+                let rt = plugins::runtime(&cfg.database)?;
+                let p = plugins::install(&rt, &store, &cfg.database, &cfg.dir, &file, name)?;
+                let version = clean(&p.version);
+                println!("installed {} {version} (sha256 {})", p.name, p.sha256);
+            }
+            Plugin::List => {
+                let builtin = plugins::BUILTIN.iter().map(|(n, b)| {
+                    let sha = plugins::sha256(b);
+                    vec![n.to_string(), "built-in".into(), sha[..16].into()]
+                });
+                let installed = store.plugins()?.into_iter().map(|p| {
+                    let kind = format!("installed {} {}", p.version, p.installed_at);
+                    vec![p.name, kind, p.sha256[..16].into()]
+                });
+                table(&["NAME", "KIND", "SHA256"], builtin.chain(installed));
+            }
+            Plugin::Inspect { name } => {
+                let bytes = plugins::resolve(&name, Some(&store), &cfg.database, &cfg.dir)?;
+                let rt = plugins::runtime(&cfg.database)?;
+                let info = plugins::inspect(&rt, &bytes, &cfg.dir)?;
+                // All of it is the plugin's own text.
+                println!("{} {}", clean(&info.name), clean(&info.version));
+                println!("{}", clean_text(&info.description));
+                println!("\nconfig keys:");
+                for k in &info.config_keys {
+                    let req = if k.required { "required" } else { "optional" };
+                    let def = (k.default.as_ref())
+                        .map(|d| format!(", default {d}"))
+                        .unwrap_or_default();
+                    let line = format!(
+                        "  {:<24} {:?}, {req}{def}: {}",
+                        k.name, k.type_, k.description
+                    );
+                    println!("{}", clean(&line));
+                }
+                println!("\ncapabilities:");
+                for c in &info.capabilities {
+                    println!("{}", clean(&format!("  {:<8} {}", c.name, c.reason)));
+                }
+                if !info.defaults.is_empty() {
+                    println!("\nsuggested defaults:");
+                    for (k, v) in &info.defaults {
+                        println!("{}", clean(&format!("  {k} = {v}")));
+                    }
+                }
+            }
+            Plugin::Remove { name } => {
+                if !plugins::remove(&store, &cfg.database, &name)? {
+                    eprintln!("error: no installed plugin {name}");
+                    return Ok(1);
+                }
+                println!("removed {name}");
+            }
+        }
+        Ok(0)
+    }
+}
