@@ -522,6 +522,7 @@ mod emulator {
     use super::*;
     use std::io::{Read, Write};
 
+    /// HTTP/1.0, so that large bodies come whole rather than chunked.
     fn http(g: &Graph, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
         let addr = g.base().trim_start_matches("http://").to_string();
         let mut conn = std::net::TcpStream::connect(&addr).unwrap();
@@ -530,7 +531,7 @@ mod emulator {
             .unwrap_or_default();
         write!(
             conn,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: \
+            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Type: \
              application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
@@ -547,19 +548,32 @@ mod emulator {
             "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={secret}&scope={}/.default",
             g.base()
         );
-        http(g, "POST", &format!("/{TENANT}/oauth2/v2.0/token"), None, &form)
+        http(
+            g,
+            "POST",
+            &format!("/{TENANT}/oauth2/v2.0/token"),
+            None,
+            &form,
+        )
     }
 
     /// `/v1.0/...` of a nextLink or deltaLink.
     fn path_of(g: &Graph, link: &Value) -> String {
-        link.as_str().unwrap().strip_prefix(g.base()).unwrap().to_string()
+        link.as_str()
+            .unwrap()
+            .strip_prefix(g.base())
+            .unwrap()
+            .to_string()
     }
 
     #[test]
     fn tokens_are_checked_and_expire() {
         let g = Graph::start("pw", 3);
         let (status, body) = token(&g, "nope");
-        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client"))
+        );
         g.set_token_lifetime(1);
         let (status, body) = token(&g, "pw");
         assert_eq!(status, 200);
@@ -578,7 +592,10 @@ mod emulator {
     #[test]
     fn users_page_with_top_select_and_next_links() {
         let g = Graph::start("pw", 2_500);
-        let t = token(&g, "pw").1["access_token"].as_str().unwrap().to_string();
+        let t = token(&g, "pw").1["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let mut path = "/v1.0/users?$select=id,mail&$top=999".to_string();
         let mut ids = std::collections::BTreeSet::new();
         let mut pages = 0;
@@ -602,7 +619,10 @@ mod emulator {
     #[test]
     fn delta_links_carry_changes_and_removals_and_expire() {
         let g = Graph::start("pw", 5);
-        let t = token(&g, "pw").1["access_token"].as_str().unwrap().to_string();
+        let t = token(&g, "pw").1["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let (_, first) = http(&g, "GET", "/v1.0/users/delta?$select=id", Some(&t), "");
         assert_eq!(first["value"].as_array().unwrap().len(), 5);
         let link = path_of(&g, &first["@odata.deltaLink"]);
@@ -611,19 +631,39 @@ mod emulator {
         let (_, changes) = http(&g, "GET", &link, Some(&t), "");
         let changes = changes["value"].as_array().unwrap().clone();
         assert_eq!(changes.len(), 2, "{changes:?}");
-        assert!(changes.iter().any(|c| c["id"] == graph::user_id(2).as_str() && c.get("@removed").is_some()));
-        let (_, latest) = http(&g, "GET", "/v1.0/users/delta?$deltatoken=latest", Some(&t), "");
+        assert!(changes
+            .iter()
+            .any(|c| c["id"] == graph::user_id(2).as_str() && c.get("@removed").is_some()));
+        let (_, latest) = http(
+            &g,
+            "GET",
+            "/v1.0/users/delta?$deltatoken=latest",
+            Some(&t),
+            "",
+        );
         assert!(latest["value"].as_array().unwrap().is_empty());
         g.expire_delta_links();
         let (status, gone) = http(&g, "GET", &link, Some(&t), "");
-        assert_eq!((status, gone["error"]["code"].as_str()), (410, Some("syncStateNotFound")));
+        assert_eq!(
+            (status, gone["error"]["code"].as_str()),
+            (410, Some("syncStateNotFound"))
+        );
     }
 
     #[test]
     fn groups_list_direct_and_transitive_members() {
         let g = tree_tenant();
-        let t = token(&g, SECRET).1["access_token"].as_str().unwrap().to_string();
-        let (_, direct) = http(&g, "GET", "/v1.0/groups/g-staff/members?$select=id", Some(&t), "");
+        let t = token(&g, SECRET).1["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, direct) = http(
+            &g,
+            "GET",
+            "/v1.0/groups/g-staff/members?$select=id",
+            Some(&t),
+            "",
+        );
         assert_eq!(direct["value"].as_array().unwrap().len(), 3);
         let (_, users) = http(
             &g,
@@ -641,6 +681,9 @@ mod emulator {
             "",
         );
         assert_eq!(nested["value"].as_array().unwrap().len(), 2);
-        assert_eq!(http(&g, "GET", "/v1.0/groups/nope/members", Some(&t), "").0, 404);
+        assert_eq!(
+            http(&g, "GET", "/v1.0/groups/nope/members", Some(&t), "").0,
+            404
+        );
     }
 }
