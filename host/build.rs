@@ -8,6 +8,7 @@ include!("guest_build.rs");
 const BUILTINS: &[(&str, &str, &str)] = &[
     ("csv", "csv-connector", "csv"),
     ("ldap", "ldap-connector", "ldap"),
+    ("entra", "entra-connector", "entra"),
 ];
 
 fn main() {

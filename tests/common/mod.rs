@@ -6,6 +6,8 @@
 pub mod slapd;
 
 use serde_json::Value;
+
+pub mod graph;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -94,6 +94,18 @@ fn parse(raw: &str) -> Result<url::Url, String> {
     Ok(u)
 }
 
+/// A key's default as the plugin declares it: TOML (`"https://…"`), or bare text.
+fn toml_default(d: &str) -> String {
+    match toml::from_str::<toml::Table>(&format!("v = {d}")) {
+        Ok(t) => match t.get("v") {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => d.to_string(),
+        },
+        Err(_) => d.to_string(),
+    }
+}
+
 fn origin(u: &url::Url) -> String {
     u.origin().ascii_serialization()
 }
@@ -156,7 +168,8 @@ impl HttpCtx {
                     .config_keys
                     .iter()
                     .find(|k| k.name == key)
-                    .and_then(|k| k.default.clone()),
+                    .and_then(|k| k.default.as_deref())
+                    .map(toml_default),
             }
         };
         let mut origins = Origins::default();
@@ -691,6 +704,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a secret key"), "{e}");
+    }
+
+    #[test]
+    fn defaults_are_read_as_toml_or_bare() {
+        assert_eq!(toml_default("\"https://a.example\""), "https://a.example");
+        assert_eq!(toml_default("https://a.example"), "https://a.example");
+        assert_eq!(toml_default("30"), "30");
     }
 
     #[test]
