@@ -294,6 +294,10 @@ fn sync_source(
         Ok(s) => s,
         Err(e) => return failed_early(src, store, flags, e),
     };
+    // Directory connectors send their raw attributes for templates on purpose; they suggest
+    // `warn_unused_attributes = false` so the run does not list them as possible typos.
+    let warn_unused = !(prepared.info.defaults.iter())
+        .any(|(k, v)| k == "warn_unused_attributes" && v == "false");
     let t = std::time::Instant::now();
     let mut run = match store.begin_run(&src.name, opts, flags.dry_run) {
         Ok(r) => r,
@@ -360,7 +364,8 @@ fn sync_source(
             .map_err(|_| anyhow!("the plugin thread panicked"))?;
         staged?;
         let mut end = end?;
-        end.notices.extend(names.notices(mapper, &src.config));
+        end.notices
+            .extend(names.notices(mapper, &src.config, warn_unused));
         tracing::debug!(
             "source {}: {seen} entries read and staged in {:?}",
             src.name,
@@ -444,7 +449,7 @@ impl SeenNames {
     }
 
     /// Names in the connector's own config (such as a CSV `id_column`) count as used.
-    fn notices(&self, mapper: &Mapper, config: &toml::Table) -> Vec<String> {
+    fn notices(&self, mapper: &Mapper, config: &toml::Table, warn_unused: bool) -> Vec<String> {
         let named = |n: &str| {
             config.values().any(|v| match v {
                 toml::Value::String(s) => s == n,
@@ -463,7 +468,7 @@ impl SeenNames {
         }
         let unused: Vec<&str> = (mapper.unused(self.names.iter().map(String::as_str)))
             .into_iter()
-            .filter(|n| !named(n))
+            .filter(|n| warn_unused && !named(n))
             .collect();
         if !unused.is_empty() {
             let list: Vec<String> = unused.iter().map(|n| format!("{n:?}")).collect();

@@ -51,6 +51,32 @@ impl BaseDns {
         self.bases.iter().map(|(b, _)| b.clone()).collect()
     }
 
+    /// The Deleted Objects containers of the bases' domains (AD moves a deleted object
+    /// there, out of every OU), each once.
+    pub fn deleted_containers(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (written, _) in &self.bases {
+            let parts = split_rdns(written);
+            let domain: Vec<&str> = parts
+                .iter()
+                .rev()
+                .take_while(|p| p.trim().to_lowercase().starts_with("dc="))
+                .map(|p| p.trim())
+                .collect();
+            if domain.is_empty() {
+                continue;
+            }
+            let dn = format!(
+                "CN=Deleted Objects,{}",
+                domain.into_iter().rev().collect::<Vec<_>>().join(",")
+            );
+            if !out.iter().any(|d| d.eq_ignore_ascii_case(&dn)) {
+                out.push(dn);
+            }
+        }
+        out
+    }
+
     /// Whether `dn` is one of the bases or below one. Compared RDN by RDN, ignoring case
     /// and the spaces around separators, as LDAP servers do for the common attribute types.
     pub fn allows(&self, dn: &str) -> bool {
@@ -63,6 +89,21 @@ impl BaseDns {
 
 /// A DN's RDNs, normalised: split at unescaped commas, trimmed around `=`, lower-cased.
 fn rdns(dn: &str) -> Vec<String> {
+    split_rdns(dn)
+        .into_iter()
+        .map(|rdn| {
+            let rdn = rdn.trim();
+            match rdn.split_once('=') {
+                Some((t, v)) => format!("{}={}", t.trim(), v.trim()).to_lowercase(),
+                None => rdn.to_lowercase(),
+            }
+        })
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// A DN split at unescaped commas (and semicolons), as written.
+fn split_rdns(dn: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = dn.chars();
@@ -79,16 +120,7 @@ fn rdns(dn: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter()
-        .map(|rdn| {
-            let rdn = rdn.trim();
-            match rdn.split_once('=') {
-                Some((t, v)) => format!("{}={}", t.trim(), v.trim()).to_lowercase(),
-                None => rdn.to_lowercase(),
-            }
-        })
-        .filter(|r| !r.is_empty())
-        .collect()
+    out
 }
 
 /// A source's LDAP connection, as the admin configured it.
@@ -384,6 +416,8 @@ pub struct Search {
     attributes: Vec<String>,
     page: u32,
     show_deleted: bool,
+    /// Keep only tombstones whose last parent lies under a configured base.
+    tombstones_in_scope: bool,
 }
 
 impl Search {
@@ -432,7 +466,11 @@ impl Search {
             match stream.next().await {
                 Ok(Some(re)) => {
                     if let Some(entry) = raw_entry(re) {
-                        page.push(entry);
+                        if !self.tombstones_in_scope
+                            || last_parent_allowed(&entry, &self.settings.bases)
+                        {
+                            page.push(entry);
+                        }
                     }
                     if page.len() >= self.page as usize {
                         return Ok(Some(page));
@@ -517,6 +555,16 @@ fn raw_entry(re: ResultEntry) -> Option<LdapEntry> {
     Some(LdapEntry { dn, attributes })
 }
 
+/// Whether a tombstone's `lastKnownParent` is at or below one of the bases.
+fn last_parent_allowed(entry: &LdapEntry, bases: &BaseDns) -> bool {
+    entry
+        .attributes
+        .iter()
+        .filter(|a| a.name.eq_ignore_ascii_case("lastKnownParent"))
+        .flat_map(|a| &a.values)
+        .any(|v| std::str::from_utf8(v).is_ok_and(|dn| bases.allows(dn)))
+}
+
 fn scope(s: Scope) -> ldap3::Scope {
     match s {
         Scope::Base => ldap3::Scope::Base,
@@ -560,15 +608,28 @@ impl HostConnection for LdapView<'_> {
             .table
             .get(&c)
             .map_err(|e| LdapError::Other(e.to_string()))?;
-        let bases = match r.base {
-            Some(base) if conn.settings.bases.allows(&base) => vec![base],
+        let mut attributes = r.attributes;
+        let (bases, tombstones_in_scope) = match r.base {
+            Some(base) if conn.settings.bases.allows(&base) => (vec![base], false),
             Some(base) => {
                 return Err(LdapError::Denied(format!(
                     "{base} is not at or below a base DN of this source ({})",
                     conn.settings.bases.list().join("; ")
                 )))
             }
-            None => conn.settings.bases.list(),
+            // AD moves deleted objects out of their OU into the domain's Deleted Objects
+            // container: search there, and hand over only the tombstones that were under a
+            // configured base.
+            None if r.show_deleted => {
+                if !attributes
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case("lastKnownParent"))
+                {
+                    attributes.push("lastKnownParent".into());
+                }
+                (conn.settings.bases.deleted_containers(), true)
+            }
+            None => (conn.settings.bases.list(), false),
         };
         let mut pending: VecDeque<String> = bases.into();
         let mut search = Search {
@@ -579,13 +640,14 @@ impl HostConnection for LdapView<'_> {
             pending,
             scope: scope(r.scope),
             filter: r.filter,
-            attributes: r.attributes,
+            attributes,
             page: if r.page_size == 0 {
                 DEFAULT_PAGE
             } else {
                 r.page_size
             },
             show_deleted: r.show_deleted,
+            tombstones_in_scope,
         };
         // Started here so a wrong base or filter fails at the call that named it.
         search.start().await?;
@@ -696,6 +758,47 @@ mod tests {
         assert!(p.allows("cn=2,ou=b,dc=t"));
         assert!(!p.allows("cn=3,ou=c,dc=t"));
         assert!(!BaseDns::default().allows("dc=t"));
+    }
+
+    #[test]
+    fn deleted_objects_are_read_from_the_domains_container_and_kept_in_scope() {
+        let p = BaseDns::new([
+            "OU=People,DC=example,DC=test",
+            "ou=staff,dc=Example,dc=Test",
+            "OU=x,DC=other,DC=test",
+            "o=no-domain",
+        ]);
+        assert_eq!(
+            p.deleted_containers(),
+            [
+                "CN=Deleted Objects,DC=example,DC=test",
+                "CN=Deleted Objects,DC=other,DC=test"
+            ]
+        );
+        let tomb = |parent: &str| LdapEntry {
+            dn: "CN=Ann\0ADEL:1,CN=Deleted Objects,DC=example,DC=test".into(),
+            attributes: vec![LdapAttribute {
+                name: "lastKnownParent".into(),
+                values: vec![parent.as_bytes().to_vec()],
+            }],
+        };
+        assert!(last_parent_allowed(
+            &tomb("OU=People,DC=example,DC=test"),
+            &p
+        ));
+        assert!(last_parent_allowed(
+            &tomb("OU=Sub,OU=People,DC=example,DC=test"),
+            &p
+        ));
+        assert!(!last_parent_allowed(
+            &tomb("OU=Other,DC=example,DC=test"),
+            &p
+        ));
+        let none = LdapEntry {
+            dn: "x".into(),
+            attributes: Vec::new(),
+        };
+        assert!(!last_parent_allowed(&none, &p));
     }
 
     fn table(text: &str) -> toml::Table {

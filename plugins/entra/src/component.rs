@@ -160,7 +160,11 @@ impl Guest for Component {
                     reason: "reports paging progress".to_string(),
                 },
             ],
-            defaults: vec![("pair_by".to_string(), "\"email\"".to_string())],
+            defaults: vec![
+                ("pair_by".to_string(), "\"email\"".to_string()),
+                // Raw Graph fields are sent for [map] templates, not as possible typos.
+                ("warn_unused_attributes".to_string(), "false".to_string()),
+            ],
             credentials: vec![Credential {
                 name: CREDENTIAL.to_string(),
                 kind: CredentialKind::Oauth2(Oauth2Credential {

@@ -200,7 +200,11 @@ impl Guest for Component {
                     reason: "reports what a run read and why it ran full".to_string(),
                 },
             ],
-            defaults: vec![("pair_by".to_string(), "\"anchor\"".to_string())],
+            defaults: vec![
+                ("pair_by".to_string(), "\"anchor\"".to_string()),
+                // Raw attributes are sent for [map] templates, not as possible typos.
+                ("warn_unused_attributes".to_string(), "false".to_string()),
+            ],
             credentials: Vec::new(),
         }
     }
