@@ -2,7 +2,7 @@
 #
 #   make demo    build roster and sync examples/ into an embedded SQLite database
 #   make test    unit, end-to-end and sandbox tests, plus fmt and clippy
-#   make bench   the CSV (1M rows) and group (100k groups) benchmarks against sqlite3 .import
+#   make bench   CSV (1M rows) and group (100k groups) against sqlite3 .import, LDAP (100k) against ldapsearch
 #
 # Every target does its own set-up on a fresh Debian machine that has the Rust toolchain
 # (rustup): the wasm32-wasip2 target and the Debian packages a target needs.
@@ -74,3 +74,4 @@ test: setup
 bench: setup-bench
 	bash bench/csv_bench.sh
 	bash bench/groups_bench.sh
+	bash bench/ldap_bench.sh

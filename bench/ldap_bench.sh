@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# LDAP benchmark: roster's ldap connector against `ldapsearch` paging through the same slapd.
+#
+#   bash bench/ldap_bench.sh              # 100,000 users
+#   USERS=20000 bash bench/ldap_bench.sh  # smaller
+#
+# Loads USERS inetOrgPerson entries (and 100 groupOfNames, each user in one) into a throwaway
+# slapd on loopback, then measures with /usr/bin/time (wall seconds and peak RSS):
+#   (a) ldapsearch -E pr=1000/noprompt dumping the same entries and attributes: the fetch floor;
+#   (b) roster's initial sync into a fresh database;
+#   (c) roster's no-change resync (forced full: full_sync_every = "0s").
+# The storage floor (a2) for the same number of users is bench/csv_bench.sh's (a2) line:
+#   ROWS=$USERS bash bench/csv_bench.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+users=${USERS:-100000}
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+out=$target_dir/bench/ldap
+roster=${ROSTER:-$target_dir/release/roster}
+port=${PORT:-38389}
+suffix="dc=example,dc=test"
+rootdn="cn=admin,$suffix"
+pw="bench-pw"
+url="ldap://127.0.0.1:$port"
+
+sbin() { command -v "$1" || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || true; }
+slapd=$(sbin slapd)
+slapadd=$(sbin slapadd)
+for tool in "$slapd" "$slapadd" ldapsearch /usr/bin/time awk; do
+    [ -n "$tool" ] && command -v "$tool" >/dev/null || {
+        echo "missing slapd, slapadd, ldapsearch or /usr/bin/time: run 'make setup-bench'" >&2
+        exit 2
+    }
+done
+
+if [ -z "${ROSTER:-}" ]; then
+    echo "== building roster (release)"
+    cargo build --release -p roster
+fi
+
+rm -rf "$out"
+mkdir -p "$out/db"
+cat > "$out/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile $out/slapd.pid
+argsfile $out/slapd.args
+database mdb
+maxsize 4294967296
+suffix "$suffix"
+rootdn "$rootdn"
+rootpw $pw
+directory $out/db
+index objectClass eq
+CONF
+
+echo "== generating and loading $users users"
+awk -v n="$users" -v s="$suffix" 'BEGIN {
+    printf "dn: %s\nobjectClass: dcObject\nobjectClass: organization\no: Bench\ndc: example\n\n", s
+    printf "dn: ou=people,%s\nobjectClass: organizationalUnit\nou: people\n\n", s
+    printf "dn: ou=groups,%s\nobjectClass: organizationalUnit\nou: groups\n\n", s
+    for (i = 0; i < n; i++)
+        printf "dn: uid=user%07d,ou=people,%s\nobjectClass: inetOrgPerson\nuid: user%07d\ncn: User Number %d\ngivenName: User\nsn: Number %d\nmail: user%07d@example.com\nemployeeNumber: P%07d\n\n", i, s, i, i, i, i, i
+    for (g = 0; g < 100; g++) {
+        printf "dn: cn=team%02d,ou=groups,%s\nobjectClass: groupOfNames\ncn: team%02d\n", g, s, g
+        for (i = g; i < n; i += 100)
+            printf "member: uid=user%07d,ou=people,%s\n", i, s
+        printf "\n"
+    }
+}' > "$out/data.ldif"
+"$slapadd" -q -f "$out/slapd.conf" -l "$out/data.ldif"
+
+"$slapd" -f "$out/slapd.conf" -h "$url/" -d 0 > "$out/slapd.log" 2>&1 &
+slapd_pid=$!
+trap 'kill $slapd_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    ldapsearch -x -H "$url" -b "" -s base >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# run_timed NAME CMD...: runs CMD under /usr/bin/time; sets SECS and RSS_KB.
+run_timed() {
+    local name=$1; shift
+    local tf=$out/time-$name.txt
+    if ! /usr/bin/time -f "%e %M" -o "$tf" "$@" > "$out/$name.out" 2> "$out/$name.err"; then
+        echo "!! $name failed; see $out/$name.out and $out/$name.err" >&2
+        tail -n 20 "$out/$name.err" >&2
+        exit 1
+    fi
+    read -r SECS RSS_KB < <(tail -n 1 "$tf")
+}
+
+attrs="uid cn givenName sn mail employeeNumber entryUUID objectClass memberOf"
+echo "== (a) ldapsearch, paged (1000), the same entries and attributes"
+# shellcheck disable=SC2086
+run_timed ldapsearch ldapsearch -x -LLL -H "$url" -D "$rootdn" -w "$pw" -b "ou=people,$suffix" \
+    -E pr=1000/noprompt "(objectClass=inetOrgPerson)" $attrs
+a_secs=$SECS
+echo "   ${a_secs}s, $(grep -c '^dn:' "$out/ldapsearch.out") entries"
+
+cat > "$out/roster.toml" <<TOML
+database = "bench.db"
+[sources.dir]
+plugin = "ldap"
+timeout = "300s"
+max_deletions = "100%"
+[sources.dir.config]
+profile = "openldap"
+url = "$url"
+bind_dn = "$rootdn"
+password = { env = "BENCH_LDAP_PW" }
+base_dn = "$suffix"
+full_sync_every = "0s"
+TOML
+export BENCH_LDAP_PW=$pw
+# Warm the compile cache: the first run of a component compiles it.
+"$roster" --config "$out/roster.toml" plugin inspect ldap > /dev/null
+
+echo "== (b) roster initial sync"
+run_timed initial "$roster" --config "$out/roster.toml" sync --json
+b_secs=$SECS; b_rss=$RSS_KB
+echo "   ${b_secs}s, $(grep -o '"created": *[0-9]*' "$out/initial.out" | grep -o '[0-9]*$') created"
+
+echo "== (c) roster no-change resync"
+run_timed resync "$roster" --config "$out/roster.toml" sync --json
+c_secs=$SECS; c_rss=$RSS_KB
+echo "   ${c_secs}s, $(grep -o '"unchanged": *[0-9]*' "$out/resync.out" | grep -o '[0-9]*$') unchanged"
+
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf "%.2f", x / y }'; }
+rss=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
+echo "== results ($users users)"
+printf '  %-36s %8ss\n' "(a) ldapsearch, paged" "$a_secs"
+printf '  %-36s %8ss  %s x (a)   (target <= 1.3 x max(a, a2))\n' "(b) roster initial sync" "$b_secs" "$(ratio "$b_secs" "$a_secs")"
+printf '  %-36s %8ss  %s x (a)   (target <= 1.2 x (a))\n' "(c) roster no-change resync" "$c_secs" "$(ratio "$c_secs" "$a_secs")"
+printf '  %-36s %8s MB (target <= 200 MB)\n' "roster peak RSS" "$rss"
