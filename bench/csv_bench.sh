@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
 
 rows=${ROWS:-1000000}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -43,17 +45,6 @@ if [ ! -s "$csv" ]; then
 fi
 echo "   $(wc -l < "$csv") lines, $(du -h "$csv" | cut -f1)"
 
-# run_timed NAME CMD...: runs CMD under /usr/bin/time; sets SECS and RSS_KB.
-run_timed() {
-    local name=$1; shift
-    local tf=$out/time-$name.txt
-    if ! /usr/bin/time -f "%e %M" -o "$tf" "$@" > "$out/$name.out" 2> "$out/$name.err"; then
-        echo "!! $name failed; see $out/$name.out and $out/$name.err" >&2
-        tail -n 20 "$out/$name.err" >&2
-        exit 1
-    fi
-    read -r SECS RSS_KB < <(tail -n 1 "$tf")
-}
 
 # (a) the reference: sqlite3 .import into a table with a primary key.
 echo "== (a) sqlite3 .import"
@@ -152,7 +143,6 @@ check() { # check LABEL VALUE TARGET UNIT
     [ "$verdict" = ok ] || missed=1
     printf '  %-34s %10s %-3s (target <= %s%s) %s\n' "$1" "$2" "$4" "$3" "$4" "$verdict"
 }
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y <= 0) y = 0.01; printf "%.2f", x / y }'; }
 peak_mb=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
 
 echo

@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
 
 users=${USERS:-100000}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -46,16 +48,6 @@ for _ in $(seq 100); do [ -s "$out/emu.url" ] && break; sleep 0.1; done
 base=$(head -n 1 "$out/emu.url")
 echo "   emulator at $base with $users users"
 
-run_timed() { # run_timed NAME CMD...: sets SECS and RSS_KB
-    local name=$1; shift
-    local tf=$out/time-$name.txt
-    if ! /usr/bin/time -f "%e %M" -o "$tf" "$@" > "$out/$name.out" 2> "$out/$name.err"; then
-        echo "!! $name failed; see $out/$name.out and $out/$name.err" >&2
-        tail -n 20 "$out/$name.err" >&2
-        exit 1
-    fi
-    read -r SECS RSS_KB < <(tail -n 1 "$tf")
-}
 
 fields=id,userPrincipalName,mail,displayName,givenName,surname,accountEnabled,employeeId,mobilePhone,preferredLanguage,onPremisesSamAccountName,department,jobTitle,officeLocation
 cat > "$out/fetch.sh" <<SH
@@ -150,7 +142,6 @@ check() { # check LABEL VALUE TARGET UNIT
     [ "$verdict" = ok ] || missed=1
     printf '  %-38s %10s %-3s (target <= %s%s) %s\n' "$1" "$2" "$4" "$3" "$4" "$verdict"
 }
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y <= 0) y = 0.01; printf "%.2f", x / y }'; }
 max_a=$(awk -v x="$a_secs" -v y="$a2_secs" 'BEGIN { print (x > y) ? x : y }')
 peak_mb=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
 

@@ -18,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
 
 users=${USERS:-100000}
 groups=${NGROUPS:-100000}
@@ -69,17 +71,6 @@ if [ ! -s "$full" ]; then
 fi
 echo "   $(($(wc -l < "$full") - 1)) users, $(($(wc -l < "$members") - 1)) memberships, $(du -h "$full" | cut -f1)"
 
-# run_timed NAME CMD...: runs CMD under /usr/bin/time; sets SECS and RSS_KB.
-run_timed() {
-    local name=$1; shift
-    local tf=$out/time-$name.txt
-    if ! /usr/bin/time -f "%e %M" -o "$tf" "$@" > "$out/$name.out" 2> "$out/$name.err"; then
-        echo "!! $name failed; see $out/$name.out and $out/$name.err" >&2
-        tail -n 20 "$out/$name.err" >&2
-        exit 1
-    fi
-    read -r SECS RSS_KB < <(tail -n 1 "$tf")
-}
 count() { grep -o "\"$1\": *[0-9]*" "$2" | grep -o '[0-9]*$' || echo "?"; }
 
 echo "== (a) sqlite3 .import of the memberships"
@@ -135,7 +126,6 @@ prune=$({ grep -o 'groups pruned in .*' "$out/resync.err" || true; } | tail -n 1
 prune=${prune:-?}
 echo "   ${c_secs}s, deactivated $(count deactivated "$out/resync.out"), $c_groups groups left (pruning ${prune}s), peak RSS $((c_rss / 1024)) MB"
 
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y <= 0) y = 0.01; printf "%.2f", x / y }'; }
 echo
 echo "== results ($users users, $b_groups groups, $b_members memberships)"
 printf '  %-44s %8ss\n' "(a) sqlite3 .import of the memberships" "$a_secs"

@@ -13,6 +13,8 @@
 #   ROWS=$USERS bash bench/csv_bench.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
 users=${USERS:-100000}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 out=$target_dir/bench/ldap
@@ -82,17 +84,6 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-# run_timed NAME CMD...: runs CMD under /usr/bin/time; sets SECS and RSS_KB.
-run_timed() {
-    local name=$1; shift
-    local tf=$out/time-$name.txt
-    if ! /usr/bin/time -f "%e %M" -o "$tf" "$@" > "$out/$name.out" 2> "$out/$name.err"; then
-        echo "!! $name failed; see $out/$name.out and $out/$name.err" >&2
-        tail -n 20 "$out/$name.err" >&2
-        exit 1
-    fi
-    read -r SECS RSS_KB < <(tail -n 1 "$tf")
-}
 
 attrs="uid cn givenName sn mail employeeNumber entryUUID objectClass memberOf"
 echo "== (a) ldapsearch, paged (1000), the same entries and attributes"
@@ -130,7 +121,6 @@ run_timed resync "$roster" --config "$out/roster.toml" sync --json
 c_secs=$SECS; c_rss=$RSS_KB
 echo "   ${c_secs}s, $(grep -o '"unchanged": *[0-9]*' "$out/resync.out" | grep -o '[0-9]*$') unchanged"
 
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf "%.2f", x / y }'; }
 rss=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
 echo "== results ($users users)"
 printf '  %-36s %8ss\n' "(a) ldapsearch, paged" "$a_secs"
