@@ -23,7 +23,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};
-pub use roster::plugin::types::{
+pub use self::roster::plugin::types::{
     Attribute, Batch, Entry, KeyType, ObjectKind, PluginError, PluginInfo, Row, RunMode,
     SourceObject,
 };
