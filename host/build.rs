@@ -9,6 +9,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("csv", "csv-connector", "csv"),
     ("ldap", "ldap-connector", "ldap"),
     ("entra", "entra-connector", "entra"),
+    ("script", "script-connector", "script"),
 ];
 
 fn main() {

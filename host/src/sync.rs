@@ -142,6 +142,27 @@ fn plugin_config(
                 grants.grant(&path);
                 serde_json::Value::String(path)
             }
+            (KeyType::Files, toml::Value::Array(a)) => {
+                let mut paths = Vec::new();
+                for (i, v) in a.iter().enumerate() {
+                    let path = resolve_string(v, dir, &format!("{ctx}.{key}[{i}]"))
+                        .map_err(|e| config_err(format!("{e:#}")))?
+                        .0;
+                    grants.grant(&path);
+                    paths.push(serde_json::Value::String(path));
+                }
+                paths.into()
+            }
+            (KeyType::Files | KeyType::Urls, v) if !v.is_array() => {
+                return Err(config_err(format!(
+                    "{ctx}.{key}: expected a list of {}, got {v}",
+                    if decl.type_ == KeyType::Files {
+                        "paths"
+                    } else {
+                        "URLs"
+                    }
+                )));
+            }
             (KeyType::Boolean, toml::Value::Boolean(b)) => (*b).into(),
             (KeyType::Integer, toml::Value::Integer(i)) => (*i).into(),
             (KeyType::Boolean | KeyType::Integer, v) => {

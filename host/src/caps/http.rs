@@ -180,6 +180,21 @@ impl HttpCtx {
                     .map_err(|e| anyhow::anyhow!("{ctx}.{}: {e}", k.name))?;
             }
         }
+        // A list of URLs grants each, as a `url` key would.
+        for k in info.config_keys.iter().filter(|k| k.type_ == KeyType::Urls) {
+            let Some(v) = config.get(&k.name) else {
+                continue;
+            };
+            let toml::Value::Array(urls) = v else {
+                anyhow::bail!("{ctx}.{}: expected a list of URLs, got {v}", k.name);
+            };
+            for u in urls {
+                let url = resolve_string(u, dir, &format!("{ctx}.{}", k.name))?.0;
+                origins
+                    .grant(url.trim_end_matches('/'))
+                    .map_err(|e| anyhow::anyhow!("{ctx}.{}: {e}", k.name))?;
+            }
+        }
         let template = |t: &str, cred: &str| -> Result<String, Unbuilt> {
             let mut out = String::new();
             let mut rest = t;

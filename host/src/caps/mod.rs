@@ -5,6 +5,7 @@
 //! composes them: [`Capabilities`] is the bag of contexts a store carries, and
 //! [`add_to_linker`] links every capability for any store data that can lend them.
 
+pub mod emit;
 pub mod files;
 pub mod http;
 pub mod ldap;
@@ -20,6 +21,7 @@ pub struct Capabilities {
     pub log: log::LogCtx,
     pub ldap: ldap::LdapCtx,
     pub http: http::HttpCtx,
+    pub emit: emit::EmitCtx,
 }
 
 impl Capabilities {
@@ -59,6 +61,7 @@ pub fn add_to_linker<T: CapabilitiesView>(linker: &mut Linker<T>) -> Result<()> 
         }
     })?;
     http::add_to_linker(linker, |t| &mut t.capabilities().0.http)?;
+    emit::add_to_linker(linker, |t| &mut t.capabilities().0.emit)?;
     Ok(())
 }
 

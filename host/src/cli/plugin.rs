@@ -100,6 +100,8 @@ fn type_name(t: KeyType) -> &'static str {
         KeyType::Duration => "duration",
         KeyType::Secret => "secret",
         KeyType::Url => "url",
+        KeyType::Files => "list of files",
+        KeyType::Urls => "list of urls",
     }
 }
 

@@ -77,7 +77,7 @@ pub(super) fn is_hostcall_fuel(e: &wasmtime::Error) -> bool {
 }
 
 /// Rejects a batch over the entry or byte cap.
-pub(super) fn check_batch(batch: &Batch) -> Result<(), CallError> {
+pub(crate) fn check_batch(batch: &Batch) -> Result<(), CallError> {
     let entries = &batch.entries;
     if entries.len() > MAX_BATCH_ENTRIES {
         return Err(CallError::BatchCap(format!("{} entries", entries.len())));

@@ -22,11 +22,13 @@
 mod limits;
 
 pub use crate::bindings::{
-    Attribute, Batch, Entry, ObjectKind, PluginError, PluginInfo, Row, RunEnd, RunMode, RunRequest,
-    SourceObject, TestReport,
+    Attribute, Batch, Entry, MapResult, ObjectKind, PluginError, PluginInfo, Row, RunEnd, RunMode,
+    RunRequest, SourceObject, TestReport,
 };
-pub use limits::Limits;
+pub(crate) use limits::check_batch;
+pub use limits::{Limits, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 
+use crate::bindings::mapper::Mapper;
 use crate::bindings::Source;
 use crate::caps::{files::Grants, Capabilities, CapabilitiesView};
 use anyhow::{Context, Result};
@@ -182,6 +184,27 @@ impl Runtime {
         limits: Limits,
         grants: Grants,
     ) -> Result<Plugin> {
+        self.instance(component, source, limits, grants)
+    }
+
+    /// Instantiate a mapping plugin (world `mapper`) with its limits and file grants.
+    pub fn instantiate_mapper(
+        &self,
+        component: &Component,
+        source: &str,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<MappingPlugin> {
+        self.instance(component, source, limits, grants)
+    }
+
+    fn instance<B: Bindings>(
+        &self,
+        component: &Component,
+        source: &str,
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<Instance<B>> {
         let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
         // Nothing is inherited: no env, args, preopens, network or stdin.
@@ -206,46 +229,80 @@ impl Runtime {
             .build()
             .context("starting the plugin's async runtime")?;
         let bindings = tokio
-            .block_on(Source::instantiate_async(
-                &mut store,
-                component,
-                &self.linker,
-            ))
+            .block_on(B::instantiate(&mut store, component, &self.linker))
             .map_err(anyhow::Error::from)
             .context("instantiating plugin")?;
-        Ok(Plugin {
+        Ok(Instance {
             store,
             bindings,
             tokio,
             limits,
             spent: false,
             output: vec![(stdout, "stdout", 0), (stderr, "stderr", 0)],
+            held: None,
         })
+    }
+}
+
+/// The generated bindings of a world the runtime instantiates.
+pub trait Bindings: Sized {
+    fn instantiate(
+        store: &mut Store<StoreData>,
+        component: &Component,
+        linker: &Linker<StoreData>,
+    ) -> impl std::future::Future<Output = wasmtime::Result<Self>>;
+}
+
+impl Bindings for Source {
+    async fn instantiate(
+        store: &mut Store<StoreData>,
+        component: &Component,
+        linker: &Linker<StoreData>,
+    ) -> wasmtime::Result<Self> {
+        Source::instantiate_async(store, component, linker).await
+    }
+}
+
+impl Bindings for Mapper {
+    async fn instantiate(
+        store: &mut Store<StoreData>,
+        component: &Component,
+        linker: &Linker<StoreData>,
+    ) -> wasmtime::Result<Self> {
+        Mapper::instantiate_async(store, component, linker).await
     }
 }
 
 /// Guest output pipes, with how much of each was already logged.
 type Outputs = Vec<(MemoryOutputPipe, &'static str, usize)>;
 
-/// An instantiated connector. Each call is bounded by the limits.
-pub struct Plugin {
+/// An instantiated plugin of one world. Each call is bounded by the limits.
+pub struct Instance<B> {
     store: Store<StoreData>,
-    bindings: Source,
+    bindings: B,
     tokio: tokio::runtime::Runtime,
     limits: Limits,
     /// A call was cut off: the instance may be mid-way through anything.
     spent: bool,
     output: Outputs,
+    /// What a `next-batch` call returned while it had also pushed batches: it goes to the
+    /// run after them.
+    held: Option<Option<Batch>>,
 }
+
+/// An instantiated connector.
+pub type Plugin = Instance<Source>;
+/// An instantiated mapping plugin.
+pub type MappingPlugin = Instance<Mapper>;
 
 /// A run in progress inside a plugin.
 pub struct Session(wasmtime::component::ResourceAny);
 
-impl Plugin {
+impl<B> Instance<B> {
     fn call<R>(
         &mut self,
         name: &str,
-        f: impl AsyncFnOnce(&mut Store<StoreData>, &Source) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Store<StoreData>, &B) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         if self.spent {
             return Err(CallError::Spent);
@@ -330,7 +387,9 @@ impl Plugin {
     pub fn capabilities(&mut self) -> &mut Capabilities {
         &mut self.store.data_mut().caps
     }
+}
 
+impl Plugin {
     pub fn info(&mut self) -> Result<PluginInfo, CallError> {
         self.call("info", async |s, b| {
             b.roster_plugin_connector().call_info(s).await
@@ -352,19 +411,39 @@ impl Plugin {
         .map_err(CallError::from_plugin)
     }
 
+    /// The next batch: first those the plugin pushed (`emit`) during its last call, then
+    /// what that call returned, then a new call.
     pub fn next_batch(&mut self, session: &Session) -> Result<Option<Batch>, CallError> {
-        let batch = self
-            .call("next-batch", async |s, b| {
-                b.roster_plugin_connector()
-                    .session()
-                    .call_next_batch(s, session.0)
-                    .await
-            })?
-            .map_err(CallError::from_plugin)?;
+        if let Some(batch) = self.spooled()? {
+            return Ok(Some(batch));
+        }
+        if let Some(held) = self.held.take() {
+            return Ok(held);
+        }
+        let batch = self.call("next-batch", async |s, b| {
+            b.roster_plugin_connector()
+                .session()
+                .call_next_batch(s, session.0)
+                .await
+        });
+        if let Some(refused) = self.store.data_mut().caps.emit.refused.take() {
+            self.spent = true;
+            return Err(refused);
+        }
+        let batch = batch?.map_err(CallError::from_plugin)?;
         if let Some(batch) = &batch {
             limits::check_batch(batch)?;
         }
+        if self.store.data().caps.emit.pending() > 0 {
+            self.held = Some(batch);
+            return self.spooled();
+        }
         Ok(batch)
+    }
+
+    fn spooled(&mut self) -> Result<Option<Batch>, CallError> {
+        (self.store.data_mut().caps.emit.take())
+            .map_err(|e| CallError::Plugin(format!("{e:#}")))
     }
 
     pub fn finish(&mut self, session: &Session) -> Result<RunEnd, CallError> {
@@ -375,6 +454,35 @@ impl Plugin {
                 .await
         })?
         .map_err(CallError::from_plugin)
+    }
+}
+
+impl MappingPlugin {
+    /// Prepares the mapping with its config (JSON).
+    pub fn init(&mut self, config: &str) -> Result<(), CallError> {
+        self.call("init", async |s, b| {
+            b.roster_plugin_mapping().call_init(s, config).await
+        })?
+        .map_err(CallError::from_plugin)
+    }
+
+    /// Maps a batch of objects: one result per object, in order.
+    pub fn transform(
+        &mut self,
+        objects: &[SourceObject],
+    ) -> Result<Vec<Result<MapResult, String>>, CallError> {
+        let out = self.call("transform", async |s, b| {
+            b.roster_plugin_mapping().call_transform(s, objects).await
+        })?;
+        if out.len() != objects.len() {
+            self.spent = true;
+            return Err(CallError::Plugin(format!(
+                "the mapping plugin returned {} results for {} objects",
+                out.len(),
+                objects.len()
+            )));
+        }
+        Ok(out)
     }
 }
 
