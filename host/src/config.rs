@@ -43,10 +43,25 @@ struct RawSource {
     /// Extra files granted read-only to the plugin (for scripts).
     #[serde(default)]
     files: Vec<String>,
+    /// A mapping script (Rhai) run over every user before the `[map]` templates.
+    mapping: Option<toml::Value>,
+    script_max_operations: Option<u64>,
+    on_script_error: Option<OnScriptError>,
     #[serde(default)]
     config: toml::Table,
     #[serde(default)]
     map: toml::Table,
+}
+
+/// What a mapping script's error on one entry does to the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnScriptError {
+    /// The run fails and changes nothing.
+    #[default]
+    Fail,
+    /// The entry is a failed entry; the run goes on.
+    Skip,
 }
 
 /// The whole config.
@@ -60,7 +75,7 @@ pub struct Config {
 
 /// One `[sources.NAME]`, with the reconcile options still partly unset (plugins may suggest
 /// defaults, see [`SourceConfig::options`]).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub name: String,
     pub plugin: String,
@@ -73,6 +88,12 @@ pub struct SourceConfig {
     pub timeout: Duration,
     pub memory_limit: u64,
     pub files: Vec<String>,
+    /// The mapping script's path, resolved against the config's directory.
+    pub mapping: Option<PathBuf>,
+    /// Overrides the scripts' Rhai operation budget (per entry for a mapping script, per
+    /// run for a script source).
+    pub script_max_operations: Option<u64>,
+    pub on_script_error: OnScriptError,
     /// The plugin's own keys, unresolved (secret references intact).
     pub config: toml::Table,
     /// `[map]` overrides: field name → templates.
@@ -184,6 +205,12 @@ impl SourceConfig {
             timeout,
             memory_limit,
             files: raw.files,
+            mapping: raw
+                .mapping
+                .map(|v| resolve_string(&v, dir, "mapping").map(|p| dir.join(p.0)))
+                .transpose()?,
+            script_max_operations: raw.script_max_operations,
+            on_script_error: raw.on_script_error.unwrap_or_default(),
             config: raw.config,
             map,
         })
@@ -384,6 +411,19 @@ mod tests {
     fn starter_config_parses() {
         let c = parse(STARTER).unwrap();
         assert_eq!(c.sources.len(), 1);
+    }
+
+    #[test]
+    fn script_keys() {
+        let c = parse("[sources.a]\nplugin='csv'\nmapping='map.rhai'\nscript_max_operations=5\non_script_error='skip'").unwrap();
+        let s = &c.sources[0];
+        assert_eq!(s.mapping.as_deref(), Some(Path::new("/tmp/map.rhai")));
+        assert_eq!(s.script_max_operations, Some(5));
+        assert_eq!(s.on_script_error, OnScriptError::Skip);
+        let c = parse("[sources.a]\nplugin='csv'").unwrap();
+        assert_eq!(c.sources[0].on_script_error, OnScriptError::Fail);
+        let e = parse("[sources.a]\nplugin='csv'\non_script_error='ignore'").unwrap_err();
+        assert!(format!("{e:#}").contains("on_script_error"), "{e:#}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::caps::http::HttpCtx;
 use crate::caps::ldap::{LdapCtx, LdapSettings};
 use crate::config::{config_err, resolve_string, Config, ConfigError, SourceConfig};
 use crate::mapping::Mapper;
+use crate::scripts::{MappingStage, Scripted};
 use crate::runtime::{
     Attribute, CallError, Entry, Limits, ObjectKind, Plugin, PluginInfo, Row, RunMode, RunRequest,
     Runtime, SourceObject,
@@ -179,6 +180,14 @@ fn plugin_config(
         };
         out.insert(key.clone(), json);
     }
+    // `[sources.NAME] script_max_operations` is the budget of a script source's run too.
+    if let Some(n) = src.script_max_operations {
+        if info.config_keys.iter().any(|k| k.name == "max_operations")
+            && !out.contains_key("max_operations")
+        {
+            out.insert("max_operations".into(), n.into());
+        }
+    }
     for k in info.config_keys.iter().filter(|k| k.required) {
         if !src.config.contains_key(&k.name) {
             return Err(config_err(format!(
@@ -309,9 +318,10 @@ fn sync_source(
             .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?
             .bind(&format!("pair_by {:?}", opts.pair_by));
         let cursor = store.cursor(&src.name)?;
-        Ok((prepared, opts, mapper, cursor))
+        let stage = MappingStage::prepare(cfg, src, rt)?;
+        Ok((prepared, opts, mapper, cursor, stage))
     })();
-    let (mut prepared, opts, mapper, cursor) = match setup {
+    let (mut prepared, opts, mapper, cursor, mut stage) = match setup {
         Ok(s) => s,
         Err(e) => return failed_early(src, store, flags, e),
     };
@@ -340,6 +350,7 @@ fn sync_source(
     let started = std::time::Instant::now();
     let plugin = &mut prepared.plugin;
     let mapper = &mapper;
+    let stage = &mut stage;
     let result = std::thread::scope(|scope| -> Result<Outcome> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(2);
         let reader = scope.spawn(move || -> Result<crate::runtime::RunEnd> {
@@ -349,9 +360,12 @@ fn sync_source(
             while let Some(batch) = plugin.next_batch(&session)? {
                 busy += t.elapsed();
                 let columns: Arc<[String]> = batch.columns.into();
-                let items = (batch.entries.into_iter())
+                let mut items: Vec<Item> = (batch.entries.into_iter())
                     .map(|e| Item::from_entry(e, &columns))
                     .collect();
+                if let Some(stage) = stage.as_mut() {
+                    items = scripted(stage, items)?;
+                }
                 if tx.send(items).is_err() {
                     anyhow::bail!("staging stopped");
                 }
@@ -570,6 +584,35 @@ impl Incoming {
     }
 }
 
+/// Runs a batch's users through the mapping script; other items pass as they are.
+fn scripted(stage: &mut MappingStage, items: Vec<Item>) -> Result<Vec<Item>> {
+    let mut users = Vec::new();
+    let mut slots: Vec<Option<Item>> = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Item::User(incoming) => {
+                users.push(incoming.into_object());
+                slots.push(None);
+            }
+            other => slots.push(Some(other)),
+        }
+    }
+    let mut results = stage.map(users)?.into_iter();
+    Ok(slots
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| match results.next().expect("one result per user") {
+                Scripted::Keep(o) => Item::User(Incoming::Object(o)),
+                Scripted::Drop { id, locator } => Item::Dropped {
+                    anchor: id,
+                    locator,
+                },
+                Scripted::Failed { locator, reason } => Item::Failed { locator, reason },
+            })
+        })
+        .collect())
+}
+
 /// One entry from the plugin thread, to be staged on the database thread.
 enum Item {
     User(Incoming),
@@ -587,6 +630,11 @@ enum Item {
     Failed {
         locator: String,
         reason: String,
+    },
+    /// A user the mapping script dropped.
+    Dropped {
+        anchor: String,
+        locator: String,
     },
 }
 
@@ -662,6 +710,7 @@ impl Item {
             }
             Item::Removed { kind, anchor } => run.stage_removal(kind, &anchor),
             Item::Failed { locator, reason } => run.fail(&locator, &reason),
+            Item::Dropped { anchor, locator } => run.stage_dropped(&anchor, &locator),
         }
     }
 }

@@ -7,6 +7,7 @@ mod init;
 mod output;
 mod plugin;
 mod runs;
+mod script;
 mod sources;
 mod sync;
 mod users;
@@ -64,6 +65,9 @@ enum Command {
     /// Installed plugins.
     #[command(subcommand)]
     Plugin(plugin::Plugin),
+    /// Sandboxed Rhai scripts: check or try one.
+    #[command(subcommand)]
+    Script(script::Script),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(docs::Completions),
     /// Print the manual page (roff): `roster man > roster.1`.
@@ -105,6 +109,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Runs(c) => c.run(config),
         Command::Sources(c) => c.run(config),
         Command::Plugin(c) => c.run(config),
+        Command::Script(c) => c.run(config),
         Command::Completions(c) => c.run(Cli::command()),
         Command::Man(c) => c.run(Cli::command()),
     }

@@ -214,6 +214,38 @@ impl Run<'_> {
         Ok(found.optional()?)
     }
 
+    /// An entry a mapping script dropped: it is not synced, and the user its anchor is
+    /// linked to (if any) is not missing either; that user is left as it is.
+    pub fn stage_dropped(&mut self, anchor: &str, locator: &str) -> Result<()> {
+        let linked = self
+            .tx
+            .prepare_cached(
+                "SELECT u.id, u.active, u.source_id FROM links l JOIN users u ON u.id = l.user_id
+                 WHERE l.source_id = ?1 AND l.anchor = ?2",
+            )?
+            .query_row(params![self.source_id, anchor], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((id, active, source_id)) = linked else {
+            return Ok(());
+        };
+        if self.seen.users.insert(id) {
+            self.tx
+                .prepare_cached("INSERT INTO temp.seen(user_id, locator) VALUES (?1, ?2)")?
+                .execute(params![id, locator])?;
+            if source_id == Some(self.source_id) {
+                self.seen.own += 1;
+                self.seen.own_active += u64::from(active);
+            }
+        }
+        Ok(())
+    }
+
     /// An explicit removal (delta runs). `kind` is "user" or "group".
     pub fn stage_removal(&mut self, kind: &str, anchor: &str) -> Result<()> {
         self.tx.execute(
