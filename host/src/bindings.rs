@@ -25,12 +25,12 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
-pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};
-pub use mapper::exports::roster::plugin::mapping::MapResult;
 pub use self::roster::plugin::types::{
     Attribute, Batch, Entry, KeyType, ObjectKind, PluginError, PluginInfo, Row, RunMode,
     SourceObject,
 };
+pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};
+pub use mapper::exports::roster::plugin::mapping::MapResult;
 
 /// The `mapper` world: a mapping plugin (for example the script plugin with a mapping
 /// script). Its imports are linked by the same linker as a connector's.

@@ -10,8 +10,7 @@ use crate::config::{config_err, Config, OnScriptError, SourceConfig};
 use crate::mapping::Mapper;
 use crate::reconcile::UserRecord;
 use crate::runtime::{
-    Entry, Limits, MapResult, MappingPlugin, ObjectKind, RunMode, RunRequest, Runtime,
-    SourceObject,
+    Entry, Limits, MapResult, MappingPlugin, ObjectKind, RunMode, RunRequest, Runtime, SourceObject,
 };
 use crate::store::Store;
 use anyhow::{anyhow, Context, Result};
@@ -27,9 +26,15 @@ pub const PLUGIN: &str = "script";
 pub enum Scripted {
     Keep(SourceObject),
     /// Dropped: not synced, not missing.
-    Drop { id: String, locator: String },
+    Drop {
+        id: String,
+        locator: String,
+    },
     /// The script failed on this entry (with `on_script_error = "skip"`).
-    Failed { locator: String, reason: String },
+    Failed {
+        locator: String,
+        reason: String,
+    },
 }
 
 /// A source's mapping script, ready to map batches of users.
@@ -203,8 +208,12 @@ pub fn run(rt: &Runtime, opts: &RunOptions) -> Result<Vec<RunEntry>> {
     let opts_r = src
         .options(&[])
         .map_err(|e| config_err(format!("sources.{}: {e:#}", src.name)))?;
-    let mapper = Mapper::new(&src.map, opts_r.lowercase_usernames, b"roster script run".to_vec())
-        .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?;
+    let mapper = Mapper::new(
+        &src.map,
+        opts_r.lowercase_usernames,
+        b"roster script run".to_vec(),
+    )
+    .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?;
     let mut out = Vec::new();
     if let Some(input) = opts.input {
         let mut with_script = src.clone();

@@ -8,11 +8,11 @@ use crate::caps::http::HttpCtx;
 use crate::caps::ldap::{LdapCtx, LdapSettings};
 use crate::config::{config_err, resolve_string, Config, ConfigError, SourceConfig};
 use crate::mapping::Mapper;
-use crate::scripts::{MappingStage, Scripted};
 use crate::runtime::{
     Attribute, CallError, Entry, Limits, ObjectKind, Plugin, PluginInfo, Row, RunMode, RunRequest,
     Runtime, SourceObject,
 };
+use crate::scripts::{MappingStage, Scripted};
 use crate::store::{Counts, Outcome, PlanItem, Status, Store};
 use anyhow::{anyhow, Result};
 use serde::Serialize;

@@ -442,8 +442,7 @@ impl Plugin {
     }
 
     fn spooled(&mut self) -> Result<Option<Batch>, CallError> {
-        (self.store.data_mut().caps.emit.take())
-            .map_err(|e| CallError::Plugin(format!("{e:#}")))
+        (self.store.data_mut().caps.emit.take()).map_err(|e| CallError::Plugin(format!("{e:#}")))
     }
 
     pub fn finish(&mut self, session: &Session) -> Result<RunEnd, CallError> {

@@ -10,8 +10,9 @@ use std::rc::Rc;
 pub const MAPPING_OPERATIONS: u64 = 1_000_000;
 /// Operations a whole source run may take by default; the source's `timeout` applies too.
 pub const SOURCE_OPERATIONS: u64 = 1_000_000_000;
-/// Largest string a script may build, in bytes.
-pub const MAX_STRING: usize = 4 << 20;
+/// Largest string a script may build, in bytes; Rhai counts the strings inside an array or
+/// map together, so it also bounds a file read whole by read_lines or read_csv.
+pub const MAX_STRING: usize = 64 << 20;
 /// Largest array (for example the lines of a file).
 pub const MAX_ARRAY: usize = 1_000_000;
 /// Largest object map.

@@ -74,7 +74,15 @@ impl Mapper {
         let out: Dynamic = self
             .engine
             .call_fn_with_options(options, &mut self.scope, &self.ast, "map", (entry,))
-            .map_err(|e| engine::describe(&self.name, e))?;
+            .map_err(|e| {
+                // Rhai gives some errors (an empty endless loop) no position.
+                let m = engine::describe(&self.name, e);
+                if m.starts_with(&format!("{}: ", self.name)) {
+                    format!("{m} (in map)")
+                } else {
+                    m
+                }
+            })?;
         if out.is_unit() {
             return Ok(None);
         }
@@ -172,9 +180,11 @@ mod tests {
         for _ in 0..100 {
             assert!(m.map(attrs(&[("username", "x")])).unwrap().is_some());
         }
-        let mut m = mapper("fn map(e) {\n  loop { }\n}").unwrap();
+        let mut m = mapper("fn map(e) {\n  let n = 0;\n  loop { n += 1; }\n}").unwrap();
         let e = m.map(attrs(&[("username", "x")])).unwrap_err();
-        assert!(e.contains("too many operations"), "{e}");
+        // Rhai reports the operation limit inside a called function without a position.
+        assert!(e.starts_with("map.rhai: too many operations"), "{e}");
+        assert!(e.ends_with("(in map)"), "{e}");
     }
 
     #[test]
