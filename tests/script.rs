@@ -303,7 +303,7 @@ fn a_granted_origin_serves_json() {
     let sb = sandbox();
     sb.write_file(
         "hr.rhai",
-        &format!(
+        format!(
             "for u in http_get_json(\"http://127.0.0.1:{port}/api/users\") {{\n\
                emit_user(#{{ username: u.login, full_name: u.name }});\n}}"
         ),

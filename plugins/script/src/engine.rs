@@ -182,10 +182,10 @@ fn at(name: &str, pos: Position) -> String {
 
 /// A runtime error as `name:line:col: reason`, at the innermost position (inside the
 /// script function that failed), naming the functions it was called through.
-pub fn describe(name: &str, e: Box<EvalAltResult>) -> String {
+pub fn describe(name: &str, e: EvalAltResult) -> String {
     let mut calls = Vec::new();
     let mut outer = e.position();
-    let mut inner = *e;
+    let mut inner = e;
     while let EvalAltResult::ErrorInFunctionCall(f, _, nested, pos) = inner {
         calls.push(f);
         if !pos.is_none() {
@@ -260,7 +260,7 @@ pub mod tests {
         let ast = compile(&engine, "t.rhai", script)?;
         engine
             .eval_ast::<Dynamic>(&ast)
-            .map_err(|e| describe("t.rhai", e))
+            .map_err(|e| describe("t.rhai", *e))
     }
 
     #[test]
@@ -307,8 +307,10 @@ pub mod tests {
         host.urls
             .insert("https://hr/api".into(), (200, r#"[{"u": "x"}]"#.into()));
         host.urls.insert("https://hr/gone".into(), (404, "".into()));
-        let mut h2 = FakeHost::default();
-        h2.urls = host.urls.clone();
+        let h2 = FakeHost {
+            urls: host.urls.clone(),
+            ..Default::default()
+        };
         assert_eq!(
             eval(host, r#"http_get_json("https://hr/api")[0].u"#)
                 .unwrap()

@@ -58,7 +58,7 @@ impl Mapper {
         let mut scope = Scope::new();
         engine
             .run_ast_with_scope(&mut scope, &ast)
-            .map_err(|e| engine::describe(&s.name, e))?;
+            .map_err(|e| engine::describe(&s.name, *e))?;
         Ok(Mapper {
             engine,
             ast,
@@ -76,7 +76,7 @@ impl Mapper {
             .call_fn_with_options(options, &mut self.scope, &self.ast, "map", (entry,))
             .map_err(|e| {
                 // Rhai gives some errors (an empty endless loop) no position.
-                let m = engine::describe(&self.name, e);
+                let m = engine::describe(&self.name, *e);
                 if m.starts_with(&format!("{}: ", self.name)) {
                     format!("{m} (in map)")
                 } else {

@@ -113,7 +113,7 @@ pub fn run(
     let ast = engine::compile(&engine, name, text)?;
     engine
         .run_ast_with_scope(&mut Scope::new(), &ast)
-        .map_err(|e| engine::describe(name, e))?;
+        .map_err(|e| engine::describe(name, *e))?;
     drop(engine);
     let emitter = Rc::try_unwrap(emitter)
         .map_err(|_| "the script's engine is still in use".to_string())?
