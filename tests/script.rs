@@ -478,3 +478,53 @@ fn a_files_key_must_be_a_list() {
         "{m}"
     );
 }
+
+#[test]
+fn ldap_search_reads_the_source_s_connection() {
+    use common::slapd::{self, Slapd, PEOPLE, ROOT_DN, ROOT_PW, SUFFIX};
+    let mut ldif = format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n"
+    );
+    for (uid, cn, mail) in [
+        ("ann", "Ann Archer", "ann@example.test"),
+        ("ben", "Ben Baker", "ben@example.test"),
+        ("svc-print", "Print Service", "print@example.test"),
+    ] {
+        ldif.push('\n');
+        slapd::ldif_line(&mut ldif, "dn", &format!("uid={uid},{PEOPLE}"));
+        ldif.push_str("objectClass: inetOrgPerson\n");
+        slapd::ldif_line(&mut ldif, "uid", uid);
+        slapd::ldif_line(&mut ldif, "cn", cn);
+        slapd::ldif_line(&mut ldif, "sn", cn.split(' ').next_back().unwrap());
+        slapd::ldif_line(&mut ldif, "mail", mail);
+    }
+    let server = Slapd::start(&ldif);
+    let sb = sandbox();
+    sb.write_file(
+        "hr.rhai",
+        r#"for e in ldap_search("(&(objectClass=inetOrgPerson)(!(uid=svc-*)))", ["uid", "cn", "mail"]) {
+               emit_user(#{ id: e.dn, username: e.uid, full_name: e.cn, email: e.mail });
+           }"#,
+    );
+    sb.write_config(&config(&[script_source(
+        "",
+        &format!(
+            "url = \"{}\"\nbind_dn = \"{ROOT_DN}\"\npassword = \"{ROOT_PW}\"\nbase_dn = \"{SUFFIX}\"",
+            server.url
+        ),
+    )]));
+    let run = sb.sync_ok(&[]).only().clone();
+    assert_counts(&run, &[("created", 2), ("failed", 0)]);
+    assert_eq!(sorted(&["ann", "ben"]), {
+        let mut u = sb.users_by_name();
+        u.sort();
+        u
+    });
+    assert_eq!(sb.user("ben")["email"], "ben@example.test");
+    // Without a connection in the config, ldap_search is denied.
+    sb.write_config(&config(&[script_source("", "")]));
+    let s = sb.sync(&[]);
+    let m = s.only()["message"].as_str().unwrap_or_default().to_string();
+    assert!(m.contains("hr.rhai:1:") && m.contains("ldap"), "{m}");
+}
