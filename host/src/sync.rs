@@ -353,6 +353,33 @@ fn sync_source(
     let stage = &mut stage;
     let result = std::thread::scope(|scope| -> Result<Outcome> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(2);
+        // A mapping script runs on a thread of its own between the two, so reading,
+        // scripting and staging overlap.
+        let (tx, script) = match stage.as_mut() {
+            None => (tx, None),
+            Some(stage) => {
+                let (to_script, from_reader) = std::sync::mpsc::sync_channel::<Vec<Item>>(2);
+                let script = scope.spawn(move || -> Result<()> {
+                    let mut busy = std::time::Duration::ZERO;
+                    let mut users = 0u64;
+                    for items in from_reader {
+                        let t = std::time::Instant::now();
+                        users += items.iter().filter(|i| matches!(i, Item::User(_))).count() as u64;
+                        let items = scripted(stage, items)?;
+                        busy += t.elapsed();
+                        if tx.send(items).is_err() {
+                            anyhow::bail!("staging stopped");
+                        }
+                    }
+                    tracing::debug!(
+                        "mapping script busy {busy:?} for {users} users ({:.1} µs per user)",
+                        busy.as_secs_f64() * 1e6 / users.max(1) as f64
+                    );
+                    Ok(())
+                });
+                (to_script, Some(script))
+            }
+        };
         let reader = scope.spawn(move || -> Result<crate::runtime::RunEnd> {
             let session = plugin.open(&request)?;
             let mut busy = std::time::Duration::ZERO;
@@ -360,12 +387,9 @@ fn sync_source(
             while let Some(batch) = plugin.next_batch(&session)? {
                 busy += t.elapsed();
                 let columns: Arc<[String]> = batch.columns.into();
-                let mut items: Vec<Item> = (batch.entries.into_iter())
+                let items: Vec<Item> = (batch.entries.into_iter())
                     .map(|e| Item::from_entry(e, &columns))
                     .collect();
-                if let Some(stage) = stage.as_mut() {
-                    items = scripted(stage, items)?;
-                }
                 if tx.send(items).is_err() {
                     anyhow::bail!("staging stopped");
                 }
@@ -392,12 +416,18 @@ fn sync_source(
             tracing::debug!("staging thread busy {busy:?}");
             Ok(())
         })();
-        // On a staging error the reader stops at its next send.
+        // On a staging error the reader (and the script) stop at their next send.
         drop(rx);
         let end = reader
             .join()
             .map_err(|_| anyhow!("the plugin thread panicked"))?;
         staged?;
+        // A script error comes before the reader's "staging stopped" it caused.
+        if let Some(script) = script {
+            script
+                .join()
+                .map_err(|_| anyhow!("the mapping script thread panicked"))??;
+        }
         let mut end = end?;
         end.notices
             .extend(names.notices(mapper, &src.config, warn_unused));

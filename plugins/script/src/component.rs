@@ -366,14 +366,21 @@ impl MappingGuest for Component {
                 let e = "the mapping script was not initialised".to_string();
                 return objects.iter().map(|_| Err(e.clone())).collect();
             };
-            objects
-                .into_iter()
-                .map(|mut o| {
-                    let attrs = std::mem::take(&mut o.attributes)
+            let mut objects = objects;
+            let batch = objects
+                .iter_mut()
+                .map(|o| {
+                    std::mem::take(&mut o.attributes)
                         .into_iter()
                         .map(|a| (a.name, a.values))
-                        .collect();
-                    Ok(match m.map(attrs)? {
+                        .collect()
+                })
+                .collect();
+            objects
+                .into_iter()
+                .zip(m.map_batch(batch))
+                .map(|(mut o, r)| {
+                    Ok(match r? {
                         None => MapResult::Drop,
                         Some(attrs) => {
                             o.attributes = (attrs.into_iter())
@@ -387,3 +394,6 @@ impl MappingGuest for Component {
         })
     }
 }
+
+#[global_allocator]
+static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

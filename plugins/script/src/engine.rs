@@ -199,7 +199,7 @@ pub fn describe(name: &str, e: EvalAltResult) -> String {
     }
     let reason = match &inner {
         EvalAltResult::ErrorRuntime(v, _) if v.is_string() => v.to_string(),
-        EvalAltResult::ErrorTooManyOperations(_) => {
+        EvalAltResult::ErrorTooManyOperations(_) | EvalAltResult::ErrorTerminated(..) => {
             "too many operations: the script ran past its limit (script_max_operations); \
              an endless loop?"
                 .to_string()
