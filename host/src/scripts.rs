@@ -186,24 +186,21 @@ pub struct RunOptions<'a> {
 /// script over sample entries; the users it yields are mapped as a sync would map them.
 /// Nothing is written.
 pub fn run(rt: &Runtime, opts: &RunOptions) -> Result<Vec<RunEntry>> {
-    let script = opts.script.to_string_lossy().into_owned();
+    // Absolute, so it means the same file whichever directory grants resolve against.
+    let script_path = opts
+        .script
+        .canonicalize()
+        .map_err(|e| config_err(format!("cannot read {}: {e}", opts.script.display())))?;
+    let script = script_path.to_string_lossy().into_owned();
+    // Without a source, a bare one beside the script: default limits, nothing granted.
+    let bare;
     let (cfg, src) = match opts.source {
-        Some((cfg, name)) => (None, Some((cfg, cfg.source(name)?))),
+        Some((cfg, name)) => (cfg, cfg.source(name)?),
         None => {
-            let dir = opts.script.parent().unwrap_or(Path::new("."));
-            let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-            let text = if opts.input.is_some() {
-                format!("[sources.script]\nplugin = 'csv'\nmapping = {script:?}\n")
-            } else {
-                format!("[sources.script]\nplugin = 'script'\n[sources.script.config]\nscript = {script:?}\n")
-            };
-            (Some(Config::parse(&text, &dir)?), None)
+            let dir = script_path.parent().unwrap_or(Path::new("/"));
+            bare = Config::parse("[sources.script]\nplugin = 'script'\n", dir)?;
+            (&bare, &bare.sources[0])
         }
-    };
-    let (cfg, src) = match (&cfg, src) {
-        (Some(c), None) => (c, &c.sources[0]),
-        (_, Some(pair)) => pair,
-        (None, None) => unreachable!("one of them is set"),
     };
     let opts_r = src
         .options(&[])
@@ -217,7 +214,7 @@ pub fn run(rt: &Runtime, opts: &RunOptions) -> Result<Vec<RunEntry>> {
     let mut out = Vec::new();
     if let Some(input) = opts.input {
         let mut with_script = src.clone();
-        with_script.mapping = Some(opts.script.to_path_buf());
+        with_script.mapping = Some(script_path.clone());
         let mut stage =
             MappingStage::prepare(cfg, &with_script, rt)?.expect("a mapping script is set");
         let objects = read_input(input)?;
