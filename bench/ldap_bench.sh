@@ -6,7 +6,8 @@
 #
 # Loads USERS inetOrgPerson entries (and 100 groupOfNames, each user in one) into a throwaway
 # slapd on loopback, then measures with /usr/bin/time (wall seconds and peak RSS):
-#   (a) ldapsearch -E pr=1000/noprompt dumping the same entries and attributes: the fetch floor;
+#   (a) ldapsearch -E pr=1000/noprompt dumping the same users and groups with the same
+#       attributes as roster reads them: the fetch floor;
 #   (b) roster's initial sync into a fresh database;
 #   (c) roster's no-change resync (forced full: full_sync_every = "0s").
 # The storage floor (a2) for the same number of users is bench/csv_bench.sh's (a2) line:
@@ -85,11 +86,19 @@ for _ in $(seq 1 100); do
 done
 
 
-attrs="uid cn givenName sn mail employeeNumber entryUUID objectClass memberOf"
-echo "== (a) ldapsearch, paged (1000), the same entries and attributes"
-# shellcheck disable=SC2086
-run_timed ldapsearch ldapsearch -x -LLL -H "$url" -D "$rootdn" -w "$pw" -b "ou=people,$suffix" \
-    -E pr=1000/noprompt "(objectClass=inetOrgPerson)" $attrs
+# The reference reads what roster's openldap profile reads: the users with the profile's
+# attributes and the groups with their members, from the whole suffix, in pages of 1000.
+user_filter="(|(objectClass=inetOrgPerson)(objectClass=posixAccount))"
+user_attrs="entryUUID uid cn givenName sn displayName mail employeeNumber mobile telephoneNumber preferredLanguage departmentNumber title memberOf"
+group_filter="(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
+group_attrs="cn member uniqueMember memberUid entryUUID"
+cat > "$out/fetch.sh" <<SH
+set -eu
+ldapsearch -x -LLL -H "$url" -D "$rootdn" -w "$pw" -b "$suffix" -E pr=1000/noprompt "$group_filter" $group_attrs
+ldapsearch -x -LLL -H "$url" -D "$rootdn" -w "$pw" -b "$suffix" -E pr=1000/noprompt "$user_filter" $user_attrs
+SH
+echo "== (a) ldapsearch, paged (1000), the same entries and attributes as roster"
+run_timed ldapsearch bash "$out/fetch.sh"
 a_secs=$SECS
 echo "   ${a_secs}s, $(grep -c '^dn:' "$out/ldapsearch.out") entries"
 

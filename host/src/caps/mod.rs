@@ -7,6 +7,7 @@
 
 pub mod files;
 pub mod http;
+pub mod io;
 pub mod ldap;
 pub mod log;
 
