@@ -346,3 +346,5 @@ fn plugin_error(e: Error) -> PluginError {
         Error::BadData(m) => PluginError::BadData(m),
     }
 }
+
+guest_alloc::install!();
