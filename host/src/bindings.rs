@@ -18,12 +18,13 @@ wasmtime::component::bindgen!({
         "roster:plugin/files.file": crate::caps::files::OpenFile,
         "roster:plugin/ldap.connection": crate::caps::ldap::Connection,
         "roster:plugin/ldap.search": crate::caps::ldap::Search,
+        "roster:plugin/http.pending": crate::caps::http::Pending,
     },
     additional_derives: [serde::Serialize],
 });
 
-pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};
 pub use self::roster::plugin::types::{
     Attribute, Batch, Entry, KeyType, ObjectKind, PluginError, PluginInfo, Row, RunMode,
     SourceObject,
 };
+pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};

@@ -641,7 +641,7 @@ impl Host for LdapView<'_> {
         }
         // On the I/O thread, where ldap3 spawns the connection's driver.
         let s = settings.clone();
-        let ldap = super::io::spawn(async move { s.connect().await })
+        let ldap = super::io::run(async move { s.connect().await })
             .await
             .map_err(|e| LdapError::Other(format!("connecting: {e}")))??;
         let handle = self

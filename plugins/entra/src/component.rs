@@ -179,7 +179,8 @@ impl Guest for Component {
 
     fn test(config: String) -> Result<TestReport, PluginError> {
         let settings = Settings::from_json(&config).map_err(plugin_error)?;
-        let info = run::test(settings, Date::today(), &mut Host).map_err(plugin_error)?;
+        let info =
+            run::test(settings, Date::today(), &mut Host::default()).map_err(plugin_error)?;
         let columns = info.columns;
         Ok(TestReport {
             users: info.users,
@@ -218,12 +219,13 @@ impl Guest for Component {
             mode,
             request.cursor.as_deref(),
             Date::today(),
-            &mut Host,
+            &mut Host::default(),
         )
         .map_err(plugin_error)?;
         let columns = run.columns.clone();
         Ok(Session::new(EntraSession {
             run: RefCell::new(run),
+            host: RefCell::new(Host::default()),
             columns,
         }))
     }
@@ -231,6 +233,8 @@ impl Guest for Component {
 
 struct EntraSession {
     run: RefCell<Run>,
+    /// Holds the page asked for ahead between batches.
+    host: RefCell<Host>,
     columns: Vec<String>,
 }
 
@@ -239,7 +243,7 @@ impl GuestSession for EntraSession {
         let outs = self
             .run
             .borrow_mut()
-            .next(&mut Host)
+            .next(&mut *self.host.borrow_mut())
             .map_err(plugin_error)?;
         Ok(outs.map(|outs| Batch {
             columns: self.columns.clone(),
@@ -248,6 +252,7 @@ impl GuestSession for EntraSession {
     }
 
     fn finish(&self) -> Result<RunEnd, PluginError> {
+        self.host.borrow_mut().ahead = None;
         let end = self.run.borrow_mut().finish();
         Ok(RunEnd {
             mode: match end.mode {
@@ -306,21 +311,33 @@ fn entry(o: Out) -> Entry {
 }
 
 /// Requests through the host's `http` capability with the `graph` credential.
-struct Host;
+#[derive(Default)]
+struct Host {
+    /// A request sent ahead (`prefetch`) and its URL.
+    ahead: Option<(String, http::Pending)>,
+}
+
+fn request(url: &str, headers: &[(&str, &str)]) -> Request {
+    Request {
+        method: "GET".to_string(),
+        url: url.to_string(),
+        headers: (headers.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("Accept".to_string(), "application/json".to_string())])
+            .collect(),
+        body: None,
+        credential: Some(CREDENTIAL.to_string()),
+    }
+}
 
 impl Transport for Host {
     fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Result<Response, Error> {
-        let request = Request {
-            method: "GET".to_string(),
-            url: url.to_string(),
-            headers: (headers.iter())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .chain([("Accept".to_string(), "application/json".to_string())])
-                .collect(),
-            body: None,
-            credential: Some(CREDENTIAL.to_string()),
+        // A request sent ahead for another URL is dropped, which cancels it.
+        let answer = match self.ahead.take() {
+            Some((ahead, pending)) if ahead == url => pending.finish(),
+            _ => http::send(&request(url, headers)),
         };
-        match http::send(&request) {
+        match answer {
             Ok(r) => Ok(Response {
                 status: r.status,
                 body: r.body,
@@ -335,6 +352,14 @@ impl Transport for Host {
                 Err(Error::Unavailable(m))
             }
         }
+    }
+
+    fn prefetch(&mut self, url: &str, headers: &[(&str, &str)]) {
+        // Best effort: a request the host will not start now is sent again by `get`, which
+        // reports why.
+        self.ahead = http::start(&request(url, headers))
+            .ok()
+            .map(|p| (url.to_string(), p));
     }
 }
 

@@ -33,6 +33,9 @@
 //!   `api` (a bearer token from the secret key `api_token`; `api_url`, a url key, grants the
 //!   origin); one user `http` with `status` and `body` (the first 100 bytes). A host error is
 //!   `unavailable("http: <kind>: <message>")`.
+//! - `http-start`: sends `count` requests `GET path` in the background (`http.start`), holds
+//!   them all, then finishes each: one user `httpN` per request with its `status`. A host
+//!   error is as in `http-get`.
 //!
 //! `test` does what a run does and counts the users.
 
@@ -79,6 +82,7 @@ enum Mode {
     Panic,
     LdapSearch,
     HttpGet,
+    HttpStart,
 }
 
 struct Config {
@@ -110,6 +114,7 @@ fn parse_config(json: &str) -> Result<Config, PluginError> {
         Some("panic") => Mode::Panic,
         Some("ldap-search") => Mode::LdapSearch,
         Some("http-get") => Mode::HttpGet,
+        Some("http-start") => Mode::HttpStart,
         Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
     };
     let count = match value.get("count") {
@@ -403,25 +408,45 @@ fn ldap_page(state: &mut State) -> Result<Option<Batch>, PluginError> {
     Ok(Some(objects(users)))
 }
 
-fn http_get(url: &str) -> Result<Vec<Entry>, PluginError> {
-    let r = http::send(&http::Request {
+fn get(url: &str) -> http::Request {
+    http::Request {
         method: "GET".into(),
         url: url.into(),
         headers: Vec::new(),
         body: None,
         credential: Some("api".into()),
-    })
-    .map_err(|e| {
-        let (kind, m) = match e {
-            HttpError::Denied(m) => ("denied", m),
-            HttpError::Timeout(m) => ("timeout", m),
-            HttpError::TooLarge(m) => ("too-large", m),
-            HttpError::Unavailable(m) => ("unavailable", m),
-            HttpError::Authentication(m) => ("authentication", m),
-            HttpError::Other(m) => ("other", m),
-        };
-        PluginError::Unavailable(format!("http: {kind}: {m}"))
-    })?;
+    }
+}
+
+fn http_error(e: HttpError) -> PluginError {
+    let (kind, m) = match e {
+        HttpError::Denied(m) => ("denied", m),
+        HttpError::Timeout(m) => ("timeout", m),
+        HttpError::TooLarge(m) => ("too-large", m),
+        HttpError::Unavailable(m) => ("unavailable", m),
+        HttpError::Authentication(m) => ("authentication", m),
+        HttpError::Other(m) => ("other", m),
+    };
+    PluginError::Unavailable(format!("http: {kind}: {m}"))
+}
+
+fn http_start(url: &str, count: u64) -> Result<Vec<Entry>, PluginError> {
+    let pending = (0..count)
+        .map(|_| http::start(&get(url)).map_err(http_error))
+        .collect::<Result<Vec<_>, _>>()?;
+    (pending.iter().enumerate())
+        .map(|(i, p)| {
+            let r = p.finish().map_err(http_error)?;
+            Ok(user(
+                &format!("http{i}"),
+                vec![("status", vec![r.status.to_string()])],
+            ))
+        })
+        .collect()
+}
+
+fn http_get(url: &str) -> Result<Vec<Entry>, PluginError> {
+    let r = http::send(&get(url)).map_err(http_error)?;
     let body = String::from_utf8_lossy(&r.body[..r.body.len().min(100)]).into_owned();
     Ok(vec![user(
         "http",
@@ -648,6 +673,10 @@ impl GuestSession for HostileSession {
             Mode::LdapSearch => ldap_page(&mut state),
             Mode::HttpGet if first => http_get(&state.config.path).map(|e| Some(objects(e))),
             Mode::HttpGet => Ok(None),
+            Mode::HttpStart if first => {
+                http_start(&state.config.path, state.config.count).map(|e| Some(objects(e)))
+            }
+            Mode::HttpStart => Ok(None),
         }
     }
 
