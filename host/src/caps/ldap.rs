@@ -28,6 +28,10 @@ pub const MAX_CONNECTIONS: usize = 4;
 pub const MAX_SEARCHES: usize = 16;
 /// Page size when the plugin asks for 0; AD's default MaxPageSize.
 const DEFAULT_PAGE: u32 = 1000;
+/// A page handed to the plugin ends early once its values pass this size: a page of
+/// groups with thousands of members each would otherwise be hundreds of MB, in the host
+/// and again in the plugin's memory (which never shrinks).
+const PAGE_BYTES: usize = 4 << 20;
 /// AD's Show Deleted control.
 const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
 
@@ -509,6 +513,7 @@ impl Pager {
     /// Up to one page of entries; `None` once every base is done.
     async fn next_page(&mut self) -> Result<Option<Vec<LdapEntry>>, LdapError> {
         let mut page = Vec::new();
+        let mut bytes = 0;
         loop {
             if self.stream.is_none() {
                 match self.pending.pop_front() {
@@ -526,10 +531,11 @@ impl Pager {
                         if !self.tombstones_in_scope
                             || last_parent_allowed(&entry, &self.settings.bases)
                         {
+                            bytes += size(&entry);
                             page.push(entry);
                         }
                     }
-                    if page.len() >= self.page as usize {
+                    if page.len() >= self.page as usize || bytes >= PAGE_BYTES {
                         return Ok(Some(page));
                     }
                 }
@@ -610,6 +616,16 @@ fn raw_entry(re: ResultEntry) -> Option<LdapEntry> {
         attributes.push(LdapAttribute { name, values });
     }
     Some(LdapEntry { dn, attributes })
+}
+
+/// About what an entry takes in memory: its bytes, and a word or two per value.
+fn size(e: &LdapEntry) -> usize {
+    let values = |a: &LdapAttribute| a.values.iter().map(|v| v.len() + 16).sum::<usize>();
+    e.dn.len()
+        + e.attributes
+            .iter()
+            .map(|a| a.name.len() + values(a))
+            .sum::<usize>()
 }
 
 /// Whether a tombstone's `lastKnownParent` is at or below one of the bases.

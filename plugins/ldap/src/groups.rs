@@ -22,8 +22,9 @@ pub struct Group {
     facts: u128,
 }
 
-/// A member DN (`d` + normalised DN) or memberUid (`u` + lowercased uid) as a lookup key.
-type Key = u128;
+/// A member DN (`d` + normalised DN) or memberUid (`u` + lowercased uid) as a lookup key:
+/// 128 bits, as two words so that a `(Key, u32)` takes 24 bytes, not 32.
+type Key = [u64; 2];
 
 /// Keyed SipHash, twice, for 128-bit [`Key`]s: keyed at random per run, so no one can
 /// craft names whose keys collide.
@@ -38,7 +39,7 @@ impl Keys {
             h.write(name.as_bytes());
             h.finish()
         };
-        (u128::from(half(&self.0)) << 64) | u128::from(half(&self.1))
+        [half(&self.0), half(&self.1)]
     }
 }
 
