@@ -22,8 +22,8 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize],
 });
 
-pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};
 pub use self::roster::plugin::types::{
     Attribute, Batch, Entry, KeyType, ObjectKind, PluginError, PluginInfo, Row, RunMode,
     SourceObject,
 };
+pub use exports::roster::plugin::connector::{RunEnd, RunRequest, TestReport};

@@ -15,6 +15,7 @@ pub mod model;
 pub mod plugins;
 pub mod reconcile;
 pub mod runtime;
+pub mod scaffold;
 pub mod sources;
 pub mod store;
 pub mod sync;

@@ -25,10 +25,30 @@ pub enum Plugin {
     Remove {
         name: String,
     },
+    /// Write a ready-to-build connector project from a template.
+    New {
+        /// The plugin's name: a-z, 0-9 and -, starting with a letter.
+        name: String,
+        #[arg(long, value_parser = ["rust", "python", "js"])]
+        lang: String,
+        /// Where to write it (default: ./NAME). Must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 impl Plugin {
     pub fn run(self, config: &Path) -> Result<i32> {
+        if let Plugin::New { name, lang, dir } = self {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let files = roster::scaffold::new(&name, &lang, &dir)?;
+            println!("wrote {} files into {}", files.len(), dir.display());
+            println!(
+                "next: see {} for the build and test commands",
+                dir.join("README.md").display()
+            );
+            return Ok(0);
+        }
         let cfg = Config::load(config)?;
         let store = Store::open(&cfg.database)?;
         match self {
@@ -77,6 +97,7 @@ impl Plugin {
                     }
                 }
             }
+            Plugin::New { .. } => unreachable!("handled above"),
             Plugin::Remove { name } => {
                 if !plugins::remove(&store, &cfg.database, &name)? {
                     eprintln!("error: no installed plugin {name}");
