@@ -492,7 +492,9 @@ impl Host for HttpCtx {
     async fn send(&mut self, request: Request) -> Result<Response, HttpError> {
         if self.origins.is_empty() {
             return Err(HttpError::Denied(
-                "the http capability is not granted to this source".into(),
+                "the http capability is not granted to this source (the plugin must declare \
+                 it, and a url key grant an origin)"
+                    .into(),
             ));
         }
         let url = self
