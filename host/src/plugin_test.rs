@@ -341,9 +341,14 @@ fn object(
         ObjectKind::Group => ("group", &mut seen.groups),
     };
     if let Some(first) = ids.insert(obj.id.clone(), locator.clone()) {
+        let at = if first == obj.id && locator == obj.id {
+            String::new()
+        } else {
+            format!(" ({first}, {locator})")
+        };
         broken.push(Violation {
             rule: "unique-ids",
-            detail: format!("{kind} id {:?} appears twice ({first}, {locator})", obj.id),
+            detail: format!("{kind} id {:?} appears twice{at}", obj.id),
         });
     }
     let what = format!("{kind} {locator}");

@@ -55,7 +55,7 @@ fn message(e: FileError) -> String {
 /// A file the admin must fix is a config error; an I/O failure may pass.
 fn error(path: &str, e: FileError) -> Error {
     match e {
-        FileError::Denied(m) => Error::config(format!("{path}: denied: {m}")),
+        FileError::Denied(m) => Error::config(format!("denied: {m}")),
         FileError::NotFound(_) => Error::config(format!("{path}: not found")),
         FileError::Io(m) => Error::unavailable(format!("{path}: {m}")),
     }
