@@ -97,9 +97,19 @@ pub struct RunReport {
     pub error: Option<String>,
 }
 
+/// How long the plugin took to start, in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Startup {
+    /// Compiling the component, or loading it from the compile cache.
+    pub load_ms: f64,
+    /// Instantiating it and its first `info` call.
+    pub first_info_ms: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub plugin: PluginSummary,
+    pub startup: Startup,
     /// Why the source config does not validate against the plugin's keys.
     pub config_error: Option<String>,
     pub runs: Vec<RunReport>,
@@ -125,8 +135,18 @@ pub fn test(
     limit: usize,
 ) -> Result<Report> {
     let bytes = crate::plugins::resolve(&src.plugin, store, &cfg.database, &cfg.dir)?;
-    let info = crate::plugins::inspect(rt, &bytes, &cfg.dir)?;
+    let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let t = std::time::Instant::now();
+    let component = rt.load(&bytes)?;
+    let load_ms = ms(t);
+    let t = std::time::Instant::now();
+    let info = crate::plugins::inspect_loaded(rt, &component, &cfg.dir)?;
+    let startup = Startup {
+        load_ms,
+        first_info_ms: ms(t),
+    };
     let mut report = Report {
+        startup,
         plugin: PluginSummary {
             name: info.name.clone(),
             version: info.version.clone(),

@@ -75,12 +75,20 @@ pub fn resolve(
 
 /// Loads a component and asks it to describe itself. File grants resolve against `dir`.
 pub fn inspect(rt: &Runtime, bytes: &[u8], dir: &Path) -> Result<PluginInfo> {
-    let component = rt.load(bytes)?;
+    inspect_loaded(rt, &rt.load(bytes)?, dir)
+}
+
+/// [`inspect`] of a component already loaded.
+pub fn inspect_loaded(
+    rt: &Runtime,
+    component: &wasmtime::component::Component,
+    dir: &Path,
+) -> Result<PluginInfo> {
     let limits = Limits {
         timeout: std::time::Duration::from_secs(10),
         memory: 256 << 20,
     };
-    let mut plugin = rt.instantiate(&component, "inspect", limits, Grants::new(dir))?;
+    let mut plugin = rt.instantiate(component, "inspect", limits, Grants::new(dir))?;
     Ok(plugin.info()?)
 }
 

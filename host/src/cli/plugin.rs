@@ -328,6 +328,10 @@ fn print_report(r: &Report) -> Result<()> {
     let p = &r.plugin;
     println!("{}", clean(&format!("plugin  {} {}", p.name, p.version)));
     println!("sha256  {}", p.sha256);
+    println!(
+        "start   {:.1} ms to load (compile or cache), {:.1} ms to instantiate and call info",
+        r.startup.load_ms, r.startup.first_info_ms
+    );
     println!("{}", clean_text(&p.description));
     println!("capabilities:");
     for (c, reason) in &p.capabilities {

@@ -3,7 +3,7 @@
 //! rest of the `roster:plugin` contract: the session resource, batching into rows, the
 //! cursor, typed errors and `info`.
 //!
-//! ```ignore
+//! ```no_run
 //! use roster_plugin::prelude::*;
 //!
 //! struct Staff;
