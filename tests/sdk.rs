@@ -131,15 +131,15 @@ fn a_generated_rust_connector_builds_offline_passes_plugin_test_and_syncs() {
     );
 
     // Installed and synced like any connector.
-    sb.write_file(
-        "people.txt",
-        std::fs::read(project.join("example/people.txt")).unwrap(),
-    );
+    let mut people = std::fs::read_to_string(project.join("example/people.txt")).unwrap();
+    people.push_str("1004; dave\n");
+    sb.write_file("people.txt", people);
     sb.write_config(
         "[sources.people]\nplugin = \"acme-people\"\n[sources.people.config]\npath = \"people.txt\"\n",
     );
     sb.roster_ok(&["plugin", "install", wasm, "--yes"]);
-    sb.sync_ok(&[]);
+    let s = sb.sync_ok(&[]);
+    assert_counts(s.only(), &[("created", 3), ("failed", 1)]);
     assert_eq!(usernames(&sb.users()), ["alice", "bob", "carol"]);
     assert_eq!(sb.user("alice")["full_name"], "Alice Liddell");
 }

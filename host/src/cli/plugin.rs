@@ -233,7 +233,10 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
         return Ok(true);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("not installed: stdin is not a terminal, so nobody can confirm; review the above and pass --yes");
+        bail!(
+            "nothing changed: stdin is not a terminal, so nobody can confirm; review the \
+             above and pass --yes"
+        );
     }
     print!("\n{question} [y/N] ");
     std::io::stdout().flush()?;
@@ -242,7 +245,7 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
     if matches!(answer.trim(), "y" | "Y" | "yes") {
         Ok(true)
     } else {
-        eprintln!("not installed");
+        eprintln!("nothing changed");
         Ok(false)
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! impl Connector for Staff {
 //!     fn info() -> Info {
-//!         Info::new("staff", env!("CARGO_PKG_VERSION"), "People from staff.txt")
+//!         roster_plugin::info!("People from staff.txt")
 //!             .key(Key::file("path", "One `username:Full Name` a line").required())
 //!             .capability("files", "reads the file at `path`")
 //!     }
@@ -92,6 +92,18 @@ pub struct TestReport {
     /// One user the host maps and shows.
     pub sample: Option<User>,
     pub messages: Vec<String>,
+}
+
+/// An [`Info`] with the crate's own name and version (Cargo.toml), and this description.
+#[macro_export]
+macro_rules! info {
+    ($description:expr) => {
+        $crate::Info::new(
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
+            $description,
+        )
+    };
 }
 
 /// Exports a [`Connector`] as the component's `roster:plugin/connector`.
