@@ -413,3 +413,127 @@ fn a_component_of_an_unknown_contract_version_is_refused_at_install_and_at_run()
     assert_eq!(code(&out), 1);
     assert!(both(&stderr(&out)), "{}", describe(&out));
 }
+
+#[test]
+fn the_sdk_helpers_read_granted_files_http_with_a_credential_and_paged_ldap() {
+    use common::slapd::{self, Slapd};
+    let server = Slapd::start(&slapd::directory_ldif());
+    // An API that wants the bearer token the host holds.
+    let api = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let api_url = format!("http://{}", api.server_addr().to_ip().unwrap());
+    std::thread::spawn(move || {
+        for req in api.incoming_requests() {
+            let authorised = (req.headers().iter())
+                .any(|h| h.field.equiv("Authorization") && h.value == "Bearer tok-123");
+            let (status, body) = match (authorised, req.url()) {
+                (true, "/people") => (
+                    200,
+                    r#"[{"id":"p1","name":"Pat One"},{"id":"p2","name":"Sam Two"}]"#,
+                ),
+                (true, _) => (404, "{}"),
+                (false, _) => (401, "{}"),
+            };
+            req.respond(tiny_http::Response::from_string(body).with_status_code(status))
+                .ok();
+        }
+    });
+    let sb = Sandbox::new();
+    // Over the host's 1 MiB read cap, so the reader takes several reads.
+    let long = "x".repeat(300_000);
+    let lines: Vec<String> = (0..5).map(|i| format!("line{i}:{long}")).collect();
+    sb.write_file("lines.txt", lines.join("\n") + "\n");
+    let wasm = toml_str(sdk_probe_wasm().to_str().unwrap());
+    let source = |name: &str, config: &str| {
+        format!("[sources.{name}]\nplugin = {wasm}\n[sources.{name}.config]\n{config}\n")
+    };
+    sb.write_config(
+        &[
+            source(
+                "f",
+                "mode = \"files\"\npath = \"lines.txt\"\n[sources.f.map]\nnotes = \"%length%\"",
+            ),
+            source(
+                "h",
+                &format!("mode = \"http\"\napi_url = \"{api_url}\"\napi_token = \"tok-123\""),
+            ),
+            source(
+                "l",
+                &format!(
+                    "mode = \"ldap\"\ncount = 2\nurl = [\"{}\"]\nbind_dn = \"{}\"\npassword = \"{}\"\n\
+                     base_dn = [\"{}\"]",
+                    server.url,
+                    slapd::ROOT_DN,
+                    slapd::ROOT_PW,
+                    slapd::SUFFIX
+                ),
+            ),
+        ]
+        .concat(),
+    );
+    let s = sb.sync_ok(&[]);
+    assert_counts(s.run("f"), &[("created", 5), ("failed", 0)]);
+    let users = sb.users();
+    assert!(find_user(&users, "line4").is_some(), "{users:?}");
+    let line4 = sb.json(&["users", "show", "line4", "--json"]);
+    assert_eq!(line4["notes"], "300006");
+    assert_eq!(sb.user("p1")["full_name"], "Pat One");
+    assert_eq!(sb.user("p2")["full_name"], "Sam Two");
+    // Every inetOrgPerson, page by page; those without a uid have no username.
+    let people = slapd::people();
+    let uids: Vec<&str> = people.iter().filter_map(|p| p.uid.as_deref()).collect();
+    let without = (people.len() - uids.len()) as u64;
+    assert_counts(
+        s.run("l"),
+        &[("created", uids.len() as u64), ("failed", without)],
+    );
+    assert_eq!(sb.user(uids[0])["source"], "l");
+
+    // A wrong token: the API's 401 is an authentication error that fails the run.
+    sb.write_config(&source(
+        "h",
+        &format!("mode = \"http\"\napi_url = \"{api_url}\"\napi_token = \"wrong\""),
+    ));
+    let s = sb.sync(&["h"]);
+    let message = s.only()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("authentication failed") && message.contains("HTTP 401"),
+        "{message}"
+    );
+    assert!(!message.contains("wrong"), "{message}");
+}
+
+#[test]
+fn an_sdk_delta_run_returns_its_cursor_and_removals() {
+    let sb = Sandbox::new();
+    let wasm = sdk_probe_wasm();
+    let (rc, report) = plugin_test(
+        &sb,
+        sb.root(),
+        &[wasm.to_str().unwrap(), "--set", "mode=delta"],
+    );
+    assert_eq!(rc, 0, "{report:#}");
+    let (full, delta) = (&report["runs"][0], &report["runs"][1]);
+    assert_eq!(
+        (full["mode"].as_str(), full["cursor"].as_str()),
+        (Some("full"), Some("v1"))
+    );
+    assert_eq!(full["users"], 2);
+    assert_eq!(
+        (delta["mode"].as_str(), delta["cursor"].as_str()),
+        (Some("delta"), Some("v2"))
+    );
+    assert_eq!(
+        (delta["users"].as_u64(), delta["removed"].as_u64()),
+        (Some(0), Some(1))
+    );
+
+    sb.write_config(&format!(
+        "[sources.d]\nplugin = {}\n[sources.d.config]\nmode = \"delta\"\n",
+        toml_str(wasm.to_str().unwrap())
+    ));
+    sb.sync_ok(&[]);
+    assert_eq!(usernames(&sb.active_users()), ["a", "b"]);
+    let s = sb.sync_ok(&[]);
+    assert_eq!(s.only()["mode"], "delta");
+    assert_eq!(usernames(&sb.active_users()), ["a"]);
+}

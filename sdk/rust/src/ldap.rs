@@ -4,13 +4,16 @@
 use crate::bindings::roster::plugin::ldap::{self as wit, LdapError};
 pub use crate::bindings::roster::plugin::ldap::{LdapAttribute, LdapEntry as Entry, Scope};
 use crate::Error;
+use std::rc::Rc;
 
-/// A bound connection.
-pub struct Connection(wit::Connection);
+/// A bound connection. Searches keep it open while they are read.
+pub struct Connection(Rc<wit::Connection>);
 
 /// Connects and binds with the source's configured connection.
 pub fn connect() -> Result<Connection, Error> {
-    wit::connect().map(Connection).map_err(error)
+    wit::connect()
+        .map(|c| Connection(Rc::new(c)))
+        .map_err(error)
 }
 
 /// A search being built: subtree under every configured base DN by default.
@@ -64,6 +67,7 @@ impl Connection {
         Ok(Entries {
             pages: Some(pages),
             page: Vec::new().into_iter(),
+            _connection: self.0.clone(),
         })
     }
 }
@@ -72,6 +76,8 @@ impl Connection {
 pub struct Entries {
     pages: Option<wit::Search>,
     page: std::vec::IntoIter<Entry>,
+    /// Dropping the last handle unbinds: the search needs the connection.
+    _connection: Rc<wit::Connection>,
 }
 
 impl Iterator for Entries {
