@@ -57,15 +57,17 @@ fn embed_sdk(repo: &std::path::Path, out: &std::path::Path) {
     println!("cargo:rerun-if-changed={}", sdk.join("rust").display());
     let mut src = String::new();
     let mut list = |name: &str, dir: &std::path::Path, skip: &[&str]| {
-        src.push_str(&format!("pub const {name}: &[(&str, &[u8])] = &[\n"));
+        src.push_str(&format!("pub const {name}: &[(&str, &[u8], bool)] = &[\n"));
         let mut files = Vec::new();
         walk(dir, dir, skip, &mut files);
         files.sort();
         for (rel, abs) in files {
             println!("cargo:rerun-if-changed={}", abs.display());
+            // Executable files (a build script) stay executable in generated projects.
+            let exec = executable(&abs);
+            let abs = abs.display().to_string();
             src.push_str(&format!(
-                "    ({rel:?}, include_bytes!({:?})),\n",
-                abs.display().to_string()
+                "    ({rel:?}, include_bytes!({abs:?}), {exec}),\n"
             ));
         }
         src.push_str("];\n");
@@ -82,6 +84,17 @@ fn embed_sdk(repo: &std::path::Path, out: &std::path::Path) {
     );
     list("WIT", &repo.join("wit"), &[]);
     std::fs::write(out.join("sdk.rs"), src).unwrap();
+}
+
+#[cfg(unix)]
+fn executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn executable(_: &std::path::Path) -> bool {
+    false
 }
 
 /// Every file under `dir` as (path relative to `root` with `/`, absolute path); a missing

@@ -265,6 +265,63 @@ fn install_shows_a_review_and_needs_yes_off_a_terminal() {
     assert!(stdout(&sb.roster_ok(&["plugin", "list"])).contains(&sha[..16]));
 }
 
+/// Runs roster on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn on_terminal(sb: &Sandbox, args: &[&str], answer: &str) -> std::process::Output {
+    use std::io::Write;
+    let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    let line: Vec<String> = std::iter::once(roster_bin())
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect();
+    let mut child = sb
+        .command()
+        .get_envs()
+        .fold(Command::new("script"), |mut c, (k, v)| {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+            c
+        })
+        .current_dir(sb.root())
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` (Debian: bsdutils) runs roster on a terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn on_a_terminal_install_asks_and_only_yes_installs() {
+    let sb = Sandbox::new();
+    sb.write_config("");
+    let wasm = undeclared_wasm();
+    let wasm = wasm.to_str().unwrap();
+    let out = on_terminal(&sb, &["plugin", "install", wasm], "n\n");
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(text.contains("install it? [y/N]"), "{text}");
+    assert!(text.contains("nothing changed"), "{text}");
+    assert!(!stdout(&sb.roster_ok(&["plugin", "list"])).contains("undeclared"));
+
+    let out = on_terminal(&sb, &["plugin", "install", wasm], "y\n");
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("installed undeclared"),
+        "{}",
+        describe(&out)
+    );
+    assert!(stdout(&sb.roster_ok(&["plugin", "list"])).contains("undeclared"));
+}
+
 fn plugins_sha(path: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))

@@ -10,7 +10,10 @@ include!(concat!(env!("OUT_DIR"), "/sdk.rs"));
 /// Languages with a template.
 pub const LANGS: &[&str] = &["rust", "python", "js"];
 
-fn template(lang: &str) -> Result<&'static [(&'static str, &'static [u8])]> {
+/// A template's files: path, contents, executable.
+type Files = &'static [(&'static str, &'static [u8], bool)];
+
+fn template(lang: &str) -> Result<Files> {
     let files = match lang {
         "rust" => TEMPLATE_RUST,
         "python" => TEMPLATE_PYTHON,
@@ -54,7 +57,7 @@ pub fn new(name: &str, lang: &str, dir: &Path) -> Result<Vec<PathBuf>> {
             .replace("{{name_snake}}", &snake)
     };
     let mut written = Vec::new();
-    let mut write = |rel: String, bytes: &[u8]| -> Result<()> {
+    let mut write = |rel: String, bytes: &[u8], exec: bool| -> Result<()> {
         let path = dir.join(&rel);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         let bytes = match std::str::from_utf8(bytes) {
@@ -62,26 +65,31 @@ pub fn new(name: &str, lang: &str, dir: &Path) -> Result<Vec<PathBuf>> {
             Err(_) => bytes.to_vec(),
         };
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        #[cfg(unix)]
+        if exec {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
         written.push(PathBuf::from(rel));
         Ok(())
     };
-    for (rel, bytes) in files {
-        write(fill(rel), bytes)?;
+    for (rel, bytes, exec) in files {
+        write(fill(rel), bytes, *exec)?;
     }
-    for (rel, bytes) in WIT {
-        write(format!("wit/{rel}"), bytes)?;
+    for (rel, bytes, _) in WIT {
+        write(format!("wit/{rel}"), bytes, false)?;
     }
     if lang == "rust" {
-        for (rel, bytes) in SDK_RUST {
+        for (rel, bytes, _) in SDK_RUST {
             let bytes = if *rel == "Cargo.toml" {
                 vendored_manifest(bytes)?
             } else {
                 bytes.to_vec()
             };
-            write(format!("roster-plugin/{rel}"), &bytes)?;
+            write(format!("roster-plugin/{rel}"), &bytes, false)?;
         }
-        for (rel, bytes) in WIT {
-            write(format!("roster-plugin/wit/{rel}"), bytes)?;
+        for (rel, bytes, _) in WIT {
+            write(format!("roster-plugin/wit/{rel}"), bytes, false)?;
         }
     }
     Ok(written)
