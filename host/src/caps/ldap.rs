@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 /// Connections one plugin may hold at once.
@@ -407,8 +408,23 @@ pub struct Connection {
 
 type Stream = SearchStream<'static, String, Vec<String>>;
 
-/// A paged search over one or more bases, read one page per call.
+/// What the reading task hands over: a page, the end of the search, or why it failed.
+type Page = Result<Option<Vec<LdapEntry>>, LdapError>;
+
+/// A paged search over one or more bases, read one page per call. A task on the I/O thread
+/// reads ahead (at most [`READ_AHEAD`] pages), so the server's next page is on its way while
+/// the plugin works on this one.
 pub struct Search {
+    pages: mpsc::Receiver<Page>,
+    /// How the search ended, once it has: later calls answer the same.
+    ended: Option<Result<(), LdapError>>,
+}
+
+/// Pages read ahead of the plugin.
+const READ_AHEAD: usize = 2;
+
+/// The reading side of a [`Search`].
+struct Pager {
     ldap: ldap3::Ldap,
     settings: Arc<LdapSettings>,
     stream: Option<Stream>,
@@ -425,6 +441,47 @@ pub struct Search {
 }
 
 impl Search {
+    async fn next_page(&mut self) -> Page {
+        if let Some(ended) = &self.ended {
+            return ended.clone().map(|()| None);
+        }
+        let page = self.pages.recv().await.unwrap_or_else(|| {
+            Err(LdapError::Other(
+                "the LDAP search stopped without an end (the host's reader failed)".into(),
+            ))
+        });
+        match &page {
+            Ok(Some(_)) => {}
+            Ok(None) => self.ended = Some(Ok(())),
+            Err(e) => self.ended = Some(Err(e.clone())),
+        }
+        page
+    }
+}
+
+impl Pager {
+    /// Reads pages into `out` until the search ends, fails, or nobody reads any more.
+    async fn run(mut self, out: mpsc::Sender<Page>) {
+        loop {
+            let page = tokio::select! {
+                _ = out.closed() => None,
+                page = self.next_page() => Some(page),
+            };
+            let Some(page) = page else {
+                // The plugin dropped the search: tell the server to stop sending pages.
+                if let Some(stream) = self.stream.as_mut() {
+                    let id = stream.ldap_handle().last_id();
+                    self.ldap.abandon(id).await.ok();
+                }
+                return;
+            };
+            let last = !matches!(page, Ok(Some(_)));
+            if out.send(page).await.is_err() || last {
+                return;
+            }
+        }
+    }
+
     async fn start(&mut self) -> Result<(), LdapError> {
         let adapters: Vec<Box<dyn Adapter<'static, String, Vec<String>>>> = vec![
             Box::new(EntriesOnly::new()),
@@ -586,7 +643,11 @@ impl Host for LdapView<'_> {
                  limit"
             )));
         }
-        let ldap = settings.connect().await?;
+        // On the I/O thread, where ldap3 spawns the connection's driver.
+        let s = settings.clone();
+        let ldap = super::io::run(async move { s.connect().await })
+            .await
+            .map_err(|e| LdapError::Other(format!("connecting: {e}")))??;
         let handle = self
             .table
             .push(Connection { ldap, settings })
@@ -636,7 +697,7 @@ impl HostConnection for LdapView<'_> {
             None => (conn.settings.bases.list(), false),
         };
         let mut pending: VecDeque<String> = bases.into();
-        let mut search = Search {
+        let mut pager = Pager {
             ldap: conn.ldap.clone(),
             settings: conn.settings.clone(),
             stream: None,
@@ -654,10 +715,12 @@ impl HostConnection for LdapView<'_> {
             tombstones_in_scope,
         };
         // Started here so a wrong base or filter fails at the call that named it.
-        search.start().await?;
+        pager.start().await?;
+        let (tx, pages) = mpsc::channel(READ_AHEAD);
+        super::io::spawn(pager.run(tx));
         let handle = self
             .table
-            .push(search)
+            .push(Search { pages, ended: None })
             .map_err(|e| LdapError::Other(e.to_string()))?;
         self.ctx.searches += 1;
         Ok(handle)
@@ -721,13 +784,9 @@ impl HostSearch for LdapView<'_> {
     }
 
     async fn drop(&mut self, s: Resource<Search>) -> wasmtime::Result<()> {
-        let mut search = self.table.delete(s)?;
+        // The reader sees the search dropped and abandons it on the server.
+        self.table.delete(s)?;
         self.ctx.searches -= 1;
-        if let Some(stream) = search.stream.as_mut() {
-            // Tell the server to stop sending pages nobody will read.
-            let id = stream.ldap_handle().last_id();
-            search.ldap.abandon(id).await.ok();
-        }
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod files;
 pub mod http;
+pub mod io;
 pub mod ldap;
 pub mod log;
 
@@ -58,7 +59,13 @@ pub fn add_to_linker<T: CapabilitiesView>(linker: &mut Linker<T>) -> Result<()> 
             table,
         }
     })?;
-    http::add_to_linker(linker, |t| &mut t.capabilities().0.http)?;
+    http::add_to_linker(linker, |t| {
+        let (c, table) = t.capabilities();
+        http::HttpView {
+            ctx: &mut c.http,
+            table,
+        }
+    })?;
     Ok(())
 }
 

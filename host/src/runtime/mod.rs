@@ -119,6 +119,10 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // For profiling with `perf`: name the guests' compiled functions in /tmp/perf-PID.map.
+        if std::env::var_os("ROSTER_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         std::thread::Builder::new()

@@ -127,7 +127,7 @@ impl Connector for Entra {
 
     fn test(config: Config) -> Result<TestReport, roster_plugin::Error> {
         let settings = settings(&config)?;
-        let info = run::test(settings, Date::today(), &mut Host).map_err(sdk_error)?;
+        let info = run::test(settings, Date::today(), &mut Host::default()).map_err(sdk_error)?;
         let columns = info.columns;
         Ok(TestReport {
             users: info.users,
@@ -146,17 +146,19 @@ impl Connector for Entra {
             roster_plugin::Mode::Full => Mode::Full,
             roster_plugin::Mode::Delta => Mode::Delta,
         };
+        let mut host = Host::default();
         let run = GraphRun::start(
             settings,
             mode,
             request.cursor.as_deref(),
             Date::today(),
-            &mut Host,
+            &mut host,
         )
         .map_err(sdk_error)?;
         Ok(Run::from_listing(Pages {
             columns: run.columns.clone(),
             run,
+            host,
             page: VecDeque::new(),
         }))
     }
@@ -172,6 +174,8 @@ fn settings(config: &Config) -> Result<Settings, roster_plugin::Error> {
 /// Graph pages, handed on item by item.
 struct Pages {
     run: GraphRun,
+    /// Holds the page asked for ahead between batches.
+    host: Host,
     columns: Vec<String>,
     page: VecDeque<Out>,
 }
@@ -179,7 +183,7 @@ struct Pages {
 impl Listing for Pages {
     fn next(&mut self) -> Result<Option<Item>, roster_plugin::Error> {
         while self.page.is_empty() {
-            match self.run.next(&mut Host).map_err(sdk_error)? {
+            match self.run.next(&mut self.host).map_err(sdk_error)? {
                 Some(page) => self.page = page.into(),
                 None => return Ok(None),
             }
@@ -188,6 +192,7 @@ impl Listing for Pages {
     }
 
     fn finish(&mut self, end: &mut End) -> Result<(), roster_plugin::Error> {
+        self.host.ahead = None;
         let e = self.run.finish();
         end.mode = match e.mode {
             Mode::Full => roster_plugin::Mode::Full,
@@ -225,15 +230,27 @@ fn item(o: Out, columns: &[String]) -> Item {
 }
 
 /// Requests through the host's `http` capability with the `graph` credential.
-struct Host;
+#[derive(Default)]
+struct Host {
+    /// A request sent ahead (`prefetch`).
+    ahead: Option<http::Pending>,
+}
+
+fn request(url: &str, headers: &[(&str, &str)]) -> http::Request {
+    (headers.iter())
+        .fold(http::get(url), |r, (k, v)| r.header(k, *v))
+        .header("Accept", "application/json")
+        .credential(CREDENTIAL)
+}
 
 impl Transport for Host {
     fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Result<Response, Error> {
-        let request = (headers.iter())
-            .fold(http::get(url), |r, (k, v)| r.header(k, *v))
-            .header("Accept", "application/json")
-            .credential(CREDENTIAL);
-        match request.send() {
+        // A request sent ahead for another URL is dropped, which cancels it.
+        let answer = match self.ahead.take() {
+            Some(pending) if pending.url() == url => pending.finish(),
+            _ => request(url, headers).send(),
+        };
+        match answer {
             Ok(r) => Ok(Response {
                 status: r.status,
                 body: r.body,
@@ -246,6 +263,12 @@ impl Transport for Host {
             }),
         }
     }
+
+    fn prefetch(&mut self, url: &str, headers: &[(&str, &str)]) {
+        // Best effort: a request the host will not start now is sent again by `get`, which
+        // reports why.
+        self.ahead = request(url, headers).start().ok();
+    }
 }
 
 fn sdk_error(e: Error) -> roster_plugin::Error {
@@ -256,3 +279,5 @@ fn sdk_error(e: Error) -> roster_plugin::Error {
         Error::BadData(m) => roster_plugin::Error::BadData(m),
     }
 }
+
+guest_alloc::install!();

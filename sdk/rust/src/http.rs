@@ -59,9 +59,43 @@ impl Request {
         })
     }
 
+    /// Sends it in the background and returns at once, so the connector can ask for its
+    /// next page before it works on this one. At most 4 may be pending; dropping one cancels
+    /// it.
+    pub fn start(&self) -> Result<Pending, Error> {
+        let pending = wit::start(&self.0).map_err(|e| error(&self.0.url, e))?;
+        Ok(Pending {
+            url: self.0.url.clone(),
+            pending,
+        })
+    }
+
     /// Sends it and parses a 2xx JSON body; other statuses are errors by class.
     pub fn json(&self) -> Result<serde_json::Value, Error> {
         self.send()?.ok(&self.0.url)?.json()
+    }
+}
+
+/// A request the host is sending in the background.
+pub struct Pending {
+    url: String,
+    pending: wit::Pending,
+}
+
+impl Pending {
+    /// The URL it was sent to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Waits for the response.
+    pub fn finish(self) -> Result<Response, Error> {
+        let r = self.pending.finish().map_err(|e| error(&self.url, e))?;
+        Ok(Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
     }
 }
 

@@ -40,6 +40,9 @@
 //!   list.
 //! - `delta-no-cursor`: `count` users like `ok`; a full run returns the cursor `c1`, a delta
 //!   run ends in delta mode without one.
+//! - `http-start`: sends `count` requests `GET path` in the background (`http.start`), holds
+//!   them all, then finishes each: one user `httpN` per request with its `status`. A host
+//!   error is as in `http-get`.
 //!
 //! `test` does what a run does and counts the users.
 
@@ -90,6 +93,7 @@ enum Mode {
     DanglingMember,
     BadRow,
     DeltaNoCursor,
+    HttpStart,
 }
 
 struct Config {
@@ -125,6 +129,7 @@ fn parse_config(json: &str) -> Result<Config, PluginError> {
         Some("dangling-member") => Mode::DanglingMember,
         Some("bad-row") => Mode::BadRow,
         Some("delta-no-cursor") => Mode::DeltaNoCursor,
+        Some("http-start") => Mode::HttpStart,
         Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
     };
     let count = match value.get("count") {
@@ -418,25 +423,45 @@ fn ldap_page(state: &mut State) -> Result<Option<Batch>, PluginError> {
     Ok(Some(objects(users)))
 }
 
-fn http_get(url: &str) -> Result<Vec<Entry>, PluginError> {
-    let r = http::send(&http::Request {
+fn get(url: &str) -> http::Request {
+    http::Request {
         method: "GET".into(),
         url: url.into(),
         headers: Vec::new(),
         body: None,
         credential: Some("api".into()),
-    })
-    .map_err(|e| {
-        let (kind, m) = match e {
-            HttpError::Denied(m) => ("denied", m),
-            HttpError::Timeout(m) => ("timeout", m),
-            HttpError::TooLarge(m) => ("too-large", m),
-            HttpError::Unavailable(m) => ("unavailable", m),
-            HttpError::Authentication(m) => ("authentication", m),
-            HttpError::Other(m) => ("other", m),
-        };
-        PluginError::Unavailable(format!("http: {kind}: {m}"))
-    })?;
+    }
+}
+
+fn http_error(e: HttpError) -> PluginError {
+    let (kind, m) = match e {
+        HttpError::Denied(m) => ("denied", m),
+        HttpError::Timeout(m) => ("timeout", m),
+        HttpError::TooLarge(m) => ("too-large", m),
+        HttpError::Unavailable(m) => ("unavailable", m),
+        HttpError::Authentication(m) => ("authentication", m),
+        HttpError::Other(m) => ("other", m),
+    };
+    PluginError::Unavailable(format!("http: {kind}: {m}"))
+}
+
+fn http_start(url: &str, count: u64) -> Result<Vec<Entry>, PluginError> {
+    let pending = (0..count)
+        .map(|_| http::start(&get(url)).map_err(http_error))
+        .collect::<Result<Vec<_>, _>>()?;
+    (pending.iter().enumerate())
+        .map(|(i, p)| {
+            let r = p.finish().map_err(http_error)?;
+            Ok(user(
+                &format!("http{i}"),
+                vec![("status", vec![r.status.to_string()])],
+            ))
+        })
+        .collect()
+}
+
+fn http_get(url: &str) -> Result<Vec<Entry>, PluginError> {
+    let r = http::send(&get(url)).map_err(http_error)?;
     let body = String::from_utf8_lossy(&r.body[..r.body.len().min(100)]).into_owned();
     Ok(vec![user(
         "http",
@@ -479,7 +504,7 @@ impl Guest for Component {
                     None,
                     "ok, loop, grow, huge-batch, trap, read-file, env, stdout, fail-open, \
                      half-then-trap, directory, sleep, hoard-files, hoard-pollables, \
-                     gigantic-batch, panic, ldap-search, http-get, duplicate-ids, \
+                     gigantic-batch, panic, ldap-search, http-get, http-start, duplicate-ids, \
                      dangling-member, bad-row or delta-no-cursor",
                 ),
                 key("count", KeyType::Integer, false, Some("3"), "Users to emit"),
@@ -705,6 +730,10 @@ impl GuestSession for HostileSession {
                 })],
             })),
             Mode::DuplicateIds | Mode::DanglingMember | Mode::BadRow => Ok(None),
+            Mode::HttpStart if first => {
+                http_start(&state.config.path, state.config.count).map(|e| Some(objects(e)))
+            }
+            Mode::HttpStart => Ok(None),
         }
     }
 
