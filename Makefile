@@ -2,7 +2,8 @@
 #
 #   make demo    build roster and sync examples/ into an embedded SQLite database
 #   make test    unit, end-to-end and sandbox tests, plus fmt and clippy
-#   make bench   CSV (1M rows) and group (100k groups) against sqlite3 .import, LDAP (100k) against ldapsearch
+#   make bench   CSV (1M rows) and group (100k groups) against sqlite3 .import, LDAP (100k) against ldapsearch,
+#                plugin start-up (cold and warm) and component sizes
 #
 # Every target does its own set-up on a fresh Debian machine that has the Rust toolchain
 # (rustup): the wasm32-wasip2 target and the Debian packages a target needs.
@@ -75,3 +76,4 @@ bench: setup-bench
 	bash bench/csv_bench.sh
 	bash bench/groups_bench.sh
 	bash bench/ldap_bench.sh
+	bash bench/plugin_start.sh

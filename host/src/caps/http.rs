@@ -535,7 +535,9 @@ impl Shared {
     fn check(&self, request: Request) -> Result<Checked, HttpError> {
         if self.origins.is_empty() {
             return Err(HttpError::Denied(
-                "the http capability is not granted to this source".into(),
+                "the http capability is not granted to this source (the plugin must declare \
+                 it, and a url key grant an origin)"
+                    .into(),
             ));
         }
         let url = self

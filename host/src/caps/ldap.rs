@@ -374,7 +374,11 @@ impl LdapCtx {
 
     fn settings(&self) -> Result<Arc<LdapSettings>, LdapError> {
         self.settings.clone().ok_or_else(|| {
-            LdapError::Denied("the ldap capability is not granted to this source".into())
+            LdapError::Denied(
+                "the ldap capability is not granted to this source (the plugin must declare \
+                 it, and the source configure a connection)"
+                    .into(),
+            )
         })
     }
 }

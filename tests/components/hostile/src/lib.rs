@@ -33,6 +33,13 @@
 //!   `api` (a bearer token from the secret key `api_token`; `api_url`, a url key, grants the
 //!   origin); one user `http` with `status` and `body` (the first 100 bytes). A host error is
 //!   `unavailable("http: <kind>: <message>")`.
+//! - `duplicate-ids`: users `u1`, `u2` and `u1` again.
+//! - `dangling-member`: users `u0`, `u1` (member-of `g-missing`) and group `g1` with members
+//!   `u0` and `u9` (no such user).
+//! - `bad-row`: a batch with columns `username`, `full_name` and a row of `u1` with one value
+//!   list.
+//! - `delta-no-cursor`: `count` users like `ok`; a full run returns the cursor `c1`, a delta
+//!   run ends in delta mode without one.
 //! - `http-start`: sends `count` requests `GET path` in the background (`http.start`), holds
 //!   them all, then finishes each: one user `httpN` per request with its `status`. A host
 //!   error is as in `http-get`.
@@ -82,6 +89,10 @@ enum Mode {
     Panic,
     LdapSearch,
     HttpGet,
+    DuplicateIds,
+    DanglingMember,
+    BadRow,
+    DeltaNoCursor,
     HttpStart,
 }
 
@@ -114,6 +125,10 @@ fn parse_config(json: &str) -> Result<Config, PluginError> {
         Some("panic") => Mode::Panic,
         Some("ldap-search") => Mode::LdapSearch,
         Some("http-get") => Mode::HttpGet,
+        Some("duplicate-ids") => Mode::DuplicateIds,
+        Some("dangling-member") => Mode::DanglingMember,
+        Some("bad-row") => Mode::BadRow,
+        Some("delta-no-cursor") => Mode::DeltaNoCursor,
         Some("http-start") => Mode::HttpStart,
         Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
     };
@@ -489,7 +504,8 @@ impl Guest for Component {
                     None,
                     "ok, loop, grow, huge-batch, trap, read-file, env, stdout, fail-open, \
                      half-then-trap, directory, sleep, hoard-files, hoard-pollables, \
-                     gigantic-batch, panic, ldap-search or http-get",
+                     gigantic-batch, panic, ldap-search, http-get, http-start, duplicate-ids, \
+                     dangling-member, bad-row or delta-no-cursor",
                 ),
                 key("count", KeyType::Integer, false, Some("3"), "Users to emit"),
                 // The host's ldap connection keys (ldap-search mode).
@@ -564,7 +580,7 @@ impl Guest for Component {
     }
 
     fn test(config: String) -> Result<TestReport, PluginError> {
-        let session = HostileSession::open(&config)?;
+        let session = HostileSession::open(&config, RunMode::Full)?;
         let mut users = 0;
         let mut sample = None;
         while let Some(batch) = session.next_batch()? {
@@ -588,7 +604,10 @@ impl Guest for Component {
     }
 
     fn open(request: RunRequest) -> Result<Session, PluginError> {
-        Ok(Session::new(HostileSession::open(&request.config)?))
+        Ok(Session::new(HostileSession::open(
+            &request.config,
+            request.mode,
+        )?))
     }
 }
 
@@ -600,6 +619,8 @@ struct State {
     emitted: u64,
     /// The connection and search of `ldap-search`.
     search: Option<(ldap::Connection, ldap::Search)>,
+    /// What the host asked for.
+    requested: RunMode,
 }
 
 struct HostileSession {
@@ -607,7 +628,7 @@ struct HostileSession {
 }
 
 impl HostileSession {
-    fn open(config: &str) -> Result<HostileSession, PluginError> {
+    fn open(config: &str, requested: RunMode) -> Result<HostileSession, PluginError> {
         let config = parse_config(config)?;
         match config.mode {
             Mode::FailOpen => {
@@ -627,6 +648,7 @@ impl HostileSession {
                 calls: 0,
                 emitted: 0,
                 search: None,
+                requested,
             }),
         })
     }
@@ -638,7 +660,7 @@ impl GuestSession for HostileSession {
         state.calls += 1;
         let first = state.calls == 1;
         match state.config.mode {
-            Mode::Ok | Mode::Stdout | Mode::FailOpen => {
+            Mode::Ok | Mode::Stdout | Mode::FailOpen | Mode::DeltaNoCursor => {
                 let start = state.emitted;
                 let end = state.config.count.min(start + OK_BATCH);
                 if start == end {
@@ -673,6 +695,41 @@ impl GuestSession for HostileSession {
             Mode::LdapSearch => ldap_page(&mut state),
             Mode::HttpGet if first => http_get(&state.config.path).map(|e| Some(objects(e))),
             Mode::HttpGet => Ok(None),
+            Mode::DuplicateIds if first => Ok(Some(objects(
+                ["u1", "u2", "u1"]
+                    .iter()
+                    .map(|id| user(id, Vec::new()))
+                    .collect(),
+            ))),
+            Mode::DanglingMember if first => {
+                let mut entries = bare_users(0..2);
+                if let Entry::Object(o) = &mut entries[1] {
+                    o.member_of.push("g-missing".into());
+                }
+                entries.push(Entry::Object(SourceObject {
+                    kind: ObjectKind::Group,
+                    id: "g1".into(),
+                    locator: None,
+                    attributes: Vec::new(),
+                    member_of: Vec::new(),
+                    members: vec!["u0".into(), "u9".into()],
+                    parent: None,
+                }));
+                Ok(Some(objects(entries)))
+            }
+            Mode::BadRow if first => Ok(Some(Batch {
+                columns: vec!["username".into(), "full_name".into()],
+                entries: vec![Entry::Row(Row {
+                    kind: ObjectKind::User,
+                    id: "u1".into(),
+                    locator: None,
+                    values: vec![vec!["u1".into()]],
+                    member_of: Vec::new(),
+                    members: Vec::new(),
+                    parent: None,
+                })],
+            })),
+            Mode::DuplicateIds | Mode::DanglingMember | Mode::BadRow => Ok(None),
             Mode::HttpStart if first => {
                 http_start(&state.config.path, state.config.count).map(|e| Some(objects(e)))
             }
@@ -681,6 +738,21 @@ impl GuestSession for HostileSession {
     }
 
     fn finish(&self) -> Result<RunEnd, PluginError> {
+        let state = self.state.borrow();
+        if state.config.mode == Mode::DeltaNoCursor {
+            return Ok(match state.requested {
+                RunMode::Full => RunEnd {
+                    mode: RunMode::Full,
+                    cursor: Some("c1".into()),
+                    notices: Vec::new(),
+                },
+                RunMode::Delta => RunEnd {
+                    mode: RunMode::Delta,
+                    cursor: None,
+                    notices: Vec::new(),
+                },
+            });
+        }
         Ok(RunEnd {
             mode: RunMode::Full,
             cursor: None,
