@@ -3,6 +3,7 @@
 #   make demo    build roster and sync examples/ into an embedded SQLite database
 #   make test    unit, end-to-end and sandbox tests, plus fmt and clippy
 #   make bench   CSV (1M rows) and group (100k groups) against sqlite3 .import, LDAP (100k) against ldapsearch,
+#                plugin start-up (cold and warm) and component sizes,
 #                a mapping script over 100k CSV rows against the same sync without it
 #
 # Every target does its own set-up on a fresh Debian machine that has the Rust toolchain
@@ -77,3 +78,4 @@ bench: setup-bench
 	bash bench/groups_bench.sh
 	bash bench/ldap_bench.sh
 	bash bench/script_bench.sh
+	bash bench/plugin_start.sh

@@ -35,7 +35,7 @@ cargo build --release -p roster
 emulator=$(cargo test --release --test graph_emulator --no-run 2>&1 \
     | sed -n 's/.*Executable .*(\(.*graph_emulator-[0-9a-f]*\)).*/\1/p' | tail -n 1)
 [ -x "$emulator" ] || { echo "no emulator binary" >&2; exit 1; }
-case $emulator in /*) ;; *) emulator=$root/host/$emulator ;; esac
+case $emulator in /*) ;; *) emulator=$root/$emulator ;; esac
 
 # The emulator serves until its standard input closes: a fifo held open by this script.
 rm -f "$out/emu.in"
@@ -44,7 +44,8 @@ mkfifo "$out/emu.in"
 emu_pid=$!
 exec 3> "$out/emu.in"
 trap 'exec 3>&-; wait "$emu_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -s "$out/emu.url" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -s "$out/emu.url" ] && break; kill -0 "$emu_pid" 2>/dev/null || break; sleep 0.1; done
+[ -s "$out/emu.url" ] || { echo "the emulator did not start; see $out/emu.err" >&2; exit 1; }
 base=$(head -n 1 "$out/emu.url")
 echo "   emulator at $base with $users users"
 

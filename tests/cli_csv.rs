@@ -1491,6 +1491,7 @@ fn plugin_install_list_inspect_remove() {
         wasm.to_str().unwrap(),
         "--name",
         "hostile",
+        "--yes",
     ]);
     let stored: Vec<_> = std::fs::read_dir(sb.path("plugins"))
         .unwrap_or_else(|e| panic!("no plugins/ next to the database ({e})\n{}", describe(&out)))
@@ -1559,7 +1560,14 @@ fn plugin_install_rejects_non_components() {
     ];
     for (name, bytes) in cases {
         let p = sb.write_file(name, bytes);
-        let out = sb.roster(&["plugin", "install", p.to_str().unwrap(), "--name", "bogus"]);
+        let out = sb.roster(&[
+            "plugin",
+            "install",
+            p.to_str().unwrap(),
+            "--name",
+            "bogus",
+            "--yes",
+        ]);
         assert_ne!(code(&out), 0, "{name} was accepted\n{}", describe(&out));
         assert!(!stderr(&out).trim().is_empty(), "{name}: no message");
         let list = stdout(&sb.roster_ok(&["plugin", "list"]));

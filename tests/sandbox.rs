@@ -409,3 +409,46 @@ fn a_trap_is_stored_as_its_cause_and_a_panic_with_its_message() {
         assert_eq!(sb.db_state(), before, "{mode}");
     }
 }
+
+/// A hostile source whose `api_url` is a Graph emulator, sending `count` background requests.
+fn http_start_sandbox(g: &common::graph::Graph, count: u64) -> Sandbox {
+    let sb = Sandbox::new();
+    let wasm = hostile_wasm();
+    sb.write_config(&config(&[evil_source(
+        &wasm,
+        "http-start",
+        &format!(
+            "api_url = \"{b}\"\napi_token = \"not-a-graph-token\"\npath = \"{b}/v1.0/users\"\ncount = {count}",
+            b = g.base()
+        ),
+        "[sources.evil.map]\nnotes = \"%status%\"\n",
+    )]));
+    sb
+}
+
+#[test]
+fn background_requests_arrive_and_are_capped_per_plugin() {
+    let g = common::graph::Graph::start("s", 1);
+    // Three held at once, then finished: each answer reaches the plugin (Graph refuses the
+    // token, so every status is 401).
+    let sb = http_start_sandbox(&g, 3);
+    let s = sync_within(&sb, &[], &[]);
+    assert_eq!(s.code(), 0, "{}", describe(&s.out));
+    assert_counts(s.only(), &[("created", 3)]);
+    for i in 0..3 {
+        let u = sb.json(&["users", "show", &format!("http{i}"), "--json"]);
+        assert_eq!(u["notes"], "401", "{u:#}");
+    }
+    assert_eq!(g.requests().len(), 3);
+
+    // A fifth pending request is refused, naming the limit; nothing is stored.
+    let sb = http_start_sandbox(&g, 5);
+    let s = sync_within(&sb, &[], &[]);
+    assert_eq!(s.code(), 1, "{}", describe(&s.out));
+    let message = s.only()["message"].as_str().unwrap_or_default().to_string();
+    assert!(
+        message.contains("4 requests pending") && message.contains("per-plugin limit"),
+        "{message}"
+    );
+    assert!(sb.users_by_name().is_empty());
+}

@@ -75,12 +75,20 @@ pub fn resolve(
 
 /// Loads a component and asks it to describe itself. File grants resolve against `dir`.
 pub fn inspect(rt: &Runtime, bytes: &[u8], dir: &Path) -> Result<PluginInfo> {
-    let component = rt.load(bytes)?;
+    inspect_loaded(rt, &rt.load(bytes)?, dir)
+}
+
+/// [`inspect`] of a component already loaded.
+pub fn inspect_loaded(
+    rt: &Runtime,
+    component: &wasmtime::component::Component,
+    dir: &Path,
+) -> Result<PluginInfo> {
     let limits = Limits {
         timeout: std::time::Duration::from_secs(10),
         memory: 256 << 20,
     };
-    let mut plugin = rt.instantiate(&component, "inspect", limits, Grants::new(dir))?;
+    let mut plugin = rt.instantiate(component, "inspect", limits, Grants::new(dir))?;
     Ok(plugin.info()?)
 }
 
@@ -92,16 +100,29 @@ pub struct Installed {
     pub sha256: String,
 }
 
-/// Checks that `file` is a connector component, then copies it into the plugin directory
-/// next to `database` and records it under `name` (default: the name it gives itself).
-pub fn install(
+/// Capabilities this host provides. A plugin gets those it declares, as far as the source
+/// config grants them; a name outside this list grants nothing.
+pub const CAPABILITIES: &[&str] = &["files", "ldap", "http", "log"];
+
+/// What the admin reviews before a plugin is installed: who it says it is, the exact
+/// bytes (sha256), what it may reach and which config keys it reads.
+#[derive(Debug)]
+pub struct Review {
+    /// The name it will be installed under.
+    pub name: String,
+    pub info: PluginInfo,
+    pub sha256: String,
+    bytes: Vec<u8>,
+}
+
+/// Reads `file` and checks that it is a connector component of a contract version this
+/// host speaks; nothing is written.
+pub fn review(
     rt: &Runtime,
-    store: &Store,
-    database: &Path,
     config_dir: &Path,
     file: &Path,
     name: Option<String>,
-) -> Result<Installed> {
+) -> Result<Review> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let info = inspect(rt, &bytes, config_dir).map_err(|e| {
         anyhow!(
@@ -111,29 +132,137 @@ pub fn install(
     })?;
     let name = name.unwrap_or_else(|| info.name.clone());
     check_name(&name)?;
+    Ok(Review {
+        name,
+        sha256: sha256(&bytes),
+        info,
+        bytes,
+    })
+}
+
+/// Installs a reviewed component: copies it into the plugin directory next to `database`
+/// and records it, with its sha256, under the review's name.
+pub fn install(store: &Store, database: &Path, review: Review) -> Result<Installed> {
+    let name = review.name;
     if builtin(&name).is_some() {
         bail!("{name} is a built-in plugin; install under another --name");
     }
     if store.plugin(&name)?.is_some() {
-        bail!("a plugin named {name} is installed already; remove it first");
+        bail!("a plugin named {name} is installed already; upgrade it (roster plugin upgrade) or remove it first");
     }
     let dir = dir(database);
     std::fs::create_dir_all(&dir)?;
-    let sha = sha256(&bytes);
     let fname = format!("{name}.wasm");
-    std::fs::write(dir.join(&fname), &bytes)?;
+    std::fs::write(dir.join(&fname), &review.bytes)?;
     store.add_plugin(&PluginRow {
         name: name.clone(),
         file: fname,
-        sha256: sha.clone(),
-        version: info.version.clone(),
-        description: info.description.clone(),
+        sha256: review.sha256.clone(),
+        version: review.info.version.clone(),
+        description: review.info.description.clone(),
         installed_at: String::new(),
     })?;
     Ok(Installed {
         name,
-        version: info.version,
-        sha256: sha,
+        version: review.info.version,
+        sha256: review.sha256,
+    })
+}
+
+/// How an upgrade changes what a plugin may reach.
+#[derive(Debug)]
+pub struct UpgradeReview {
+    pub review: Review,
+    pub old_version: String,
+    pub old_sha256: String,
+    /// Capabilities the new version asks for that the installed one did not, with reasons.
+    pub added: Vec<(String, String)>,
+    /// Capabilities it no longer asks for.
+    pub removed: Vec<String>,
+    /// Config keys added and removed.
+    pub keys_added: Vec<String>,
+    pub keys_removed: Vec<String>,
+}
+
+impl UpgradeReview {
+    /// The new version may reach more than the installed one: the admin must agree again.
+    pub fn grows(&self) -> bool {
+        !self.added.is_empty()
+    }
+}
+
+/// Compares `file` with the installed plugin `name`; nothing is written.
+pub fn review_upgrade(
+    rt: &Runtime,
+    store: &Store,
+    database: &Path,
+    config_dir: &Path,
+    name: &str,
+    file: &Path,
+) -> Result<UpgradeReview> {
+    let Some(row) = store.plugin(name)? else {
+        bail!("no installed plugin {name} (roster plugin list); install it first");
+    };
+    // The installed bytes are checked against their recorded sha256 as for a run.
+    let old_bytes = resolve(name, Some(store), database, config_dir)?;
+    let old = inspect(rt, &old_bytes, config_dir)
+        .with_context(|| format!("inspecting the installed {name}"))?;
+    let review = review(rt, config_dir, file, Some(name.to_string()))?;
+    let caps =
+        |i: &PluginInfo| -> Vec<String> { i.capabilities.iter().map(|c| c.name.clone()).collect() };
+    let keys =
+        |i: &PluginInfo| -> Vec<String> { i.config_keys.iter().map(|k| k.name.clone()).collect() };
+    let (old_caps, new_caps) = (caps(&old), caps(&review.info));
+    let (old_keys, new_keys) = (keys(&old), keys(&review.info));
+    Ok(UpgradeReview {
+        added: (review.info.capabilities.iter())
+            .filter(|c| !old_caps.contains(&c.name))
+            .map(|c| (c.name.clone(), c.reason.clone()))
+            .collect(),
+        removed: old_caps
+            .iter()
+            .filter(|c| !new_caps.contains(c))
+            .cloned()
+            .collect(),
+        keys_added: new_keys
+            .iter()
+            .filter(|k| !old_keys.contains(k))
+            .cloned()
+            .collect(),
+        keys_removed: old_keys
+            .iter()
+            .filter(|k| !new_keys.contains(k))
+            .cloned()
+            .collect(),
+        old_version: row.version,
+        old_sha256: row.sha256,
+        review,
+    })
+}
+
+/// Replaces an installed plugin with the reviewed version. The record changes first: should
+/// the rename not happen, the sha256 check refuses the old file rather than run it.
+pub fn upgrade(store: &Store, database: &Path, up: UpgradeReview) -> Result<Installed> {
+    let review = up.review;
+    let Some(row) = store.plugin(&review.name)? else {
+        bail!("no installed plugin {}", review.name);
+    };
+    let dir = dir(database);
+    let tmp = dir.join(format!("{}.wasm.new", review.name));
+    std::fs::write(&tmp, &review.bytes)?;
+    store.update_plugin(&PluginRow {
+        name: review.name.clone(),
+        file: row.file.clone(),
+        sha256: review.sha256.clone(),
+        version: review.info.version.clone(),
+        description: review.info.description.clone(),
+        installed_at: String::new(),
+    })?;
+    std::fs::rename(&tmp, dir.join(&row.file))?;
+    Ok(Installed {
+        name: review.name,
+        version: review.info.version,
+        sha256: review.sha256,
     })
 }
 

@@ -87,16 +87,19 @@ pub fn prepare(
     let mut plugin = rt.instantiate(&component, &src.name, limits, Grants::new(&cfg.dir))?;
     let info = plugin.info()?;
     let (config_json, grants) = plugin_config(src, &info, &cfg.dir)?;
+    // A plugin gets only the capabilities it declared, whatever the config would grant.
+    let declares = |name: &str| info.capabilities.iter().any(|c| c.name == name);
     plugin.set_grants(grants);
+    plugin.capabilities().files.declared = declares("files");
     // Only a plugin that declares `ldap` gets the source's connection, when it has one (the
     // plugin's own config keys say whether `url` is required).
-    if info.capabilities.iter().any(|c| c.name == "ldap") && src.config.contains_key("url") {
+    if declares("ldap") && src.config.contains_key("url") {
         let ctx = format!("sources.{}.config", src.name);
         let settings = LdapSettings::from_config(&src.config, &cfg.dir, &ctx)
             .map_err(|e| config_err(format!("{e:#}")))?;
         plugin.capabilities().ldap = LdapCtx::new(settings);
     }
-    if info.capabilities.iter().any(|c| c.name == "http") {
+    if declares("http") {
         let ctx = format!("sources.{}.config", src.name);
         plugin.capabilities().http = HttpCtx::from_config(&info, &src.config, &cfg.dir, &ctx)
             .map_err(|e| config_err(format!("{e:#}")))?;

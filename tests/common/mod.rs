@@ -386,14 +386,31 @@ mod guest_build;
 /// serialises concurrent builds from other test binaries.
 pub fn hostile_wasm() -> PathBuf {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let root = repo_root();
-        let target_dir = root.join("plugins/target");
-        let built = guest_build::build_guests(&root, &[("hostile", "hostile")], &target_dir)
-            .unwrap_or_else(|e| panic!("{e}"));
-        built[0].clone()
-    })
-    .clone()
+    WASM.get_or_init(|| guest_wasm("hostile", "hostile"))
+        .clone()
+}
+
+/// The `undeclared` test component (tests/components/undeclared), built on first use.
+pub fn undeclared_wasm() -> PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_wasm("undeclared", "undeclared"))
+        .clone()
+}
+
+/// The `sdk-probe` test component (tests/components/sdk-probe), built on first use.
+pub fn sdk_probe_wasm() -> PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_wasm("sdk-probe", "sdk_probe"))
+        .clone()
+}
+
+/// Builds a test component of the guest workspace.
+fn guest_wasm(package: &str, artifact: &str) -> PathBuf {
+    let root = repo_root();
+    let target_dir = root.join("plugins/target");
+    let built = guest_build::build_guests(&root, &[(package, artifact)], &target_dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    built[0].clone()
 }
 
 /// TOML string literal (basic string) of a path or text.

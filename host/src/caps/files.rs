@@ -72,12 +72,19 @@ fn io_error(path: &str, e: std::io::Error) -> FileError {
 #[derive(Debug, Default)]
 pub struct FilesCtx {
     pub grants: Grants,
+    /// The plugin declared the `files` capability; without it every open is denied, whatever
+    /// the source config grants.
+    pub declared: bool,
     open: usize,
 }
 
 impl FilesCtx {
     pub fn new(grants: Grants) -> Self {
-        FilesCtx { grants, open: 0 }
+        FilesCtx {
+            grants,
+            declared: true,
+            open: 0,
+        }
     }
 }
 
@@ -111,6 +118,12 @@ pub struct OpenFile {
 
 impl Host for FilesView<'_> {
     fn open(&mut self, path: String) -> Result<Resource<OpenFile>, FileError> {
+        if !self.ctx.declared {
+            return Err(FileError::Denied(format!(
+                "{path}: this plugin did not declare the files capability, so no file is \
+                 granted to it"
+            )));
+        }
         if self.ctx.open >= MAX_OPEN_FILES {
             return Err(FileError::Denied(format!(
                 "{path}: this plugin already holds {MAX_OPEN_FILES} open files, the per-plugin \

@@ -6,7 +6,9 @@
 //! attaches them, so the plugin never sees a secret or a token. 429 and 503 are retried
 //! honouring `Retry-After`; a 401 refreshes the token once.
 
-use crate::bindings::roster::plugin::http::{self, Host, HttpError, Request, Response};
+use crate::bindings::roster::plugin::http::{
+    self, Host, HostPending, HttpError, Request, Response,
+};
 use crate::bindings::roster::plugin::types::{CredentialKind, KeyType, PluginInfo};
 use crate::config::resolve_string;
 use crate::model::Secret;
@@ -15,7 +17,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{HasSelf, Linker};
+use tokio::sync::Mutex;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 /// Largest response body handed to a plugin.
 pub const MAX_BODY: usize = 64 << 20;
@@ -23,6 +26,8 @@ pub const MAX_BODY: usize = 64 << 20;
 const MAX_RETRIES: u32 = 6;
 /// Longest total wait for retries of one request.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
+/// Requests one plugin may have sent in the background (`start`) and not yet finished.
+const MAX_PENDING: usize = 4;
 /// A token is renewed this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
@@ -138,13 +143,21 @@ impl From<anyhow::Error> for Unbuilt {
     }
 }
 
-/// One plugin's HTTP state.
+/// One plugin's HTTP state: what it may reach and with which credentials, shared with its
+/// requests on the I/O thread, and how many it has pending.
 #[derive(Debug, Default)]
 pub struct HttpCtx {
+    shared: Arc<Shared>,
+    pending: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
     origins: Arc<Origins>,
-    credentials: HashMap<String, Credential>,
+    /// Each behind its own lock, so one token fetch serves the requests waiting for it.
+    credentials: HashMap<String, Mutex<Credential>>,
     timeout: Duration,
-    client: Option<reqwest::Client>,
+    client: std::sync::Mutex<Option<reqwest::Client>>,
 }
 
 impl HttpCtx {
@@ -261,18 +274,24 @@ impl HttpCtx {
                 Err(Unbuilt::Missing(why)) => Credential::Missing(why),
                 Err(Unbuilt::Wrong(e)) => return Err(e),
             };
-            credentials.insert(c.name.clone(), cred);
+            credentials.insert(c.name.clone(), Mutex::new(cred));
         }
         Ok(HttpCtx {
-            origins: Arc::new(origins),
-            credentials,
-            timeout: Duration::from_secs(30),
-            client: None,
+            shared: Arc::new(Shared {
+                origins: Arc::new(origins),
+                credentials,
+                timeout: Duration::from_secs(30),
+                client: Default::default(),
+            }),
+            pending: 0,
         })
     }
+}
 
-    fn client(&mut self) -> Result<reqwest::Client, HttpError> {
-        if let Some(c) = &self.client {
+impl Shared {
+    fn client(&self) -> Result<reqwest::Client, HttpError> {
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
         // reqwest is built without a crypto provider of its own: rustls uses ring, the
@@ -293,22 +312,23 @@ impl HttpCtx {
             .timeout(self.timeout)
             .build()
             .map_err(|e| HttpError::Other(format!("starting the HTTP client: {e}")))?;
-        self.client = Some(client.clone());
+        *slot = Some(client.clone());
         Ok(client)
     }
 
     /// The Authorization header for a credential, fetching an OAuth2 token if needed.
-    async fn authorization(&mut self, name: &str, fresh: bool) -> Result<String, HttpError> {
+    async fn authorization(&self, name: &str, fresh: bool) -> Result<String, HttpError> {
         let client = self.client()?;
         let timeout = self.timeout;
-        let Some(cred) = self.credentials.get_mut(name) else {
+        let Some(cred) = self.credentials.get(name) else {
             let known: Vec<_> = self.credentials.keys().cloned().collect();
             return Err(HttpError::Denied(format!(
                 "no credential named {name:?} (this plugin declares: {})",
                 known.join(", ")
             )));
         };
-        match cred {
+        let mut cred = cred.lock().await;
+        match &mut *cred {
             Credential::Missing(why) => Err(HttpError::Authentication(format!(
                 "credential {name:?} is not usable: {why}"
             ))),
@@ -495,19 +515,44 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The context and the store's resource table, borrowed for one host call.
+pub struct HttpView<'a> {
+    pub ctx: &'a mut HttpCtx,
+    pub table: &'a mut ResourceTable,
+}
+
+/// Marker for linking `http` against an [`HttpView`].
+pub struct Http;
+
+impl HasData for Http {
+    type Data<'a> = HttpView<'a>;
+}
+
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
-    view: fn(&mut T) -> &mut HttpCtx,
+    view: fn(&mut T) -> HttpView<'_>,
 ) -> Result<()> {
-    http::add_to_linker::<T, HasSelf<HttpCtx>>(linker, view)?;
+    http::add_to_linker::<T, Http>(linker, view)?;
     Ok(())
 }
 
-impl Host for HttpCtx {
-    async fn send(&mut self, request: Request) -> Result<Response, HttpError> {
+/// A request sent with `start`, running on the I/O thread; dropping it cancels it.
+pub struct Pending(Option<super::io::Task<Result<Response, HttpError>>>);
+
+/// A request checked against the grants, ready to send.
+struct Checked {
+    url: url::Url,
+    method: reqwest::Method,
+    request: Request,
+}
+
+impl Shared {
+    fn check(&self, request: Request) -> Result<Checked, HttpError> {
         if self.origins.is_empty() {
             return Err(HttpError::Denied(
-                "the http capability is not granted to this source".into(),
+                "the http capability is not granted to this source (the plugin must declare \
+                 it, and a url key grant an origin)"
+                    .into(),
             ));
         }
         let url = self
@@ -516,6 +561,26 @@ impl Host for HttpCtx {
             .map_err(HttpError::Denied)?;
         let method = reqwest::Method::from_bytes(request.method.to_uppercase().as_bytes())
             .map_err(|_| HttpError::Other(format!("invalid method {:?}", request.method)))?;
+        Ok(Checked {
+            url,
+            method,
+            request,
+        })
+    }
+
+    /// Sends a checked request on the I/O thread, where every connection of the shared
+    /// client lives, and waits for the response.
+    fn send(self: &Arc<Self>, checked: Checked) -> super::io::Task<Result<Response, HttpError>> {
+        let shared = self.clone();
+        super::io::run(async move { shared.exchange(checked).await })
+    }
+
+    async fn exchange(&self, checked: Checked) -> Result<Response, HttpError> {
+        let Checked {
+            url,
+            method,
+            request,
+        } = checked;
         let client = self.client()?;
         let mut refreshed = false;
         loop {
@@ -537,11 +602,13 @@ impl Host for HttpCtx {
                 b
             };
             let (status, headers, body) = retrying(url.as_str(), self.timeout, build).await?;
-            let oauth = request
-                .credential
-                .as_ref()
-                .and_then(|n| self.credentials.get(n))
-                .is_some_and(|c| matches!(c, Credential::OAuth2 { .. }));
+            let oauth = match request.credential.as_ref() {
+                Some(n) => match self.credentials.get(n) {
+                    Some(c) => matches!(&*c.lock().await, Credential::OAuth2 { .. }),
+                    None => false,
+                },
+                None => false,
+            };
             // An expired or revoked token: fetch a new one and retry once.
             if status == 401 && oauth && !refreshed {
                 tracing::debug!("http: {url}: 401, refreshing the token");
@@ -554,6 +621,55 @@ impl Host for HttpCtx {
                 body,
             });
         }
+    }
+}
+
+fn stopped(e: tokio::task::JoinError) -> HttpError {
+    HttpError::Other(format!("the request stopped: {e}"))
+}
+
+impl Host for HttpView<'_> {
+    async fn send(&mut self, request: Request) -> Result<Response, HttpError> {
+        let checked = self.ctx.shared.check(request)?;
+        self.ctx.shared.send(checked).await.map_err(stopped)?
+    }
+
+    async fn start(&mut self, request: Request) -> Result<Resource<Pending>, HttpError> {
+        if self.ctx.pending >= MAX_PENDING {
+            return Err(HttpError::Denied(format!(
+                "this plugin already has {MAX_PENDING} requests pending, the per-plugin limit; \
+                 finish or drop one first"
+            )));
+        }
+        let checked = self.ctx.shared.check(request)?;
+        let task = self.ctx.shared.send(checked);
+        let handle = self
+            .table
+            .push(Pending(Some(task)))
+            .map_err(|e| HttpError::Other(e.to_string()))?;
+        self.ctx.pending += 1;
+        Ok(handle)
+    }
+}
+
+impl HostPending for HttpView<'_> {
+    async fn finish(&mut self, p: Resource<Pending>) -> Result<Response, HttpError> {
+        let pending = self
+            .table
+            .get_mut(&p)
+            .map_err(|e| HttpError::Other(e.to_string()))?;
+        let Some(task) = pending.0.take() else {
+            return Err(HttpError::Other(
+                "finish was already called on this request".into(),
+            ));
+        };
+        task.await.map_err(stopped)?
+    }
+
+    async fn drop(&mut self, p: Resource<Pending>) -> wasmtime::Result<()> {
+        self.table.delete(p)?;
+        self.ctx.pending -= 1;
+        Ok(())
     }
 }
 
@@ -671,24 +787,27 @@ mod tests {
             .unwrap();
         // The admin's graph_url and the default authority_url are granted, nothing else.
         assert!(ctx
+            .shared
             .origins
             .check("http://127.0.0.1:9000/v1.0/users", &[])
             .is_ok());
         assert!(ctx
+            .shared
             .origins
             .check("https://login.example.com/t1/x", &[])
             .is_ok());
         assert!(ctx
+            .shared
             .origins
             .check("https://graph.example.com/v1.0", &[])
             .is_err());
-        let Some(Credential::OAuth2 {
+        let Credential::OAuth2 {
             token_url,
             client_id,
             client_secret,
             scope,
             ..
-        }) = ctx.credentials.get("graph")
+        } = &*ctx.shared.credentials["graph"].blocking_lock()
         else {
             panic!("the graph credential")
         };
@@ -706,7 +825,7 @@ mod tests {
     fn a_credential_needs_its_keys_and_a_secret_typed_secret() {
         let missing: toml::Table = "tenant_id = \"t1\"\nclient_id = \"c1\"".parse().unwrap();
         let ctx = HttpCtx::from_config(&entra_like(), &missing, Path::new("/"), "s").unwrap();
-        let Some(Credential::Missing(why)) = ctx.credentials.get("graph") else {
+        let Credential::Missing(why) = &*ctx.shared.credentials["graph"].blocking_lock() else {
             panic!("a credential without its secret is unusable")
         };
         assert!(why.contains("s.client_secret is not set"), "{why}");

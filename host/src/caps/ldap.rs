@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 /// Connections one plugin may hold at once.
@@ -27,6 +28,10 @@ pub const MAX_CONNECTIONS: usize = 4;
 pub const MAX_SEARCHES: usize = 16;
 /// Page size when the plugin asks for 0; AD's default MaxPageSize.
 const DEFAULT_PAGE: u32 = 1000;
+/// A page handed to the plugin ends early once its values pass this size: a page of
+/// groups with thousands of members each would otherwise be hundreds of MB, in the host
+/// and again in the plugin's memory (which never shrinks).
+const PAGE_BYTES: usize = 4 << 20;
 /// AD's Show Deleted control.
 const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
 
@@ -369,7 +374,11 @@ impl LdapCtx {
 
     fn settings(&self) -> Result<Arc<LdapSettings>, LdapError> {
         self.settings.clone().ok_or_else(|| {
-            LdapError::Denied("the ldap capability is not granted to this source".into())
+            LdapError::Denied(
+                "the ldap capability is not granted to this source (the plugin must declare \
+                 it, and the source configure a connection)"
+                    .into(),
+            )
         })
     }
 }
@@ -403,8 +412,23 @@ pub struct Connection {
 
 type Stream = SearchStream<'static, String, Vec<String>>;
 
-/// A paged search over one or more bases, read one page per call.
+/// What the reading task hands over: a page, the end of the search, or why it failed.
+type Page = Result<Option<Vec<LdapEntry>>, LdapError>;
+
+/// A paged search over one or more bases, read one page per call. A task on the I/O thread
+/// reads ahead (at most [`READ_AHEAD`] pages), so the server's next page is on its way while
+/// the plugin works on this one.
 pub struct Search {
+    pages: mpsc::Receiver<Page>,
+    /// How the search ended, once it has: later calls answer the same.
+    ended: Option<Result<(), LdapError>>,
+}
+
+/// Pages read ahead of the plugin.
+const READ_AHEAD: usize = 2;
+
+/// The reading side of a [`Search`].
+struct Pager {
     ldap: ldap3::Ldap,
     settings: Arc<LdapSettings>,
     stream: Option<Stream>,
@@ -421,6 +445,47 @@ pub struct Search {
 }
 
 impl Search {
+    async fn next_page(&mut self) -> Page {
+        if let Some(ended) = &self.ended {
+            return ended.clone().map(|()| None);
+        }
+        let page = self.pages.recv().await.unwrap_or_else(|| {
+            Err(LdapError::Other(
+                "the LDAP search stopped without an end (the host's reader failed)".into(),
+            ))
+        });
+        match &page {
+            Ok(Some(_)) => {}
+            Ok(None) => self.ended = Some(Ok(())),
+            Err(e) => self.ended = Some(Err(e.clone())),
+        }
+        page
+    }
+}
+
+impl Pager {
+    /// Reads pages into `out` until the search ends, fails, or nobody reads any more.
+    async fn run(mut self, out: mpsc::Sender<Page>) {
+        loop {
+            let page = tokio::select! {
+                _ = out.closed() => None,
+                page = self.next_page() => Some(page),
+            };
+            let Some(page) = page else {
+                // The plugin dropped the search: tell the server to stop sending pages.
+                if let Some(stream) = self.stream.as_mut() {
+                    let id = stream.ldap_handle().last_id();
+                    self.ldap.abandon(id).await.ok();
+                }
+                return;
+            };
+            let last = !matches!(page, Ok(Some(_)));
+            if out.send(page).await.is_err() || last {
+                return;
+            }
+        }
+    }
+
     async fn start(&mut self) -> Result<(), LdapError> {
         let adapters: Vec<Box<dyn Adapter<'static, String, Vec<String>>>> = vec![
             Box::new(EntriesOnly::new()),
@@ -452,6 +517,7 @@ impl Search {
     /// Up to one page of entries; `None` once every base is done.
     async fn next_page(&mut self) -> Result<Option<Vec<LdapEntry>>, LdapError> {
         let mut page = Vec::new();
+        let mut bytes = 0;
         loop {
             if self.stream.is_none() {
                 match self.pending.pop_front() {
@@ -469,10 +535,11 @@ impl Search {
                         if !self.tombstones_in_scope
                             || last_parent_allowed(&entry, &self.settings.bases)
                         {
+                            bytes += size(&entry);
                             page.push(entry);
                         }
                     }
-                    if page.len() >= self.page as usize {
+                    if page.len() >= self.page as usize || bytes >= PAGE_BYTES {
                         return Ok(Some(page));
                     }
                 }
@@ -555,6 +622,16 @@ fn raw_entry(re: ResultEntry) -> Option<LdapEntry> {
     Some(LdapEntry { dn, attributes })
 }
 
+/// About what an entry takes in memory: its bytes, and a word or two per value.
+fn size(e: &LdapEntry) -> usize {
+    let values = |a: &LdapAttribute| a.values.iter().map(|v| v.len() + 16).sum::<usize>();
+    e.dn.len()
+        + e.attributes
+            .iter()
+            .map(|a| a.name.len() + values(a))
+            .sum::<usize>()
+}
+
 /// Whether a tombstone's `lastKnownParent` is at or below one of the bases.
 fn last_parent_allowed(entry: &LdapEntry, bases: &BaseDns) -> bool {
     entry
@@ -582,7 +659,11 @@ impl Host for LdapView<'_> {
                  limit"
             )));
         }
-        let ldap = settings.connect().await?;
+        // On the I/O thread, where ldap3 spawns the connection's driver.
+        let s = settings.clone();
+        let ldap = super::io::run(async move { s.connect().await })
+            .await
+            .map_err(|e| LdapError::Other(format!("connecting: {e}")))??;
         let handle = self
             .table
             .push(Connection { ldap, settings })
@@ -632,7 +713,7 @@ impl HostConnection for LdapView<'_> {
             None => (conn.settings.bases.list(), false),
         };
         let mut pending: VecDeque<String> = bases.into();
-        let mut search = Search {
+        let mut pager = Pager {
             ldap: conn.ldap.clone(),
             settings: conn.settings.clone(),
             stream: None,
@@ -650,10 +731,12 @@ impl HostConnection for LdapView<'_> {
             tombstones_in_scope,
         };
         // Started here so a wrong base or filter fails at the call that named it.
-        search.start().await?;
+        pager.start().await?;
+        let (tx, pages) = mpsc::channel(READ_AHEAD);
+        super::io::spawn(pager.run(tx));
         let handle = self
             .table
-            .push(search)
+            .push(Search { pages, ended: None })
             .map_err(|e| LdapError::Other(e.to_string()))?;
         self.ctx.searches += 1;
         Ok(handle)
@@ -717,13 +800,9 @@ impl HostSearch for LdapView<'_> {
     }
 
     async fn drop(&mut self, s: Resource<Search>) -> wasmtime::Result<()> {
-        let mut search = self.table.delete(s)?;
+        // The reader sees the search dropped and abandons it on the server.
+        self.table.delete(s)?;
         self.ctx.searches -= 1;
-        if let Some(stream) = search.stream.as_mut() {
-            // Tell the server to stop sending pages nobody will read.
-            let id = stream.ldap_handle().last_id();
-            search.ldap.abandon(id).await.ok();
-        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 pub mod emit;
 pub mod files;
 pub mod http;
+pub mod io;
 pub mod ldap;
 pub mod log;
 
@@ -60,7 +61,13 @@ pub fn add_to_linker<T: CapabilitiesView>(linker: &mut Linker<T>) -> Result<()> 
             table,
         }
     })?;
-    http::add_to_linker(linker, |t| &mut t.capabilities().0.http)?;
+    http::add_to_linker(linker, |t| {
+        let (c, table) = t.capabilities();
+        http::HttpView {
+            ctx: &mut c.http,
+            table,
+        }
+    })?;
     emit::add_to_linker(linker, |t| &mut t.capabilities().0.emit)?;
     Ok(())
 }

@@ -29,11 +29,20 @@ impl Limits {
 pub(crate) struct MemoryLimiter {
     limit: u64,
     hit: bool,
+    /// The largest linear memory the plugin asked for, in bytes.
+    peak: u64,
 }
 
 impl MemoryLimiter {
     pub fn new(limit: u64) -> Self {
-        MemoryLimiter { limit, hit: false }
+        MemoryLimiter {
+            limit,
+            hit: false,
+            peak: 0,
+        }
+    }
+    pub fn peak(&self) -> u64 {
+        self.peak
     }
     pub fn exceeded(&self) -> Option<u64> {
         self.hit.then_some(self.limit)
@@ -56,6 +65,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
                 self.limit
             ));
         }
+        self.peak = self.peak.max(desired as u64);
         Ok(true)
     }
 

@@ -49,6 +49,12 @@ const GUEST_OUTPUT_CAP: usize = 4 << 20;
 /// Host resources (open files, pollables, streams, searches) one plugin may hold at once.
 pub const MAX_HOST_HANDLES: usize = 10_000;
 
+/// The version of the `roster:plugin` contract this host speaks (`wit/`).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// The connector interface a source component must export.
+const CONNECTOR: &str = "roster:plugin/connector";
+
 /// What a call failed of. The message names the limit so the admin knows what to raise.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -115,6 +121,10 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // For profiling with `perf`: name the guests' compiled functions in /tmp/perf-PID.map.
+        if std::env::var_os("ROSTER_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         std::thread::Builder::new()
@@ -176,6 +186,39 @@ impl Runtime {
         Ok(())
     }
 
+    /// Checks from the component's type, before anything runs, that it exports the
+    /// connector of a contract version this host speaks.
+    pub fn check_contract(&self, component: &Component) -> Result<()> {
+        let ty = component.component_type();
+        let names: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let Some(found) = names
+            .iter()
+            .find(|n| n.split('@').next() == Some(CONNECTOR))
+        else {
+            anyhow::bail!(
+                "the component does not export {CONNECTOR}@{CONTRACT_VERSION} (it exports {}): \
+                 it is not a roster connector",
+                if names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+        };
+        let version = found.split_once('@').map(|(_, v)| v).unwrap_or("");
+        if !contract_compatible(version) {
+            anyhow::bail!(
+                "the component was built against contract {found}, but this roster supports \
+                 {CONNECTOR}@{CONTRACT_VERSION}: rebuild it with an SDK for {CONTRACT_VERSION} \
+                 or use a roster that supports {version}"
+            );
+        }
+        Ok(())
+    }
+
     /// Instantiate a connector with its limits and file grants.
     pub fn instantiate(
         &self,
@@ -184,6 +227,7 @@ impl Runtime {
         limits: Limits,
         grants: Grants,
     ) -> Result<Plugin> {
+        self.check_contract(component)?;
         self.instance(component, source, limits, grants)
     }
 
@@ -270,6 +314,20 @@ impl Bindings for Mapper {
         linker: &Linker<StoreData>,
     ) -> wasmtime::Result<Self> {
         Mapper::instantiate_async(store, component, linker).await
+    }
+}
+
+/// Whether a component's contract version is semver-compatible with ours: the same major
+/// version, and for 0.x the same minor.
+fn contract_compatible(version: &str) -> bool {
+    let parts = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    match (parts(version), parts(CONTRACT_VERSION)) {
+        (Some((0, minor)), Some((0, ours))) => minor == ours,
+        (Some((major, _)), Some((ours, _))) => major == ours,
+        _ => false,
     }
 }
 
@@ -376,6 +434,11 @@ impl<B> Instance<B> {
             }
         }
         panic
+    }
+
+    /// The largest linear memory the plugin has had so far, in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        self.store.data().limiter.peak()
     }
 
     /// Sets the files this plugin may read (known once its config is checked).
@@ -512,6 +575,15 @@ fn trap_cause(e: &wasmtime::Error, panic: Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contract_versions_are_compatible_by_semver() {
+        assert!(contract_compatible("0.1.0"));
+        assert!(contract_compatible("0.1.7"));
+        for v in ["0.2.0", "9.9.9", "1.1.0", "", "x"] {
+            assert!(!contract_compatible(v), "{v}");
+        }
+    }
 
     #[test]
     fn a_guest_panic_is_found_with_its_message() {

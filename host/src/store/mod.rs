@@ -529,6 +529,15 @@ impl Store {
         Ok(())
     }
 
+    /// Records a new version of an installed plugin (same name and file).
+    pub fn update_plugin(&self, p: &PluginRow) -> Result<()> {
+        self.conn.execute(
+            &format!("UPDATE plugins SET file = ?2, sha256 = ?3, version = ?4, description = ?5, installed_at = {NOW} WHERE name = ?1"),
+            params![p.name, p.file, p.sha256, p.version, p.description],
+        )?;
+        Ok(())
+    }
+
     pub fn remove_plugin(&self, name: &str) -> Result<bool> {
         Ok(self
             .conn

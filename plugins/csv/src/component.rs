@@ -316,6 +316,4 @@ impl Read for HostFile {
     }
 }
 
-#[global_allocator]
-static ALLOC: crate::alloc::Classes<talc::wasm::WasmDynamicTalc> =
-    crate::alloc::Classes::new(talc::wasm::new_wasm_dynamic_allocator());
+guest_alloc::install!();

@@ -8,8 +8,6 @@ pub mod config;
 pub mod reader;
 
 #[cfg(target_arch = "wasm32")]
-mod alloc;
-#[cfg(target_arch = "wasm32")]
 mod component;
 
 /// Whole-run errors; the component maps them onto `plugin-error` cases of the same names.

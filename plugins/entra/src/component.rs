@@ -1,348 +1,283 @@
-//! The WebAssembly component: `roster:plugin/connector` on top of [`crate::run`].
+//! The WebAssembly component: [`crate::run`] as a `roster-plugin` connector.
 
-use std::cell::RefCell;
+use std::collections::VecDeque;
 
 use crate::config::{Settings, DEFAULT_ALIAS_FIELDS, DEFAULT_AUTHORITY, DEFAULT_GRAPH};
 use crate::date::Date;
-use crate::run::{self, Mode, Out, Response, Run, Transport};
+use crate::run::{self, Mode, Out, Response, Run as GraphRun, Transport};
 use crate::Error;
-
-// The repository's wit/ directory.
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "source",
-});
-
-use exports::roster::plugin::connector::{
-    Guest, GuestSession, RunEnd, RunRequest, Session, TestReport,
-};
-use roster::plugin::http::{self, HttpError, Request};
-use roster::plugin::types::{
-    Attribute, Batch, Capability, ConfigKey, Credential, CredentialKind, Entry, FailedEntry,
-    KeyType, Oauth2Credential, ObjectKind, PluginError, PluginInfo, Removal, Row, RunMode,
-    SourceObject,
-};
+use roster_plugin::{http, Config, Connector, Credential, End, Group, Info, Item, Key, Listing};
+use roster_plugin::{Request, Run, TestReport, User};
 
 /// The host-held credential every Graph request names.
 const CREDENTIAL: &str = "graph";
 
-struct Component;
+struct Entra;
 
-export!(Component);
+roster_plugin::export!(Entra);
 
-impl Guest for Component {
-    type Session = EntraSession;
-
-    fn info() -> PluginInfo {
-        let key = |name: &str, ty, required, default: Option<&str>, description: &str| ConfigKey {
-            name: name.to_string(),
-            type_: ty,
-            required,
-            default: default.map(str::to_string),
-            description: description.to_string(),
-        };
+impl Connector for Entra {
+    fn info() -> Info {
         let quoted = |s: &str| format!("\"{s}\"");
-        PluginInfo {
-            name: "entra".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "Reads users and groups from Microsoft Entra ID through Microsoft Graph \
-                          (app-only OAuth2 client credentials; delta runs after the first)"
-                .to_string(),
-            config_keys: vec![
-                key(
-                    "tenant_id",
-                    KeyType::String,
-                    true,
-                    None,
-                    "The directory (tenant) id.",
-                ),
-                key(
-                    "client_id",
-                    KeyType::String,
-                    true,
-                    None,
-                    "The application (client) id.",
-                ),
-                key(
-                    "client_secret",
-                    KeyType::Secret,
-                    true,
-                    None,
-                    "The application's client secret. Held by the host, never by the plugin.",
-                ),
-                key(
-                    "secret_expires",
-                    KeyType::String,
-                    false,
-                    None,
-                    "The client secret's expiry date (YYYY-MM-DD): from 7 days before, every \
-                     run warns.",
-                ),
-                key(
-                    "groups",
-                    KeyType::List,
-                    false,
-                    Some("[]"),
-                    "Group object ids: only their members (nested groups included) are synced. \
-                     Empty: every user of the tenant.",
-                ),
-                key(
-                    "include_disabled",
-                    KeyType::Boolean,
-                    false,
-                    Some("false"),
-                    "Also sync disabled accounts (as inactive users).",
-                ),
-                key(
-                    "alias_fields",
-                    KeyType::String,
-                    false,
-                    Some(&quoted(DEFAULT_ALIAS_FIELDS)),
-                    "`;`-separated alias templates of Graph fields, e.g. \
-                     \"%givenName%.%surname%;%surname%-%givenName%\".",
-                ),
-                key(
-                    "aliases_strip_invalid",
-                    KeyType::Boolean,
-                    false,
-                    Some("false"),
-                    "Also add each alias without \" [ ] : ; | = + * ? < > / \\ , . and spaces.",
-                ),
-                key(
-                    "use_display_name",
-                    KeyType::Boolean,
-                    false,
-                    Some("true"),
-                    "When givenName and surname are missing, the full name is the displayName.",
-                ),
-                key(
-                    "import_groups",
-                    KeyType::Boolean,
-                    false,
-                    Some("true"),
-                    "Sync groups with their members (the scope groups and the groups nested \
-                     in them, or every group of the tenant).",
-                ),
-                key(
-                    "use_delta",
-                    KeyType::Boolean,
-                    false,
-                    Some("true"),
-                    "Runs after the first ask Graph only for changes (users/delta). Sources \
-                     scoped by groups always run in full.",
-                ),
-                key(
-                    "authority_url",
-                    KeyType::Url,
-                    false,
-                    Some(&quoted(DEFAULT_AUTHORITY)),
-                    "The token authority (national clouds: https://login.microsoftonline.us, \
-                     https://login.chinacloudapi.cn).",
-                ),
-                key(
-                    "graph_url",
-                    KeyType::Url,
-                    false,
-                    Some(&quoted(DEFAULT_GRAPH)),
-                    "The Microsoft Graph endpoint (national clouds: https://graph.microsoft.us, \
-                     https://microsoftgraph.chinacloudapi.cn).",
-                ),
-            ],
-            capabilities: vec![
-                Capability {
-                    name: "http".to_string(),
-                    reason: "reads users and groups from Microsoft Graph at graph_url, with a \
-                             token from authority_url"
-                        .to_string(),
-                },
-                Capability {
-                    name: "log".to_string(),
-                    reason: "reports paging progress".to_string(),
-                },
-            ],
-            defaults: vec![
-                ("pair_by".to_string(), "\"email\"".to_string()),
-                // Raw Graph fields are sent for [map] templates, not as possible typos.
-                ("warn_unused_attributes".to_string(), "false".to_string()),
-            ],
-            credentials: vec![Credential {
-                name: CREDENTIAL.to_string(),
-                kind: CredentialKind::Oauth2(Oauth2Credential {
-                    token_url: "{authority_url}/{tenant_id}/oauth2/v2.0/token".to_string(),
-                    client_id: "{client_id}".to_string(),
-                    client_secret: "client_secret".to_string(),
-                    scope: "{graph_url}/.default".to_string(),
-                }),
-            }],
-        }
+        Info::new(
+            "entra",
+            env!("CARGO_PKG_VERSION"),
+            "Reads users and groups from Microsoft Entra ID through Microsoft Graph \
+             (app-only OAuth2 client credentials; delta runs after the first)",
+        )
+        .key(Key::string("tenant_id", "The directory (tenant) id.").required())
+        .key(Key::string("client_id", "The application (client) id.").required())
+        .key(
+            Key::secret(
+                "client_secret",
+                "The application's client secret. Held by the host, never by the plugin.",
+            )
+            .required(),
+        )
+        .key(Key::string(
+            "secret_expires",
+            "The client secret's expiry date (YYYY-MM-DD): from 7 days before, every run warns.",
+        ))
+        .key(
+            Key::list(
+                "groups",
+                "Group object ids: only their members (nested groups included) are synced. \
+                 Empty: every user of the tenant.",
+            )
+            .default("[]"),
+        )
+        .key(
+            Key::boolean(
+                "include_disabled",
+                "Also sync disabled accounts (as inactive users).",
+            )
+            .default("false"),
+        )
+        .key(
+            Key::string(
+                "alias_fields",
+                "`;`-separated alias templates of Graph fields, e.g. \
+                 \"%givenName%.%surname%;%surname%-%givenName%\".",
+            )
+            .default(&quoted(DEFAULT_ALIAS_FIELDS)),
+        )
+        .key(
+            Key::boolean(
+                "aliases_strip_invalid",
+                "Also add each alias without \" [ ] : ; | = + * ? < > / \\ , . and spaces.",
+            )
+            .default("false"),
+        )
+        .key(
+            Key::boolean(
+                "use_display_name",
+                "When givenName and surname are missing, the full name is the displayName.",
+            )
+            .default("true"),
+        )
+        .key(
+            Key::boolean(
+                "import_groups",
+                "Sync groups with their members (the scope groups and the groups nested \
+                 in them, or every group of the tenant).",
+            )
+            .default("true"),
+        )
+        .key(
+            Key::boolean(
+                "use_delta",
+                "Runs after the first ask Graph only for changes (users/delta). Sources \
+                 scoped by groups always run in full.",
+            )
+            .default("true"),
+        )
+        .key(
+            Key::url(
+                "authority_url",
+                "The token authority (national clouds: https://login.microsoftonline.us, \
+                 https://login.chinacloudapi.cn).",
+            )
+            .default(&quoted(DEFAULT_AUTHORITY)),
+        )
+        .key(
+            Key::url(
+                "graph_url",
+                "The Microsoft Graph endpoint (national clouds: https://graph.microsoft.us, \
+                 https://microsoftgraph.chinacloudapi.cn).",
+            )
+            .default(&quoted(DEFAULT_GRAPH)),
+        )
+        .capability(
+            "http",
+            "reads users and groups from Microsoft Graph at graph_url, with a token from \
+             authority_url",
+        )
+        .capability("log", "reports paging progress")
+        .suggest("pair_by", "\"email\"")
+        // Raw Graph fields are sent for [map] templates, not as possible typos.
+        .suggest("warn_unused_attributes", "false")
+        .credential(Credential::oauth2(
+            CREDENTIAL,
+            "{authority_url}/{tenant_id}/oauth2/v2.0/token",
+            "{client_id}",
+            "client_secret",
+            "{graph_url}/.default",
+        ))
     }
 
-    fn test(config: String) -> Result<TestReport, PluginError> {
-        let settings = Settings::from_json(&config).map_err(plugin_error)?;
-        let info = run::test(settings, Date::today(), &mut Host).map_err(plugin_error)?;
+    fn test(config: Config) -> Result<TestReport, roster_plugin::Error> {
+        let settings = settings(&config)?;
+        let info = run::test(settings, Date::today(), &mut Host::default()).map_err(sdk_error)?;
         let columns = info.columns;
         Ok(TestReport {
             users: info.users,
             groups: info.groups,
-            sample: info.sample.and_then(|o| match o {
-                Out::User {
-                    id,
-                    locator,
-                    values,
-                } => Some(SourceObject {
-                    kind: ObjectKind::User,
-                    id,
-                    locator: Some(locator),
-                    attributes: (columns.iter().cloned())
-                        .zip(values)
-                        .map(|(name, values)| Attribute { name, values })
-                        .collect(),
-                    member_of: Vec::new(),
-                    members: Vec::new(),
-                    parent: None,
-                }),
+            sample: info.sample.and_then(|o| match item(o, &columns) {
+                Item::User(u) => Some(u),
                 _ => None,
             }),
             messages: info.messages,
         })
     }
 
-    fn open(request: RunRequest) -> Result<Session, PluginError> {
-        let settings = Settings::from_json(&request.config).map_err(plugin_error)?;
+    fn open(config: Config, request: Request) -> Result<Run, roster_plugin::Error> {
+        let settings = settings(&config)?;
         let mode = match request.mode {
-            RunMode::Full => Mode::Full,
-            RunMode::Delta => Mode::Delta,
+            roster_plugin::Mode::Full => Mode::Full,
+            roster_plugin::Mode::Delta => Mode::Delta,
         };
-        let run = Run::start(
+        let mut host = Host::default();
+        let run = GraphRun::start(
             settings,
             mode,
             request.cursor.as_deref(),
             Date::today(),
-            &mut Host,
+            &mut host,
         )
-        .map_err(plugin_error)?;
-        let columns = run.columns.clone();
-        Ok(Session::new(EntraSession {
-            run: RefCell::new(run),
-            columns,
+        .map_err(sdk_error)?;
+        Ok(Run::from_listing(Pages {
+            columns: run.columns.clone(),
+            run,
+            host,
+            page: VecDeque::new(),
         }))
     }
 }
 
-struct EntraSession {
-    run: RefCell<Run>,
+/// The SDK hands the config with declared defaults filled in; [`Settings`] reads the same
+/// defaults itself.
+fn settings(config: &Config) -> Result<Settings, roster_plugin::Error> {
+    let json = serde_json::Value::Object(config.as_map().clone()).to_string();
+    Settings::from_json(&json).map_err(sdk_error)
+}
+
+/// Graph pages, handed on item by item.
+struct Pages {
+    run: GraphRun,
+    /// Holds the page asked for ahead between batches.
+    host: Host,
     columns: Vec<String>,
+    page: VecDeque<Out>,
 }
 
-impl GuestSession for EntraSession {
-    fn next_batch(&self) -> Result<Option<Batch>, PluginError> {
-        let outs = self
-            .run
-            .borrow_mut()
-            .next(&mut Host)
-            .map_err(plugin_error)?;
-        Ok(outs.map(|outs| Batch {
-            columns: self.columns.clone(),
-            entries: outs.into_iter().map(entry).collect(),
-        }))
+impl Listing for Pages {
+    fn next(&mut self) -> Result<Option<Item>, roster_plugin::Error> {
+        while self.page.is_empty() {
+            match self.run.next(&mut self.host).map_err(sdk_error)? {
+                Some(page) => self.page = page.into(),
+                None => return Ok(None),
+            }
+        }
+        Ok(self.page.pop_front().map(|o| item(o, &self.columns)))
     }
 
-    fn finish(&self) -> Result<RunEnd, PluginError> {
-        let end = self.run.borrow_mut().finish();
-        Ok(RunEnd {
-            mode: match end.mode {
-                Mode::Full => RunMode::Full,
-                Mode::Delta => RunMode::Delta,
-            },
-            cursor: end.cursor,
-            notices: end.notices,
-        })
+    fn finish(&mut self, end: &mut End) -> Result<(), roster_plugin::Error> {
+        self.host.ahead = None;
+        let e = self.run.finish();
+        end.mode = match e.mode {
+            Mode::Full => roster_plugin::Mode::Full,
+            Mode::Delta => roster_plugin::Mode::Delta,
+        };
+        end.cursor = e.cursor;
+        end.notices = e.notices;
+        Ok(())
     }
 }
 
-fn entry(o: Out) -> Entry {
+fn item(o: Out, columns: &[String]) -> Item {
     match o {
         Out::User {
             id,
             locator,
             values,
-        } => Entry::Row(Row {
-            kind: ObjectKind::User,
+        } => Item::User(User {
             id,
             locator: Some(locator),
-            values,
+            attributes: columns.iter().cloned().zip(values).collect(),
             member_of: Vec::new(),
-            members: Vec::new(),
-            parent: None,
         }),
-        Out::Group { id, name, members } => Entry::Object(SourceObject {
-            kind: ObjectKind::Group,
-            locator: Some(format!("group {name}")),
-            attributes: vec![
-                Attribute {
-                    name: "displayName".into(),
-                    values: vec![name],
-                },
-                Attribute {
-                    name: "id".into(),
-                    values: vec![id.clone()],
-                },
-            ],
-            id,
-            member_of: Vec::new(),
-            members,
-            parent: None,
-        }),
-        Out::RemovedUser(id) => Entry::Removed(Removal {
-            kind: ObjectKind::User,
-            id,
-        }),
-        Out::RemovedGroup(id) => Entry::Removed(Removal {
-            kind: ObjectKind::Group,
-            id,
-        }),
-        Out::Failed { locator, reason } => Entry::Failed(FailedEntry { locator, reason }),
+        Out::Group { id, name, members } => Item::Group(
+            Group::new(id.clone(), name.clone())
+                .locator(format!("group {name}"))
+                .attr("displayName", name)
+                .attr("id", id)
+                .members(members),
+        ),
+        Out::RemovedUser(id) => Item::removed_user(id),
+        Out::RemovedGroup(id) => Item::removed_group(id),
+        Out::Failed { locator, reason } => Item::failed(locator, reason),
     }
 }
 
 /// Requests through the host's `http` capability with the `graph` credential.
-struct Host;
+#[derive(Default)]
+struct Host {
+    /// A request sent ahead (`prefetch`).
+    ahead: Option<http::Pending>,
+}
+
+fn request(url: &str, headers: &[(&str, &str)]) -> http::Request {
+    (headers.iter())
+        .fold(http::get(url), |r, (k, v)| r.header(k, *v))
+        .header("Accept", "application/json")
+        .credential(CREDENTIAL)
+}
 
 impl Transport for Host {
     fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Result<Response, Error> {
-        let request = Request {
-            method: "GET".to_string(),
-            url: url.to_string(),
-            headers: (headers.iter())
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .chain([("Accept".to_string(), "application/json".to_string())])
-                .collect(),
-            body: None,
-            credential: Some(CREDENTIAL.to_string()),
+        // A request sent ahead for another URL is dropped, which cancels it.
+        let answer = match self.ahead.take() {
+            Some(pending) if pending.url() == url => pending.finish(),
+            _ => request(url, headers).send(),
         };
-        match http::send(&request) {
+        match answer {
             Ok(r) => Ok(Response {
                 status: r.status,
                 body: r.body,
             }),
-            Err(HttpError::Denied(m)) => Err(Error::Config(format!(
-                "the host refused the request: {m} (authority_url and graph_url grant the \
-                 origins this source may reach)"
-            ))),
-            Err(HttpError::Authentication(m)) => Err(Error::Authentication(m)),
-            Err(HttpError::TooLarge(m)) => Err(Error::BadData(m)),
-            Err(HttpError::Timeout(m) | HttpError::Unavailable(m) | HttpError::Other(m)) => {
-                Err(Error::Unavailable(m))
-            }
+            Err(e) => Err(match e {
+                roster_plugin::Error::Config(m) => Error::Config(m),
+                roster_plugin::Error::Authentication(m) => Error::Authentication(m),
+                roster_plugin::Error::Unavailable(m) => Error::Unavailable(m),
+                roster_plugin::Error::BadData(m) => Error::BadData(m),
+            }),
         }
+    }
+
+    fn prefetch(&mut self, url: &str, headers: &[(&str, &str)]) {
+        // Best effort: a request the host will not start now is sent again by `get`, which
+        // reports why.
+        self.ahead = request(url, headers).start().ok();
     }
 }
 
-fn plugin_error(e: Error) -> PluginError {
+fn sdk_error(e: Error) -> roster_plugin::Error {
     match e {
-        Error::Config(m) => PluginError::Config(m),
-        Error::Authentication(m) => PluginError::Authentication(m),
-        Error::Unavailable(m) => PluginError::Unavailable(m),
-        Error::BadData(m) => PluginError::BadData(m),
+        Error::Config(m) => roster_plugin::Error::Config(m),
+        Error::Authentication(m) => roster_plugin::Error::Authentication(m),
+        Error::Unavailable(m) => roster_plugin::Error::Unavailable(m),
+        Error::BadData(m) => roster_plugin::Error::BadData(m),
     }
 }
+
+guest_alloc::install!();

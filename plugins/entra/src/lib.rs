@@ -3,7 +3,7 @@
 //! Everything goes through the host's `http` capability: the host holds the client secret,
 //! fetches and refreshes the OAuth2 token, and retries throttled requests. The logic (config,
 //! Graph paging, user conversion, the delta cursor) is plain Rust over a [`run::Transport`],
-//! tested natively; [`component`] is the WebAssembly glue, built for wasm32 only.
+//! tested natively; [`component`] makes it a connector with the roster-plugin SDK (wasm32 only).
 
 pub mod config;
 pub mod date;

@@ -15,6 +15,10 @@ use crate::Error;
 /// An HTTP GET through the host, with the host-held Graph credential attached.
 pub trait Transport {
     fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> Result<Response, Error>;
+
+    /// A hint that `get(url)` comes next: the transport may send it now, so Graph works on
+    /// the next page while this one is turned into users and stored.
+    fn prefetch(&mut self, _url: &str, _headers: &[(&str, &str)]) {}
 }
 
 pub struct Response {
@@ -348,6 +352,9 @@ impl Run {
                 }
                 let what = if delta { "user changes" } else { "users" };
                 let page = page_of(resp, &url, what, first)?;
+                if let Some(next) = &page.next_link {
+                    net.prefetch(next, headers);
+                }
                 let mut outs = Vec::with_capacity(page.items.len());
                 for u in &page.items {
                     outs.extend(self.user(u, delta));
@@ -590,6 +597,8 @@ mod tests {
     struct Fake {
         answers: HashMap<String, (u16, String)>,
         asked: Vec<String>,
+        /// URLs the run said come next.
+        ahead: Vec<String>,
     }
 
     impl Fake {
@@ -612,6 +621,10 @@ mod tests {
                 status,
                 body: body.into_bytes(),
             })
+        }
+
+        fn prefetch(&mut self, url: &str, _: &[(&str, &str)]) {
+            self.ahead.push(url.to_string());
         }
     }
 
@@ -680,6 +693,8 @@ mod tests {
             ids(&outs),
             ["user a", "user c", "group g1 a g2 c", "group g2 "]
         );
+        // The second page of users is asked for before the first is turned into users.
+        assert_eq!(net.ahead, ["http://g/p2"]);
         let end = run.finish();
         assert_eq!(end.mode, Mode::Full);
         let c = Cursor::parse(&end.cursor.unwrap()).unwrap();

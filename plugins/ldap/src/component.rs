@@ -420,3 +420,5 @@ impl GuestSession for LdapSession {
         })
     }
 }
+
+guest_alloc::install!();

@@ -2,9 +2,11 @@
 //! AD's ranged `member;range=a-b`) and member names (`memberUid`), nesting, the scope that
 //! `groups = [...]` selects, and each user's direct groups.
 //!
-//! Groups are held for the whole run (as normalised DNs and ids); users are not.
+//! Groups are held for the whole run; users are not. A member is held as a 128-bit key,
+//! not as its DN: a million memberships take 16 MB of the plugin's memory, not 150.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use crate::config::{Fnv, Settings};
 use crate::{entry, normalise_dn, Error, RawEntry};
@@ -14,8 +16,43 @@ pub struct Group {
     pub dn: String,
     pub anchor: String,
     pub name: String,
-    member_dns: Vec<String>,
-    member_uids: Vec<String>,
+    /// The [`Keys`] of its members (DNs and memberUids), until [`GroupGraph::finish`].
+    members: Vec<Key>,
+    /// The sum of its members' [`fact`]s: the same whatever order the server lists them in.
+    facts: u128,
+}
+
+/// A member DN (`d` + normalised DN) or memberUid (`u` + lowercased uid) as a lookup key:
+/// 128 bits, as two words so that a `(Key, u32)` takes 24 bytes, not 32.
+type Key = [u64; 2];
+
+/// Keyed SipHash, twice, for 128-bit [`Key`]s: keyed at random per run, so no one can
+/// craft names whose keys collide.
+#[derive(Debug, Default)]
+struct Keys(RandomState, RandomState);
+
+impl Keys {
+    fn key(&self, kind: u8, name: &str) -> Key {
+        let half = |s: &RandomState| {
+            let mut h = s.build_hasher();
+            h.write_u8(kind);
+            h.write(name.as_bytes());
+            h.finish()
+        };
+        [half(&self.0), half(&self.1)]
+    }
+}
+
+/// A member as it counts in the run's fingerprint: FNV-1a (128 bits) of the same text as its
+/// key, the same in every run.
+fn fact(kind: u8, name: &str) -> u128 {
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for &b in std::iter::once(&kind).chain(name.as_bytes()) {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(PRIME);
+    }
+    h
 }
 
 /// A ranged attribute still to fetch for a group: search the group's DN for `attribute`.
@@ -46,13 +83,14 @@ pub fn parse_range(name: &str) -> Option<(&str, u64, Option<u64>)> {
 #[derive(Debug, Default)]
 pub struct GroupGraph {
     groups: Vec<Group>,
-    by_dn: HashMap<String, usize>,
+    keys: Keys,
+    /// Each group by the key of its own DN.
+    by_dn: HashMap<Key, usize>,
     /// After [`GroupGraph::finish`]: which groups the run sends, their child groups, and
-    /// the groups each member DN / memberUid is directly in.
+    /// the groups each member key is directly in, sorted by key.
     emitted: Vec<bool>,
     children: Vec<Vec<usize>>,
-    by_member_dn: HashMap<String, Vec<u32>>,
-    by_uid: HashMap<String, Vec<u32>>,
+    memberships: Vec<(Key, u32)>,
     hash: String,
 }
 
@@ -69,7 +107,7 @@ impl GroupGraph {
     /// `member` short; an entry without an anchor is an error (a failed entry).
     pub fn add(&mut self, e: &RawEntry, settings: &Settings) -> Result<Option<Pending>, String> {
         let anchor = entry::anchor(e, settings)?;
-        let norm = normalise_dn(&e.dn);
+        let norm = self.keys.key(b'd', &normalise_dn(&e.dn));
         if self.by_dn.contains_key(&norm) {
             return Err("listed twice (overlapping base DNs?)".into());
         }
@@ -81,22 +119,22 @@ impl GroupGraph {
             dn: e.dn.clone(),
             anchor,
             name,
-            member_dns: Vec::new(),
-            member_uids: Vec::new(),
+            members: Vec::new(),
+            facts: 0,
         };
         for attr in ["member", "uniqueMember"] {
             for v in e.values(attr) {
-                g.member_dns.push(member_dn(v));
+                add_member(&mut g, &self.keys, b'd', &member_dn(v));
             }
         }
         for v in e.values("memberUid") {
             let uid = String::from_utf8_lossy(v).trim().to_lowercase();
             if !uid.is_empty() {
-                g.member_uids.push(uid);
+                add_member(&mut g, &self.keys, b'u', &uid);
             }
         }
         let idx = self.groups.len();
-        let pending = take_range(&mut g, e, idx);
+        let pending = take_range(&mut g, &self.keys, e, idx);
         self.by_dn.insert(norm, idx);
         self.groups.push(g);
         Ok(pending)
@@ -114,7 +152,7 @@ impl GroupGraph {
             // The rest was empty (the server returns no attribute for an empty range).
             return Ok(None);
         }
-        Ok(take_range(g, e, pending.group))
+        Ok(take_range(g, &self.keys, e, pending.group))
     }
 
     /// Builds the scope, nesting and lookup tables. `roots` (the `groups` key) limits the
@@ -125,7 +163,7 @@ impl GroupGraph {
         self.children = (0..n)
             .map(|i| {
                 let mut c: Vec<usize> = self.groups[i]
-                    .member_dns
+                    .members
                     .iter()
                     .filter_map(|m| self.by_dn.get(m).copied())
                     .filter(|&c| c != i)
@@ -141,7 +179,8 @@ impl GroupGraph {
             let mut seen = vec![false; n];
             let mut stack = Vec::new();
             for r in roots {
-                let i = *self.by_dn.get(&normalise_dn(r)).ok_or_else(|| {
+                let key = self.keys.key(b'd', &normalise_dn(r));
+                let i = *self.by_dn.get(&key).ok_or_else(|| {
                     Error::Config(format!(
                         "groups: {r} was not found: it is not below base_dn or does not match \
                          group_filter (the run would otherwise import nobody)"
@@ -156,44 +195,33 @@ impl GroupGraph {
             }
             seen
         };
-        let mut by_member_dn: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut by_uid: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut hashed: Vec<(String, Vec<String>)> = Vec::new();
+        let mut memberships: Vec<(Key, u32)> = Vec::new();
+        let mut hashed: Vec<(String, u128)> = Vec::new();
         for i in 0..n {
             let g = &mut self.groups[i];
-            let dns = std::mem::take(&mut g.member_dns);
-            let uids = std::mem::take(&mut g.member_uids);
+            let members = std::mem::take(&mut g.members);
             if !self.emitted[i] {
                 continue;
             }
-            let mut facts: Vec<String> = dns
-                .iter()
-                .map(|d| format!("d{d}"))
-                .chain(uids.iter().map(|u| format!("u{u}")))
-                .collect();
-            facts.sort_unstable();
-            hashed.push((format!("{}\u{1}{}\u{1}{}", g.anchor, g.name, g.dn), facts));
-            for d in dns {
-                if !self.by_dn.contains_key(&d) {
-                    by_member_dn.entry(d).or_default().push(i as u32);
-                }
-            }
-            for u in uids {
-                by_uid.entry(u).or_default().push(i as u32);
-            }
+            hashed.push((format!("{}\u{1}{}\u{1}{}", g.anchor, g.name, g.dn), g.facts));
+            // A member that is itself a group is a child group (above), not a membership.
+            memberships.extend(
+                (members.into_iter())
+                    .filter(|m| !self.by_dn.contains_key(m))
+                    .map(|m| (m, i as u32)),
+            );
         }
+        memberships.sort_unstable();
+        memberships.dedup();
         hashed.sort_unstable();
         let mut h = Fnv::new();
         for (g, facts) in &hashed {
             h.field(g);
-            for f in facts {
-                h.field(f);
-            }
+            h.field(&format!("{facts:032x}"));
             h.field("\u{2}");
         }
         self.hash = h.hex();
-        self.by_member_dn = by_member_dn;
-        self.by_uid = by_uid;
+        self.memberships = memberships;
         Ok(())
     }
 
@@ -225,17 +253,20 @@ impl GroupGraph {
     /// `memberUid`, or its own `memberOf`.
     pub fn user_groups(&self, e: &RawEntry) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::new();
-        if let Some(gs) = self.by_member_dn.get(&normalise_dn(&e.dn)) {
-            out.extend(gs.iter().map(|&g| g as usize));
-        }
+        let mut direct = |key: Key| {
+            let from = self.memberships.partition_point(|&(k, _)| k < key);
+            let to = from + self.memberships[from..].partition_point(|&(k, _)| k == key);
+            out.extend(self.memberships[from..to].iter().map(|&(_, g)| g as usize));
+        };
+        direct(self.keys.key(b'd', &normalise_dn(&e.dn)));
         for uid in e.values("uid") {
-            let uid = String::from_utf8_lossy(uid).trim().to_lowercase();
-            if let Some(gs) = self.by_uid.get(&uid) {
-                out.extend(gs.iter().map(|&g| g as usize));
-            }
+            direct(
+                self.keys
+                    .key(b'u', &String::from_utf8_lossy(uid).trim().to_lowercase()),
+            );
         }
         for dn in e.values("memberOf") {
-            if let Some(&g) = self.by_dn.get(&member_dn(dn)) {
+            if let Some(&g) = self.by_dn.get(&self.keys.key(b'd', &member_dn(dn))) {
                 if self.emitted[g] {
                     out.push(g);
                 }
@@ -257,8 +288,13 @@ fn member_dn(v: &[u8]) -> String {
     normalise_dn(s)
 }
 
+fn add_member(g: &mut Group, keys: &Keys, kind: u8, name: &str) {
+    g.members.push(keys.key(kind, name));
+    g.facts = g.facts.wrapping_add(fact(kind, name));
+}
+
 /// Moves the values of `member;range=…` into the group; the next range when not complete.
-fn take_range(g: &mut Group, e: &RawEntry, idx: usize) -> Option<Pending> {
+fn take_range(g: &mut Group, keys: &Keys, e: &RawEntry, idx: usize) -> Option<Pending> {
     let mut next = None;
     for (name, values) in &e.attributes {
         let Some((base, _, hi)) = parse_range(name) else {
@@ -267,7 +303,9 @@ fn take_range(g: &mut Group, e: &RawEntry, idx: usize) -> Option<Pending> {
         if !base.eq_ignore_ascii_case("member") {
             continue;
         }
-        g.member_dns.extend(values.iter().map(|v| member_dn(v)));
+        for v in values {
+            add_member(g, keys, b'd', &member_dn(v));
+        }
         if let Some(hi) = hi {
             next = Some(Pending {
                 group: idx,
@@ -487,6 +525,25 @@ mod tests {
         d.finish(&[]).unwrap();
         assert_ne!(c.hash(), d.hash());
         assert_ne!(a.hash(), c.hash());
+        // The order the server lists members in does not count.
+        let listed = |members: &[&str]| {
+            let mut g = GroupGraph::default();
+            g.add(
+                &entry("cn=a,dc=x", &[("entryUUID", &["a"]), ("member", members)]),
+                &s,
+            )
+            .unwrap();
+            g.finish(&[]).unwrap();
+            g.hash().to_string()
+        };
+        assert_eq!(
+            listed(&["uid=1,dc=x", "uid=2,dc=x"]),
+            listed(&["uid=2,dc=x", "uid=1,dc=x"])
+        );
+        assert_ne!(
+            listed(&["uid=1,dc=x", "uid=2,dc=x"]),
+            listed(&["uid=1,dc=x"])
+        );
     }
 
     #[test]

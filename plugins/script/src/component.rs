@@ -395,5 +395,4 @@ impl MappingGuest for Component {
     }
 }
 
-#[global_allocator]
-static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+guest_alloc::install!();

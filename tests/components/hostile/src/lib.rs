@@ -33,6 +33,16 @@
 //!   `api` (a bearer token from the secret key `api_token`; `api_url`, a url key, grants the
 //!   origin); one user `http` with `status` and `body` (the first 100 bytes). A host error is
 //!   `unavailable("http: <kind>: <message>")`.
+//! - `duplicate-ids`: users `u1`, `u2` and `u1` again.
+//! - `dangling-member`: users `u0`, `u1` (member-of `g-missing`) and group `g1` with members
+//!   `u0` and `u9` (no such user).
+//! - `bad-row`: a batch with columns `username`, `full_name` and a row of `u1` with one value
+//!   list.
+//! - `delta-no-cursor`: `count` users like `ok`; a full run returns the cursor `c1`, a delta
+//!   run ends in delta mode without one.
+//! - `http-start`: sends `count` requests `GET path` in the background (`http.start`), holds
+//!   them all, then finishes each: one user `httpN` per request with its `status`. A host
+//!   error is as in `http-get`.
 //!
 //! `test` does what a run does and counts the users.
 
@@ -79,6 +89,11 @@ enum Mode {
     Panic,
     LdapSearch,
     HttpGet,
+    DuplicateIds,
+    DanglingMember,
+    BadRow,
+    DeltaNoCursor,
+    HttpStart,
 }
 
 struct Config {
@@ -110,6 +125,11 @@ fn parse_config(json: &str) -> Result<Config, PluginError> {
         Some("panic") => Mode::Panic,
         Some("ldap-search") => Mode::LdapSearch,
         Some("http-get") => Mode::HttpGet,
+        Some("duplicate-ids") => Mode::DuplicateIds,
+        Some("dangling-member") => Mode::DanglingMember,
+        Some("bad-row") => Mode::BadRow,
+        Some("delta-no-cursor") => Mode::DeltaNoCursor,
+        Some("http-start") => Mode::HttpStart,
         Some(other) => return Err(PluginError::Config(format!("mode: unknown mode {other:?}"))),
     };
     let count = match value.get("count") {
@@ -403,25 +423,45 @@ fn ldap_page(state: &mut State) -> Result<Option<Batch>, PluginError> {
     Ok(Some(objects(users)))
 }
 
-fn http_get(url: &str) -> Result<Vec<Entry>, PluginError> {
-    let r = http::send(&http::Request {
+fn get(url: &str) -> http::Request {
+    http::Request {
         method: "GET".into(),
         url: url.into(),
         headers: Vec::new(),
         body: None,
         credential: Some("api".into()),
-    })
-    .map_err(|e| {
-        let (kind, m) = match e {
-            HttpError::Denied(m) => ("denied", m),
-            HttpError::Timeout(m) => ("timeout", m),
-            HttpError::TooLarge(m) => ("too-large", m),
-            HttpError::Unavailable(m) => ("unavailable", m),
-            HttpError::Authentication(m) => ("authentication", m),
-            HttpError::Other(m) => ("other", m),
-        };
-        PluginError::Unavailable(format!("http: {kind}: {m}"))
-    })?;
+    }
+}
+
+fn http_error(e: HttpError) -> PluginError {
+    let (kind, m) = match e {
+        HttpError::Denied(m) => ("denied", m),
+        HttpError::Timeout(m) => ("timeout", m),
+        HttpError::TooLarge(m) => ("too-large", m),
+        HttpError::Unavailable(m) => ("unavailable", m),
+        HttpError::Authentication(m) => ("authentication", m),
+        HttpError::Other(m) => ("other", m),
+    };
+    PluginError::Unavailable(format!("http: {kind}: {m}"))
+}
+
+fn http_start(url: &str, count: u64) -> Result<Vec<Entry>, PluginError> {
+    let pending = (0..count)
+        .map(|_| http::start(&get(url)).map_err(http_error))
+        .collect::<Result<Vec<_>, _>>()?;
+    (pending.iter().enumerate())
+        .map(|(i, p)| {
+            let r = p.finish().map_err(http_error)?;
+            Ok(user(
+                &format!("http{i}"),
+                vec![("status", vec![r.status.to_string()])],
+            ))
+        })
+        .collect()
+}
+
+fn http_get(url: &str) -> Result<Vec<Entry>, PluginError> {
+    let r = http::send(&get(url)).map_err(http_error)?;
     let body = String::from_utf8_lossy(&r.body[..r.body.len().min(100)]).into_owned();
     Ok(vec![user(
         "http",
@@ -464,7 +504,8 @@ impl Guest for Component {
                     None,
                     "ok, loop, grow, huge-batch, trap, read-file, env, stdout, fail-open, \
                      half-then-trap, directory, sleep, hoard-files, hoard-pollables, \
-                     gigantic-batch, panic, ldap-search or http-get",
+                     gigantic-batch, panic, ldap-search, http-get, http-start, duplicate-ids, \
+                     dangling-member, bad-row or delta-no-cursor",
                 ),
                 key("count", KeyType::Integer, false, Some("3"), "Users to emit"),
                 // The host's ldap connection keys (ldap-search mode).
@@ -539,7 +580,7 @@ impl Guest for Component {
     }
 
     fn test(config: String) -> Result<TestReport, PluginError> {
-        let session = HostileSession::open(&config)?;
+        let session = HostileSession::open(&config, RunMode::Full)?;
         let mut users = 0;
         let mut sample = None;
         while let Some(batch) = session.next_batch()? {
@@ -563,7 +604,10 @@ impl Guest for Component {
     }
 
     fn open(request: RunRequest) -> Result<Session, PluginError> {
-        Ok(Session::new(HostileSession::open(&request.config)?))
+        Ok(Session::new(HostileSession::open(
+            &request.config,
+            request.mode,
+        )?))
     }
 }
 
@@ -575,6 +619,8 @@ struct State {
     emitted: u64,
     /// The connection and search of `ldap-search`.
     search: Option<(ldap::Connection, ldap::Search)>,
+    /// What the host asked for.
+    requested: RunMode,
 }
 
 struct HostileSession {
@@ -582,7 +628,7 @@ struct HostileSession {
 }
 
 impl HostileSession {
-    fn open(config: &str) -> Result<HostileSession, PluginError> {
+    fn open(config: &str, requested: RunMode) -> Result<HostileSession, PluginError> {
         let config = parse_config(config)?;
         match config.mode {
             Mode::FailOpen => {
@@ -602,6 +648,7 @@ impl HostileSession {
                 calls: 0,
                 emitted: 0,
                 search: None,
+                requested,
             }),
         })
     }
@@ -613,7 +660,7 @@ impl GuestSession for HostileSession {
         state.calls += 1;
         let first = state.calls == 1;
         match state.config.mode {
-            Mode::Ok | Mode::Stdout | Mode::FailOpen => {
+            Mode::Ok | Mode::Stdout | Mode::FailOpen | Mode::DeltaNoCursor => {
                 let start = state.emitted;
                 let end = state.config.count.min(start + OK_BATCH);
                 if start == end {
@@ -648,10 +695,64 @@ impl GuestSession for HostileSession {
             Mode::LdapSearch => ldap_page(&mut state),
             Mode::HttpGet if first => http_get(&state.config.path).map(|e| Some(objects(e))),
             Mode::HttpGet => Ok(None),
+            Mode::DuplicateIds if first => Ok(Some(objects(
+                ["u1", "u2", "u1"]
+                    .iter()
+                    .map(|id| user(id, Vec::new()))
+                    .collect(),
+            ))),
+            Mode::DanglingMember if first => {
+                let mut entries = bare_users(0..2);
+                if let Entry::Object(o) = &mut entries[1] {
+                    o.member_of.push("g-missing".into());
+                }
+                entries.push(Entry::Object(SourceObject {
+                    kind: ObjectKind::Group,
+                    id: "g1".into(),
+                    locator: None,
+                    attributes: Vec::new(),
+                    member_of: Vec::new(),
+                    members: vec!["u0".into(), "u9".into()],
+                    parent: None,
+                }));
+                Ok(Some(objects(entries)))
+            }
+            Mode::BadRow if first => Ok(Some(Batch {
+                columns: vec!["username".into(), "full_name".into()],
+                entries: vec![Entry::Row(Row {
+                    kind: ObjectKind::User,
+                    id: "u1".into(),
+                    locator: None,
+                    values: vec![vec!["u1".into()]],
+                    member_of: Vec::new(),
+                    members: Vec::new(),
+                    parent: None,
+                })],
+            })),
+            Mode::DuplicateIds | Mode::DanglingMember | Mode::BadRow => Ok(None),
+            Mode::HttpStart if first => {
+                http_start(&state.config.path, state.config.count).map(|e| Some(objects(e)))
+            }
+            Mode::HttpStart => Ok(None),
         }
     }
 
     fn finish(&self) -> Result<RunEnd, PluginError> {
+        let state = self.state.borrow();
+        if state.config.mode == Mode::DeltaNoCursor {
+            return Ok(match state.requested {
+                RunMode::Full => RunEnd {
+                    mode: RunMode::Full,
+                    cursor: Some("c1".into()),
+                    notices: Vec::new(),
+                },
+                RunMode::Delta => RunEnd {
+                    mode: RunMode::Delta,
+                    cursor: None,
+                    notices: Vec::new(),
+                },
+            });
+        }
         Ok(RunEnd {
             mode: RunMode::Full,
             cursor: None,

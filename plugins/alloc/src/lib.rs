@@ -1,4 +1,5 @@
-//! The component's allocator: free lists per size class in front of talc.
+//! The built-in components' allocator: free lists per size class in front of talc.
+#![no_std]
 //!
 //! A batch is thousands of small strings and lists, allocated while it is built and freed
 //! together once the host has copied it. General allocators (dlmalloc, talc, rlsf) spent
@@ -86,3 +87,18 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Classes<A> {
         }
     }
 }
+
+/// Makes [`Classes`] over talc the component's global allocator.
+#[macro_export]
+macro_rules! install {
+    () => {
+        #[cfg(target_arch = "wasm32")]
+        #[global_allocator]
+        static ALLOC: $crate::Classes<$crate::talc::wasm::WasmDynamicTalc> =
+            $crate::Classes::new($crate::talc::wasm::new_wasm_dynamic_allocator());
+    };
+}
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub use talc;

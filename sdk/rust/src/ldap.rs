@@ -1,0 +1,132 @@
+//! LDAP through the connection the host opened and bound with the source's `url`, `bind_dn`
+//! and `password` (which the plugin never sees). Needs the `ldap` capability.
+
+use crate::bindings::roster::plugin::ldap::{self as wit, LdapError};
+pub use crate::bindings::roster::plugin::ldap::{LdapAttribute, LdapEntry as Entry, Scope};
+use crate::Error;
+use std::rc::Rc;
+
+/// A bound connection. Searches keep it open while they are read.
+pub struct Connection(Rc<wit::Connection>);
+
+/// Connects and binds with the source's configured connection.
+pub fn connect() -> Result<Connection, Error> {
+    wit::connect()
+        .map(|c| Connection(Rc::new(c)))
+        .map_err(error)
+}
+
+/// A search being built: subtree under every configured base DN by default.
+#[derive(Debug, Clone)]
+pub struct Search(wit::SearchRequest);
+
+impl Search {
+    pub fn new(filter: &str) -> Search {
+        Search(wit::SearchRequest {
+            base: None,
+            scope: Scope::Subtree,
+            filter: filter.into(),
+            attributes: Vec::new(),
+            page_size: 0,
+            show_deleted: false,
+        })
+    }
+
+    /// A base DN (one of the configured ones, or below one).
+    pub fn base(mut self, base: &str) -> Search {
+        self.0.base = Some(base.into());
+        self
+    }
+
+    pub fn scope(mut self, scope: Scope) -> Search {
+        self.0.scope = scope;
+        self
+    }
+
+    pub fn attributes(mut self, names: &[&str]) -> Search {
+        self.0.attributes = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// Entries per page (0: the host's default).
+    pub fn page_size(mut self, n: u32) -> Search {
+        self.0.page_size = n;
+        self
+    }
+}
+
+impl Connection {
+    /// The configured base DNs.
+    pub fn base_dns(&self) -> Vec<String> {
+        self.0.base_dns()
+    }
+
+    /// Runs a paged search; entries are fetched a page at a time as the iterator is pulled.
+    pub fn search(&self, search: &Search) -> Result<Entries, Error> {
+        let pages = self.0.search(&search.0).map_err(error)?;
+        Ok(Entries {
+            pages: Some(pages),
+            page: Vec::new().into_iter(),
+            _connection: self.0.clone(),
+        })
+    }
+}
+
+/// The entries of a paged search.
+pub struct Entries {
+    pages: Option<wit::Search>,
+    page: std::vec::IntoIter<Entry>,
+    /// Dropping the last handle unbinds: the search needs the connection.
+    _connection: Rc<wit::Connection>,
+}
+
+impl Iterator for Entries {
+    type Item = Result<Entry, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.page.next() {
+                return Some(Ok(e));
+            }
+            match self.pages.as_ref()?.next_page() {
+                Ok(Some(page)) => self.page = page.into_iter(),
+                Ok(None) => {
+                    self.pages = None;
+                    return None;
+                }
+                Err(e) => {
+                    self.pages = None;
+                    return Some(Err(error(e)));
+                }
+            }
+        }
+    }
+}
+
+/// Text values of an attribute (case-insensitive name); binary values are read lossily.
+pub fn values(entry: &Entry, name: &str) -> Vec<String> {
+    (entry.attributes.iter())
+        .filter(|a| a.name.eq_ignore_ascii_case(name))
+        .flat_map(|a| {
+            a.values
+                .iter()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .collect()
+}
+
+/// The first text value of an attribute.
+pub fn value(entry: &Entry, name: &str) -> Option<String> {
+    values(entry, name).into_iter().next()
+}
+
+fn error(e: LdapError) -> Error {
+    match e {
+        LdapError::InvalidCredentials(m) => Error::authentication(m),
+        LdapError::Tls(m)
+        | LdapError::Unreachable(m)
+        | LdapError::TimeLimit(m)
+        | LdapError::Other(m) => Error::unavailable(format!("ldap: {m}")),
+        LdapError::NoSuchBase(m) | LdapError::Denied(m) => Error::config(format!("ldap: {m}")),
+    }
+}
