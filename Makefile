@@ -14,6 +14,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 ROSTER := $(TARGET_DIR)/release/roster
 DEMO_DIR := $(TARGET_DIR)/demo
+SDK_TOOLS := $(TARGET_DIR)/sdk-tools
 
 # apt-get as root, or through sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -39,6 +40,17 @@ setup:
 	@# harness makes its own TLS CA with openssl).
 	@$(call need,samba-tool,samba winbind)
 	@$(call need,openssl,openssl)
+	@# Python and JavaScript SDK tests: componentize-py in a venv, componentize-js and jco
+	@# from npm, both under target/sdk-tools (pinned versions).
+	@$(call need,python3,python3 python3-venv)
+	@$(call need,npm,nodejs npm)
+	@test -x $(SDK_TOOLS)/venv/bin/componentize-py || ( \
+	    python3 -m venv $(SDK_TOOLS)/venv && \
+	    $(SDK_TOOLS)/venv/bin/pip install -q componentize-py==0.25.1 )
+	@test -x $(SDK_TOOLS)/node/node_modules/.bin/componentize-js || ( \
+	    mkdir -p $(SDK_TOOLS)/node && cd $(SDK_TOOLS)/node && \
+	    npm install --silent --no-audit --no-fund \
+	        @bytecodealliance/componentize-js@0.23.0 @bytecodealliance/jco@1.35.0 )
 	@# ------------------------------------------------------------------------------------
 
 setup-bench: setup

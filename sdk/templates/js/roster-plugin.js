@@ -1,0 +1,1 @@
+../../js/roster-plugin.js

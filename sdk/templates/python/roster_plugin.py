@@ -1,0 +1,1 @@
+../../python/roster_plugin.py
