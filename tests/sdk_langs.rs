@@ -194,7 +194,6 @@ fn generated_project_builds_and_passes_plugin_test(lang: &str, build_cmd: impl F
 
     // Installed and synced like any connector.
     let wasm = project.join("acme-people.wasm");
-    sb.roster_ok(&["plugin", "install", wasm.to_str().unwrap(), "--yes"]);
     sb.write_file(
         "people.txt",
         std::fs::read(project.join("example/people.txt")).unwrap(),
@@ -203,6 +202,7 @@ fn generated_project_builds_and_passes_plugin_test(lang: &str, build_cmd: impl F
         "database = \"roster.db\"\n[sources.people]\nplugin = \"acme-people\"\n\
          [sources.people.config]\npath = \"people.txt\"\n",
     );
+    sb.roster_ok(&["plugin", "install", wasm.to_str().unwrap(), "--yes"]);
     let s = sb.sync_ok(&[]);
     assert_counts(s.only(), &[("created", 3)]);
     assert_eq!(sb.users_by_name(), ["alice", "bob", "carol"]);
