@@ -18,3 +18,19 @@ run_timed() {
 
 # ratio X Y: X / Y with two decimals.
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y <= 0) y = 0.01; printf "%.2f", x / y }'; }
+
+# synced COUNT NAME: a count ("created", "unchanged", ...) from run NAME's `sync --json`.
+synced() { grep -o "\"$1\": *[0-9]*" "$out/$2.out" | grep -o '[0-9]*$' || echo "?"; }
+
+# initial_and_resync ROSTER CONFIG: (b) roster's initial sync and (c) its no-change resync,
+# each timed; sets b_secs, b_rss, c_secs, c_rss and created (the users (b) created).
+initial_and_resync() {
+    echo "== (b) roster initial sync"
+    run_timed initial "$1" --config "$2" sync --json
+    b_secs=$SECS b_rss=$RSS_KB created=$(synced created initial)
+    echo "   ${b_secs}s, created $created, peak RSS $((b_rss / 1024)) MB"
+    echo "== (c) roster no-change resync"
+    run_timed resync "$1" --config "$2" sync --json
+    c_secs=$SECS c_rss=$RSS_KB
+    echo "   ${c_secs}s, unchanged $(synced unchanged resync), peak RSS $((c_rss / 1024)) MB"
+}

@@ -123,17 +123,7 @@ run_timed floor sqlite3 "$out/floor.db" ".read $out/floor.sql"
 a2_secs=$SECS
 echo "   ${a2_secs}s, $(sqlite3 "$out/floor.db" "select count(*) from users") users"
 
-echo "== (b) roster initial sync"
-run_timed initial "$roster" --config "$work/roster.toml" sync --json
-b_secs=$SECS b_rss=$RSS_KB
-created=$(grep -o '"created": *[0-9]*' "$out/initial.out" | grep -o '[0-9]*$' || echo "?")
-echo "   ${b_secs}s, created $created, peak RSS $((b_rss / 1024)) MB"
-
-echo "== (c) roster no-change resync"
-run_timed resync "$roster" --config "$work/roster.toml" sync --json
-c_secs=$SECS c_rss=$RSS_KB
-unchanged=$(grep -o '"unchanged": *[0-9]*' "$out/resync.out" | grep -o '[0-9]*$' || echo "?")
-echo "   ${c_secs}s, unchanged $unchanged, peak RSS $((c_rss / 1024)) MB"
+initial_and_resync "$roster" "$work/roster.toml"
 
 # Report.
 missed=0

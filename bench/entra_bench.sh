@@ -92,17 +92,7 @@ export BENCH_SECRET=$secret
 # Compile the component into the cache first (same directory), so (b) measures the sync.
 "$roster" --config "$work/roster.toml" sources test entra > /dev/null
 
-echo "== (b) roster initial sync"
-run_timed initial "$roster" --config "$work/roster.toml" sync --json
-b_secs=$SECS b_rss=$RSS_KB
-created=$(grep -o '"created": *[0-9]*' "$out/initial.out" | grep -o '[0-9]*$' || echo "?")
-echo "   ${b_secs}s, created $created, peak RSS $((b_rss / 1024)) MB"
-
-echo "== (c) roster no-change full resync"
-run_timed resync "$roster" --config "$work/roster.toml" sync --json
-c_secs=$SECS c_rss=$RSS_KB
-unchanged=$(grep -o '"unchanged": *[0-9]*' "$out/resync.out" | grep -o '[0-9]*$' || echo "?")
-echo "   ${c_secs}s, unchanged $unchanged, peak RSS $((c_rss / 1024)) MB"
+initial_and_resync "$roster" "$work/roster.toml"
 
 # (a2) as in the CSV benchmark: SQLite alone storing the users roster created, in roster's
 # schema, set-wise in one transaction (users with their record, username and one alias,

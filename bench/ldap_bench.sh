@@ -123,15 +123,7 @@ export BENCH_LDAP_PW=$pw
 # Warm the compile cache: the first run of a component compiles it.
 "$roster" --config "$out/roster.toml" plugin inspect ldap > /dev/null
 
-echo "== (b) roster initial sync"
-run_timed initial "$roster" --config "$out/roster.toml" sync --json
-b_secs=$SECS; b_rss=$RSS_KB
-echo "   ${b_secs}s, $(grep -o '"created": *[0-9]*' "$out/initial.out" | grep -o '[0-9]*$') created"
-
-echo "== (c) roster no-change resync"
-run_timed resync "$roster" --config "$out/roster.toml" sync --json
-c_secs=$SECS; c_rss=$RSS_KB
-echo "   ${c_secs}s, $(grep -o '"unchanged": *[0-9]*' "$out/resync.out" | grep -o '[0-9]*$') unchanged"
+initial_and_resync "$roster" "$out/roster.toml"
 
 # (a2) as in the CSV benchmark: SQLite alone storing what roster stored, in roster's schema,
 # set-wise in one transaction: users with their record, username and personal number,
