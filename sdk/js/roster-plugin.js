@@ -366,7 +366,7 @@ export function send(method, url, { headers = [], body, credential } = {}) {
     if (err?.tag === 'denied') throw new ConfigError(`${url}: ${err.val}`);
     if (err?.tag === 'authentication') throw new AuthenticationError(err.val);
     if (err?.tag === 'too-large') throw new BadDataError(`${url}: ${err.val}`);
-    if (err?.tag) throw new UnavailableError(`${url}: ${err.val}`);
+    if (err?.tag) throw new UnavailableError(err.val); // the host names the URL
     throw e;
   }
   return {

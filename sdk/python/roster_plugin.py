@@ -449,7 +449,7 @@ def send(method: str, url: str, *, headers=(), body: Optional[bytes] = None, cre
             raise AuthenticationError(err.value) from None
         if isinstance(err, _http.HttpError_TooLarge):
             raise BadDataError(f"{url}: {err.value}") from None
-        raise UnavailableError(f"{url}: {err.value}") from None
+        raise UnavailableError(err.value) from None  # the host names the URL
     return Response(r.status, r.headers, r.body)
 
 
