@@ -34,3 +34,18 @@ initial_and_resync() {
     c_secs=$SECS c_rss=$RSS_KB
     echo "   ${c_secs}s, unchanged $(synced unchanged resync), peak RSS $((c_rss / 1024)) MB"
 }
+
+# storage_floor SCHEMA_DB < SQL: (a2) SQLite alone running SQL (from stdin) on an empty
+# database with SCHEMA_DB's schema, in WAL mode as roster runs it; sets a2_secs.
+storage_floor() {
+    echo "== (a2) sqlite3 set-wise insert into roster's schema (the storage floor)"
+    rm -f "$out/floor.db" "$out/floor.db-wal" "$out/floor.db-shm"
+    {
+        echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        sqlite3 "$1" .schema | grep -v '^CREATE TABLE sqlite_'
+        cat
+    } > "$out/floor.sql"
+    run_timed floor sqlite3 "$out/floor.db" ".read $out/floor.sql"
+    a2_secs=$SECS
+    echo "   ${a2_secs}s, $(sqlite3 "$out/floor.db" "select count(*) from users") users"
+}

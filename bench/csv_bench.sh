@@ -85,12 +85,7 @@ write_config "$work/warmup.toml" warmup.db warmup.csv
 # (a2) For scale, not a target: what SQLite alone takes to store these users in roster's own
 # schema, set-wise from (a)'s table in one transaction, as roster stores them (users with
 # their record, usernames, 2 cards, 2 group memberships, links and a run event each).
-echo "== (a2) sqlite3 set-wise insert into roster's schema (storage alone, for scale)"
-rm -f "$out/floor.db" "$out/floor.db-wal" "$out/floor.db-shm"
-{
-    echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-    sqlite3 "$work/warmup.db" .schema | grep -v '^CREATE TABLE sqlite_'
-    cat <<SQL
+storage_floor "$work/warmup.db" <<SQL
 ATTACH '$out/ref.db' AS r;
 BEGIN;
 INSERT INTO sources(id, name) VALUES (1, 'bench');
@@ -118,10 +113,6 @@ INSERT INTO links(source_id, anchor, user_id, raw_hash) SELECT 1, username, rowi
 INSERT INTO run_events(run_id, seq, entry, action) SELECT 1, rowid, 'line ' || (rowid + 1), 'created' FROM r.u;
 COMMIT;
 SQL
-} > "$out/floor.sql"
-run_timed floor sqlite3 "$out/floor.db" ".read $out/floor.sql"
-a2_secs=$SECS
-echo "   ${a2_secs}s, $(sqlite3 "$out/floor.db" "select count(*) from users") users"
 
 initial_and_resync "$roster" "$work/roster.toml"
 

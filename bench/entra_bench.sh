@@ -97,12 +97,7 @@ initial_and_resync "$roster" "$work/roster.toml"
 # (a2) as in the CSV benchmark: SQLite alone storing the users roster created, in roster's
 # schema, set-wise in one transaction (users with their record, username and one alias,
 # links, a run event each).
-echo "== (a2) sqlite3 set-wise insert into roster's schema (the storage floor)"
-rm -f "$out/floor.db" "$out/floor.db-wal" "$out/floor.db-shm"
-{
-    echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-    sqlite3 "$work/bench.db" .schema | grep -v '^CREATE TABLE sqlite_'
-    cat <<SQL
+storage_floor "$work/bench.db" <<SQL
 BEGIN;
 CREATE TEMP TABLE u AS WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $created)
   SELECT i + 1 AS id, 'user' || i || '@contoso.test' AS upn, 'Given' || i || ' Sur' || i AS full_name,
@@ -121,10 +116,6 @@ INSERT INTO links(source_id, anchor, user_id, raw_hash) SELECT 1, printf('%08x-0
 INSERT INTO run_events(run_id, seq, entry, action) SELECT 1, id, upn, 'created' FROM temp.u;
 COMMIT;
 SQL
-} > "$out/floor.sql"
-run_timed floor sqlite3 "$out/floor.db" ".read $out/floor.sql"
-a2_secs=$SECS
-echo "   ${a2_secs}s, $(sqlite3 "$out/floor.db" "select count(*) from users") users"
 
 missed=0
 check() { # check LABEL VALUE TARGET UNIT

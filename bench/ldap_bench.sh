@@ -128,12 +128,7 @@ initial_and_resync "$roster" "$out/roster.toml"
 # (a2) as in the CSV benchmark: SQLite alone storing what roster stored, in roster's schema,
 # set-wise in one transaction: users with their record, username and personal number,
 # links, a run event each, the 100 groups and one membership per user.
-echo "== (a2) sqlite3 set-wise insert into roster's schema (the storage floor)"
-rm -f "$out/floor.db" "$out/floor.db-wal" "$out/floor.db-shm"
-{
-    echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-    sqlite3 "$out/bench.db" .schema | grep -v '^CREATE TABLE sqlite_'
-    cat <<SQL
+storage_floor "$out/bench.db" <<SQL
 BEGIN;
 CREATE TEMP TABLE u AS WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $users)
   SELECT i + 1 AS id, printf('user%07d', i) AS uid, 'User Number ' || i AS cn,
@@ -155,10 +150,6 @@ INSERT INTO links(source_id, anchor, user_id, raw_hash) SELECT 1, printf('%08x-0
 INSERT INTO run_events(run_id, seq, entry, action) SELECT 1, id, 'uid=' || uid || ',ou=people,$suffix', 'created' FROM temp.u;
 COMMIT;
 SQL
-} > "$out/floor.sql"
-run_timed floor sqlite3 "$out/floor.db" ".read $out/floor.sql"
-a2_secs=$SECS
-echo "   ${a2_secs}s, $(sqlite3 "$out/floor.db" "select count(*) from users") users"
 
 # (d) The plain script an admin might write instead: page through ldapsearch's LDIF and
 # upsert users, groups and memberships into SQLite in one transaction (bench/ldap_plain.py),
