@@ -321,11 +321,11 @@ fn run(
                 broken.extend(dangling(&seen));
             }
         }
-        Err(CallError::BatchCap(m)) => broken.push(Violation {
+        Err(e @ CallError::BatchCap(_)) => broken.push(Violation {
             rule: "batch-caps",
-            detail: CallError::BatchCap(m).to_string(),
+            detail: e.to_string(),
         }),
-        Err(e) => r.error = Some(e.to_string()),
+        Err(e) => r.error = Some(e.message()),
     }
     let names: HashMap<&str, &str> = (seen.group_list.iter())
         .map(|(id, name, ..)| (id.as_str(), name.as_str()))

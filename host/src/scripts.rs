@@ -148,11 +148,12 @@ pub fn check(rt: &Runtime, path: &Path) -> Result<std::result::Result<(), String
     let dir = path.parent().unwrap_or(Path::new("."));
     match mapping_plugin(rt, "script check", limits, Grants::new(dir), &config) {
         Ok(_) => Ok(Ok(())),
+        // The plugin reports a script that does not compile as its config error.
         Err(e) => match e.downcast_ref::<crate::runtime::CallError>() {
-            Some(crate::runtime::CallError::Plugin(m)) => Ok(Err(m
-                .strip_prefix("configuration error: ")
-                .unwrap_or(m)
-                .to_string())),
+            Some(crate::runtime::CallError::Plugin(p)) => Ok(Err(match p.kind {
+                crate::runtime::PluginErrorKind::Config => p.message.clone(),
+                _ => p.to_string(),
+            })),
             _ => Err(e),
         },
     }

@@ -85,9 +85,12 @@ pub fn test(cfg: &Config, rt: &Runtime, name: &str) -> Result<Tested> {
     let mut p = crate::sync::prepare(cfg, src, store.as_ref(), rt)?;
     // A mapping that cannot be built fails before the source is contacted. A fixed PIN
     // key: the sample's fingerprints are never stored or shown.
-    let lowercase = src.options(&p.info.defaults)?.lowercase_usernames;
+    // Reported as before the typed config errors: by its message alone, exit code 1.
+    let lowercase = (src.options(&p.info.defaults))
+        .map_err(|e| anyhow!(e.message))?
+        .lowercase_usernames;
     let mapper = Mapper::new(&src.map, lowercase, b"sample".to_vec())?;
-    let report = (p.plugin.test(&p.config_json)).map_err(|e| anyhow!("{name}: {e}"))?;
+    let report = (p.plugin.test(&p.config_json)).map_err(|e| anyhow!("{name}: {}", e.message()))?;
     let sample = match &report.sample {
         None => None,
         Some(obj) => Some(match mapper.map(obj) {

@@ -7,6 +7,7 @@ use crate::caps::files::Grants;
 use crate::caps::http::HttpCtx;
 use crate::caps::ldap::{LdapCtx, LdapSettings};
 use crate::config::{config_err, resolve_string, Config, ConfigError, SourceConfig};
+use crate::error::FailureKind;
 use crate::mapping::Mapper;
 use crate::runtime::{
     Attribute, CallError, Entry, Limits, ObjectKind, Plugin, PluginInfo, Row, RunMode, RunRequest,
@@ -36,6 +37,9 @@ pub struct SourceResult {
     /// The source's configuration was wrong (exit code 2).
     #[serde(skip)]
     pub config_error: bool,
+    /// What a failed run failed of (retryable or not, for a scheduler).
+    #[serde(skip)]
+    pub failure: Option<FailureKind>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,14 +99,12 @@ pub fn prepare(
     // plugin's own config keys say whether `url` is required).
     if declares("ldap") && src.config.contains_key("url") {
         let ctx = format!("sources.{}.config", src.name);
-        let settings = LdapSettings::from_config(&src.config, &cfg.dir, &ctx)
-            .map_err(|e| config_err(format!("{e:#}")))?;
+        let settings = LdapSettings::from_config(&src.config, &cfg.dir, &ctx)?;
         plugin.capabilities().ldap = LdapCtx::new(settings);
     }
     if declares("http") {
         let ctx = format!("sources.{}.config", src.name);
-        plugin.capabilities().http = HttpCtx::from_config(&info, &src.config, &cfg.dir, &ctx)
-            .map_err(|e| config_err(format!("{e:#}")))?;
+        plugin.capabilities().http = HttpCtx::from_config(&info, &src.config, &cfg.dir, &ctx)?;
     }
     Ok(Prepared {
         plugin,
@@ -135,23 +137,18 @@ fn plugin_config(
         let json = match (decl.type_, value) {
             (KeyType::Secret, v) => {
                 // Resolved to prove it is usable; never handed to the plugin.
-                resolve_string(v, dir, &format!("{ctx}.{key}"))
-                    .map_err(|e| config_err(format!("{e:#}")))?;
+                resolve_string(v, dir, &format!("{ctx}.{key}"))?;
                 continue;
             }
             (KeyType::File, v) => {
-                let path = resolve_string(v, dir, &format!("{ctx}.{key}"))
-                    .map_err(|e| config_err(format!("{e:#}")))?
-                    .0;
+                let path = resolve_string(v, dir, &format!("{ctx}.{key}"))?.0;
                 grants.grant(&path);
                 serde_json::Value::String(path)
             }
             (KeyType::Files, toml::Value::Array(a)) => {
                 let mut paths = Vec::new();
                 for (i, v) in a.iter().enumerate() {
-                    let path = resolve_string(v, dir, &format!("{ctx}.{key}[{i}]"))
-                        .map_err(|e| config_err(format!("{e:#}")))?
-                        .0;
+                    let path = resolve_string(v, dir, &format!("{ctx}.{key}[{i}]"))?.0;
                     grants.grant(&path);
                     paths.push(serde_json::Value::String(path));
                 }
@@ -216,10 +213,7 @@ fn toml_to_json(v: &toml::Value, dir: &std::path::Path, ctx: &str) -> Result<ser
             .into(),
         toml::Value::Table(t) => {
             if t.len() == 1 && (t.contains_key("env") || t.contains_key("file")) {
-                return Ok(resolve_string(v, dir, ctx)
-                    .map_err(|e| config_err(format!("{e:#}")))?
-                    .0
-                    .into());
+                return Ok(resolve_string(v, dir, ctx)?.0.into());
             }
             let mut m = serde_json::Map::new();
             for (k, v) in t {
@@ -259,6 +253,45 @@ pub fn sync(
     Ok(())
 }
 
+/// What [`sync_blocking`] hands back: the store and observer it borrowed, and what [`sync`]
+/// returned.
+pub struct Finished<O> {
+    pub store: Store,
+    pub observer: O,
+    pub result: Result<()>,
+}
+
+/// [`sync`] for async callers (the service): the run goes to tokio's blocking pool and this
+/// future resolves when it ends.
+///
+/// Plugin calls block: each plugin drives its own current-thread tokio runtime, and
+/// blocking on one from a thread that runs async tasks panics ("Cannot start a runtime from
+/// within a runtime"). So async code never calls [`sync`] directly; it calls this. The
+/// observer is called on the blocking thread, in the order [`SyncObserver`] documents (send
+/// its events over a channel to reach async code). Dropping the future does not stop the
+/// run: it completes or changes nothing, as every run does. A panic in the run resumes here.
+pub async fn sync_blocking<O: SyncObserver + Send + 'static>(
+    cfg: Arc<Config>,
+    rt: Arc<Runtime>,
+    mut store: Store,
+    names: Vec<String>,
+    flags: SyncFlags,
+    mut observer: O,
+) -> Finished<O> {
+    let run = tokio::task::spawn_blocking(move || {
+        let result = sync(&cfg, &mut store, &rt, &names, flags, &mut observer);
+        Finished {
+            store,
+            observer,
+            result,
+        }
+    });
+    match run.await {
+        Ok(finished) => finished,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// A run that failed as a whole: nothing it did was kept.
 fn failed(
     src: &SourceConfig,
@@ -267,7 +300,7 @@ fn failed(
     e: anyhow::Error,
 ) -> SourceResult {
     let message = match e.downcast_ref::<CallError>() {
-        Some(c) => c.to_string(),
+        Some(c) => c.message(),
         None => format!("{e:#}"),
     };
     tracing::error!(
@@ -286,6 +319,7 @@ fn failed(
         notices: Vec::new(),
         plan: flags.dry_run.then(Vec::new),
         config_error: e.downcast_ref::<ConfigError>().is_some(),
+        failure: Some(FailureKind::of(&e)),
     }
 }
 
@@ -314,11 +348,9 @@ fn sync_source(
 ) -> SourceResult {
     let setup = (|| -> Result<_> {
         let prepared = prepare(cfg, src, Some(store), rt)?;
-        let opts = src
-            .options(&prepared.info.defaults)
-            .map_err(|e| config_err(format!("sources.{}: {e:#}", src.name)))?;
+        let opts = src.options(&prepared.info.defaults)?;
         let mapper = Mapper::new(&src.map, opts.lowercase_usernames, store.pin_key()?)
-            .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?
+            .map_err(|e| ConfigError::at(format!("sources.{}.map", src.name), format!("{e:#}")))?
             .bind(&format!("pair_by {:?}", opts.pair_by));
         let cursor = store.cursor(&src.name)?;
         let stage = MappingStage::prepare(cfg, src, rt)?;
@@ -477,6 +509,7 @@ fn sync_source(
         notices: outcome.notices,
         plan: flags.dry_run.then_some(outcome.plan),
         config_error: false,
+        failure: None,
     }
 }
 
@@ -760,7 +793,7 @@ fn close_failed_run(
     }
     let id = store.latest_running(source).ok().flatten()?;
     let message = match e.downcast_ref::<CallError>() {
-        Some(c) => c.to_string(),
+        Some(c) => c.message(),
         None => format!("{e:#}"),
     };
     if let Err(err) = store.close_run(id, Status::Failed, &message) {
@@ -874,6 +907,65 @@ mod tests {
         assert!(middle[..middle.len() - 1]
             .iter()
             .all(|e| e.starts_with("read people ")));
+    }
+
+    /// The service's way in: a real sync of a CSV source from inside a tokio runtime, where
+    /// calling a plugin directly would panic.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sync_runs_from_async_code_on_a_blocking_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = "username,full_name\nalice,Alice\nbob,Bob\n";
+        std::fs::write(dir.path().join("users.csv"), csv).unwrap();
+        let cfg = Config::parse(
+            "[sources.people]\nplugin = 'csv'\n[sources.people.config]\npath = 'users.csv'\n",
+            dir.path(),
+        )
+        .unwrap();
+        let rt = Arc::new(Runtime::new(dir.path().join("cache")).unwrap());
+        let store = Store::open(&dir.path().join("roster.db")).unwrap();
+        let flags = SyncFlags::default();
+        let done = sync_blocking(
+            Arc::new(cfg),
+            rt,
+            store,
+            Vec::new(),
+            flags,
+            Recorder::default(),
+        )
+        .await;
+        done.result.unwrap();
+        assert_eq!(
+            done.observer.0.last().unwrap(),
+            "finished people ok created 2 failed 0 errors []"
+        );
+        assert_eq!(done.store.source_counts("people").unwrap(), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_sync_runs_from_a_current_thread_runtime_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("u.csv"), "username\nalice\n").unwrap();
+        let cfg = Config::parse(
+            "[sources.p]\nplugin = 'csv'\n[sources.p.config]\npath = 'u.csv'\n",
+            dir.path(),
+        )
+        .unwrap();
+        let rt = Arc::new(Runtime::new(dir.path().join("cache")).unwrap());
+        let store = Store::memory().unwrap();
+        let done = sync_blocking(
+            Arc::new(cfg),
+            rt,
+            store,
+            vec!["p".into()],
+            SyncFlags::default(),
+            Recorder::default(),
+        )
+        .await;
+        done.result.unwrap();
+        assert_eq!(
+            done.observer.0.last().unwrap(),
+            "finished p ok created 1 failed 0 errors []"
+        );
     }
 
     #[test]
