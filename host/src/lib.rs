@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod runtime;
 pub mod scaffold;
 pub mod scripts;
+pub mod session;
 pub mod sources;
 pub mod store;
 pub mod sync;

@@ -82,7 +82,7 @@ pub fn test(cfg: &Config, rt: &Runtime, name: &str) -> Result<Tested> {
     let store = (cfg.database.exists())
         .then(|| Store::open(&cfg.database))
         .transpose()?;
-    let mut p = crate::sync::prepare(cfg, src, store.as_ref(), rt)?;
+    let mut p = crate::session::prepare(cfg, src, store.as_ref(), rt)?;
     // A mapping that cannot be built fails before the source is contacted. A fixed PIN
     // key: the sample's fingerprints are never stored or shown.
     // Reported as before the typed config errors: by its message alone, exit code 1.
