@@ -51,11 +51,19 @@ setup:
 	    mkdir -p $(SDK_TOOLS)/node && cd $(SDK_TOOLS)/node && \
 	    npm install --silent --no-audit --no-fund \
 	        @bytecodealliance/componentize-js@0.23.0 @bytecodealliance/jco@1.35.0 )
+	@# Console test of `roster serve`: Debian's headless Chromium driven by playwright-core
+	@# (npm, pinned; no browser download: it uses /usr/bin/chromium).
+	@$(call need,chromium,chromium)
+	@test -d $(SDK_TOOLS)/browser/node_modules/playwright-core || ( \
+	    mkdir -p $(SDK_TOOLS)/browser && cd $(SDK_TOOLS)/browser && \
+	    npm install --silent --no-audit --no-fund playwright-core@1.65.2 )
 	@# ------------------------------------------------------------------------------------
 
 setup-bench: setup
 	@$(call need,sqlite3,sqlite3)
 	@test -x /usr/bin/time || ($(APT) update && $(APT) install -y time)
+	@# bench/serve_bench.sh: an HTTP load generator.
+	@$(call need,wrk,wrk)
 
 ## Build -----------------------------------------------------------------------------------
 

@@ -127,14 +127,17 @@ impl Server {
         id.unwrap()
     }
 
-    /// Waits until run `id` is no longer running, and returns it.
+    /// Waits until run `id` ended and the server is done with it (a held run's plan is
+    /// kept just after its status is written), and returns it.
     fn wait_run(&self, token: &str, id: i64) -> Value {
         let mut run = Value::Null;
         wait_for("the run to end", Duration::from_secs(120), || {
             run = self.json(&format!("/api/v1/runs/{id}"), token);
-            run["status"] != "running"
+            let sources = self.json("/api/v1/sources", token);
+            let source = find(&sources, run["source"].as_str().unwrap());
+            run["status"] != "running" && source["run"]["run_id"] != id
         });
-        run
+        self.json(&format!("/api/v1/runs/{id}"), token)
     }
 }
 
@@ -505,4 +508,69 @@ fn a_held_run_waits_for_approval() {
         metrics.contains("roster_deletion_guard_tripped_total{source=\"people\"} 2"),
         "{metrics}"
     );
+}
+
+/// The console in a real headless Chromium (Debian's, driven by playwright-core from npm,
+/// both installed by `make setup`): sign in, Sync now, the run finishes, a held run is
+/// approved. Screenshots of each page stay in target/tmp/serve-console/.
+#[test]
+fn the_console_in_a_real_browser() {
+    let playwright = target_dir().join("sdk-tools/browser/node_modules/playwright-core");
+    assert!(
+        playwright.exists() && std::path::Path::new("/usr/bin/chromium").exists(),
+        "chromium or playwright-core is missing: run `make setup`"
+    );
+    let sb = Sandbox::new();
+    sb.write_csv("people.csv", &people_csv(10));
+    sb.write_csv("staff.csv", "username\nann\nbob\n");
+    sb.write_config(&format!(
+        "{}\n[serve]\nlisten = \"127.0.0.1:0\"\n",
+        config(&[
+            csv_source("staff", "staff.csv", ""),
+            csv_source("people", "people.csv", "max_deletions = 1"),
+        ])
+    ));
+    let admin = token(&sb, "boss", "admin");
+    let srv = Server::start(&sb);
+    let r = srv
+        .post("/api/v1/sources/people/sync", &admin)
+        .json::<Value>()
+        .unwrap();
+    assert_eq!(
+        srv.wait_run(&admin, r["run_id"].as_i64().unwrap())["status"],
+        "ok"
+    );
+    // Four of ten gone: the console's Sync now of people will be held.
+    sb.write_csv("people.csv", &people_csv(6));
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-console");
+    let out = std::process::Command::new("node")
+        .arg(repo_root().join("tests/console/console.cjs"))
+        .env("BASE", &srv.base)
+        .env("TOKEN", &admin)
+        .env("SHOTS", &shots)
+        .env("PLAYWRIGHT_CORE", &playwright)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "the console test failed\n{}\nserver log:\n{}",
+        describe(&out),
+        srv.log()
+    );
+    for shot in [
+        "1-sign-in",
+        "3-run-finished",
+        "4-held-run",
+        "5-approved-run",
+    ] {
+        assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png");
+    }
+    assert_eq!(srv.json("/api/v1/users/user09", &admin)["active"], false);
+    assert_eq!(srv.json("/api/v1/users/bob", &admin)["active"], true);
+}
+
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| repo_root().join("target"))
 }

@@ -34,9 +34,11 @@ table{border-collapse:collapse;margin:1em 0}td,th{border-bottom:1px solid #ddd;p
 .ok{color:#176f2c}.failed,.interrupted,.cancelled{color:#b00020}.aborted,.held{color:#a65e00}
 form.inline{display:inline}button{cursor:pointer}nav a{margin-right:1em}";
 
-/// Refreshes the page when a run starts or ends.
-const LIVE: &str = "if(window.EventSource){const e=new EventSource('/api/v1/events');\
-['started','finished'].forEach(t=>e.addEventListener(t,()=>location.reload()));}";
+/// Refreshes the page when a run starts or ends, unless a form is on its way.
+const LIVE: &str = "if(window.EventSource){let sent=false;\
+document.addEventListener('submit',()=>{sent=true;});\
+const e=new EventSource('/api/v1/events');\
+['started','finished'].forEach(t=>e.addEventListener(t,()=>{if(!sent)location.reload();}));}";
 
 fn page(title: &str, body: Markup) -> Html<String> {
     Html(page_markup(title, body).into_string())
@@ -266,7 +268,7 @@ async fn run_page(State(st): State<AppState>, headers: HeaderMap, Path(id): Path
     };
     let c = &run.counts;
     let body = html! {
-        p id="status" { "Source " b { (run.source) } ": " span class=(run.status.as_str()) { (run.status.as_str()) }
+        p id="status" { "Source " b { (run.source) } ": " span id="run-status" class=(run.status.as_str()) { (run.status.as_str()) }
             " · started " (run.started) " · finished " (run.finished.as_deref().unwrap_or("-")) }
         p { "created " (c.created) ", updated " (c.updated) ", unchanged " (c.unchanged) ", deactivated "
             (c.deactivated) ", reactivated " (c.reactivated) ", deleted " (c.deleted) ", failed " (c.failed) }

@@ -5,7 +5,6 @@
 
 use super::metrics::Metrics;
 use crate::config::{Config, SourceConfig};
-use crate::runtime::Runtime;
 use crate::store::{Status, Store};
 use crate::sync::{SourceResult, SyncFlags, SyncObserver};
 use anyhow::Result;
@@ -82,7 +81,6 @@ pub enum Began {
 pub struct Runner {
     cfg: Arc<Config>,
     pool: Arc<super::pool::Pool>,
-    rt: Arc<Runtime>,
     pub metrics: Arc<Metrics>,
     pub events: broadcast::Sender<serde_json::Value>,
     running: Mutex<HashMap<String, Running>>,
@@ -101,11 +99,9 @@ impl Runner {
         metrics: Arc<Metrics>,
         events: broadcast::Sender<serde_json::Value>,
     ) -> Result<Arc<Runner>> {
-        let rt = Arc::new(crate::plugins::runtime(&cfg.database)?);
         Ok(Arc::new(Runner {
             cfg,
             pool,
-            rt,
             metrics,
             events,
             running: Mutex::new(HashMap::new()),
@@ -212,10 +208,13 @@ impl Runner {
                 return Ok(());
             }
             self.metrics.started(&name);
+            // A runtime per run: its epoch ticker thread ends with it, so an idle server
+            // wakes for nothing between runs. Compiled plugins come from the disk cache.
+            let rt = crate::plugins::runtime(&self.cfg.database)?;
             crate::sync::sync(
                 &self.cfg,
                 &mut store,
-                &self.rt,
+                &rt,
                 std::slice::from_ref(&name),
                 flags,
                 &mut observer,
