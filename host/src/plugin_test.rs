@@ -204,13 +204,15 @@ pub fn test(
     Ok(report)
 }
 
+/// (group id, name, parent, members, member-of) of a group a run listed.
+type ListedGroup = (String, String, Option<String>, Vec<String>, Vec<String>);
+
 /// Everything a run listed that the checks need after its end.
 #[derive(Default)]
 struct Seen {
     users: HashMap<String, String>,
     groups: HashMap<String, String>,
-    /// (group id, name, parent, members, member-of) of every group.
-    group_list: Vec<(String, String, Option<String>, Vec<String>, Vec<String>)>,
+    group_list: Vec<ListedGroup>,
     /// (what refers, kind of reference, id referred to, must be a group).
     references: Vec<(String, &'static str, String, bool)>,
     /// Users shown, with their own member-of ids.
@@ -355,9 +357,7 @@ impl EntrySink for Checks<'_> {
 
 /// The path of every group, as a sync places them: the same nesting edges (a group's
 /// members and member-of among groups), sorted.
-fn group_paths(
-    list: &[(String, String, Option<String>, Vec<String>, Vec<String>)],
-) -> Vec<(String, String)> {
+fn group_paths(list: &[ListedGroup]) -> Vec<(String, String)> {
     let groups: HashMap<String, (String, Option<String>)> = (list.iter())
         .map(|(id, name, parent, ..)| (id.clone(), (name.clone(), parent.clone())))
         .collect();
