@@ -159,7 +159,7 @@ pub fn check(rt: &Runtime, path: &Path) -> Result<std::result::Result<(), String
 #[derive(Debug, Serialize)]
 pub struct RunEntry {
     pub entry: String,
-    /// "user", "group", "dropped" or "failed".
+    /// "user", "group", "dropped", "failed" or "removed".
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserRecord>,
@@ -268,8 +268,7 @@ impl EntrySink for Shown<'_> {
         self.show(obj.id, "group", Some(name))
     }
 
-    fn removed(&mut self, kind: ObjectKind, id: String) -> Result<bool> {
-        let _ = kind;
+    fn removed(&mut self, _kind: ObjectKind, id: String) -> Result<bool> {
         self.show(id, "removed", None)
     }
 

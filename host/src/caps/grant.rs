@@ -9,8 +9,8 @@ use super::ldap::{LdapCtx, LdapSettings};
 use super::log::LogCtx;
 use super::Capabilities;
 use crate::bindings::KeyType;
+use crate::bindings::PluginInfo;
 use crate::config::{resolve_string, ConfigError, SourceConfig};
-use crate::runtime::PluginInfo;
 use std::path::Path;
 
 /// A capability a plugin may declare in its `info`.
