@@ -22,6 +22,11 @@ struct Server {
 
 impl Server {
     fn start(sb: &Sandbox) -> Server {
+        Self::start_trusting(sb, None)
+    }
+
+    /// With TLS: the client trusts this PEM certificate.
+    fn start_trusting(sb: &Sandbox, ca: Option<&[u8]>) -> Server {
         let mut child = sb
             .command()
             .arg("serve")
@@ -45,21 +50,26 @@ impl Server {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("serve did not listen: {:?}", log.lock().unwrap()));
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut http = Client::builder().timeout(Duration::from_secs(60));
+        if let Some(pem) = ca {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
+        }
         let server = Server {
             child: Some(child),
             base,
             log,
-            http: Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            http: http.build().unwrap(),
         };
-        wait_for("healthz answers", Duration::from_secs(30), || {
-            server
-                .get("/healthz", None)
-                .map(|r| r.status() == 200)
-                .unwrap_or(false)
-        });
+        let t = Instant::now();
+        loop {
+            let last = match server.get("/healthz", None) {
+                Ok(r) if r.status() == 200 => break,
+                Ok(r) => format!("status {}", r.status()),
+                Err(e) => format!("{e:?}"),
+            };
+            assert!(t.elapsed() < Duration::from_secs(30), "healthz: {last}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         server
     }
 
@@ -573,4 +583,54 @@ fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(Into::into)
         .unwrap_or_else(|| repo_root().join("target"))
+}
+
+#[test]
+fn tls_with_rustls() {
+    let sb = Sandbox::new();
+    sb.write_csv("people.csv", &people_csv(2));
+    // A test CA and a server certificate it signed (webpki refuses a CA as the server's).
+    sb.write_file(
+        "ext.cnf",
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    );
+    let script = "set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -keyout ca.key -out ca.pem -subj /CN=roster-test-ca
+        openssl req -newkey rsa:2048 -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+            -out cert.pem -extfile ext.cnf";
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(sb.root())
+        .output()
+        .expect("openssl (make setup installs it)");
+    assert!(out.status.success(), "{}", describe(&out));
+    sb.write_config(&format!(
+        "{}\n[serve]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n",
+        config(&[csv_source("people", "people.csv", "")])
+    ));
+    let read = token(&sb, "reader", "read");
+    let cert = std::fs::read(sb.path("ca.pem")).unwrap();
+    let srv = Server::start_trusting(&sb, Some(&cert));
+    assert!(srv.base.starts_with("https://127.0.0.1:"), "{}", srv.base);
+    assert_eq!(srv.json("/api/v1/sources", &read)[0]["name"], "people");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = srv.base.replace("https://", "http://");
+    assert!(Client::new()
+        .get(format!("{plain}/healthz"))
+        .send()
+        .is_err());
+
+    // A key that does not exist: a config error naming the keys, exit 2.
+    sb.write_config(&format!(
+        "{}\n[serve]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"nope.pem\"\n",
+        config(&[csv_source("people", "people.csv", "")])
+    ));
+    let out = sb.roster(&["serve"]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("serve.tls_cert/tls_key"),
+        "{}",
+        describe(&out)
+    );
 }

@@ -96,14 +96,21 @@ pub async fn start(
             ),
             e => ApiError::conflict("running", format!("source {name}: {e}")),
         })?;
-    // A dry run answers with its plan; a run as soon as its record exists (or, queued
-    // behind another source's run, without its id yet).
-    let wait = if flags.dry_run {
-        Duration::from_secs(3600)
-    } else {
-        Duration::from_secs(5)
+    // A dry run answers with its plan; a run as soon as its record exists (its plugin
+    // loaded), or without its id while it waits for another source's run.
+    let mut began = began;
+    let waited = loop {
+        match tokio::time::timeout(Duration::from_millis(200), &mut began).await {
+            Ok(done) => break Ok(done),
+            Err(e) => {
+                let queued = st.runner.running(name).is_some_and(|r| r.queued);
+                if queued && !flags.dry_run {
+                    break Err(e);
+                }
+            }
+        }
     };
-    Ok(match tokio::time::timeout(wait, began).await {
+    Ok(match waited {
         Ok(Ok(Began::Ended(r))) if flags.dry_run => Json(json!(r)).into_response(),
         Ok(Ok(Began::Ended(r))) => (
             StatusCode::ACCEPTED,

@@ -23,6 +23,8 @@ pub struct Running {
     pub since: DateTime<Utc>,
     pub by: String,
     pub dry_run: bool,
+    /// Waiting for another source's run to release the database.
+    pub queued: bool,
 }
 
 /// Why a run did not start.
@@ -166,6 +168,7 @@ impl Runner {
                     since: Utc::now(),
                     by: by.to_string(),
                     dry_run: flags.dry_run,
+                    queued: true,
                 },
             );
         }
@@ -191,6 +194,9 @@ impl Runner {
     ) {
         let name = src.name.clone();
         let _writer = self.writer.blocking_lock();
+        if let Some(r) = self.running.lock().unwrap().get_mut(&name) {
+            r.queued = false;
+        }
         let mut observer = Observer {
             runner: &self,
             began: Some(began),
@@ -220,15 +226,6 @@ impl Runner {
                 &mut observer,
             )?;
             if let Some(r) = &observer.result {
-                if let (Some(id), Status::Aborted, Some(plan)) = (r.run_id, r.status, &r.plan) {
-                    if flags.hold && !flags.dry_run {
-                        store.hold_run(id, &name, plan)?;
-                        tracing::warn!(
-                            "source {name}: run {id} held for review: the deletion guard stopped it; \
-                             scheduled runs pause until an admin approves or dismisses it"
-                        );
-                    }
-                }
                 if let Some(after) = after {
                     after(&store, r)?;
                 }

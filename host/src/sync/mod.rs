@@ -41,7 +41,8 @@ pub struct SourceResult {
 pub struct SyncFlags {
     pub dry_run: bool,
     pub force: bool,
-    /// A run the deletion guard stops keeps its whole plan in its result (service mode).
+    /// Service mode: a run the deletion guard stops keeps its whole plan, in its result and
+    /// in the store, where it holds the source's scheduled runs until an admin decides.
     pub hold: bool,
 }
 
@@ -260,6 +261,18 @@ fn sync_source(
         }
     };
     if let (Some(id), Status::Aborted) = (outcome.run_id, outcome.status) {
+        // A held run's plan is kept before its status says aborted, so whoever sees the
+        // status sees the hold too.
+        if flags.hold {
+            match store.hold_run(id, &src.name, &outcome.plan) {
+                Ok(()) => tracing::warn!(
+                    "source {}: run {id} held for review: the deletion guard stopped it; \
+                     scheduled runs pause until an admin approves or dismisses it",
+                    src.name
+                ),
+                Err(e) => tracing::error!("keeping the plan of run {id}: {e:#}"),
+            }
+        }
         let message = outcome.message.as_deref().unwrap_or("");
         if let Err(e) = store.close_run(id, Status::Aborted, message) {
             tracing::error!("recording aborted run {id}: {e:#}");
