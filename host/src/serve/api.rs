@@ -94,6 +94,7 @@ pub async fn start(
                 "shutting_down",
                 e.to_string(),
             ),
+            Refused::Unknown => ApiError::not_found(format!("no source named {name:?}")),
             e => ApiError::conflict("running", format!("source {name}: {e}")),
         })?;
     // A dry run answers with its plan; a run as soon as its record exists (its plugin

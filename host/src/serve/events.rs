@@ -1,13 +1,20 @@
 //! `GET /api/v1/events`: Server-Sent Events of run progress (started, progress, finished).
 
+use super::error::ApiResult;
 use super::AppState;
+use crate::tokens::{Caller, Role};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Extension;
 use futures_util::{Stream, StreamExt};
 use std::convert::Infallible;
 use tokio_stream::wrappers::BroadcastStream;
 
-pub async fn sse(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn sse(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    super::api::need(&caller, Role::Read)?;
     let rx = st.runner.events.subscribe();
     let mut shutdown = st.shutdown.clone();
     // A slow client that missed events just continues with the next ones.
@@ -20,5 +27,5 @@ pub async fn sse(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Ev
         .take_until(async move {
             let _ = shutdown.wait_for(|stopping| *stopping).await;
         });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -38,6 +38,8 @@ pub enum Refused {
         since: String,
     },
     ShuttingDown,
+    /// No such source in the config.
+    Unknown,
 }
 
 impl std::fmt::Display for Refused {
@@ -61,6 +63,7 @@ impl std::fmt::Display for Refused {
                 write!(f, "being synced by roster process {pid} (since {since})")
             }
             Refused::ShuttingDown => f.write_str("the server is shutting down"),
+            Refused::Unknown => f.write_str("no such source"),
         }
     }
 }
@@ -146,7 +149,7 @@ impl Runner {
         let src = self
             .cfg
             .source(source)
-            .map_err(|_| Refused::ShuttingDown)?
+            .map_err(|_| Refused::Unknown)?
             .clone();
         {
             let mut running = self.running.lock().unwrap();
@@ -326,7 +329,7 @@ impl Runner {
         };
         match self.start(name, flags, "schedule", None, None) {
             Ok(_) => tracing::info!("source {name}: scheduled run started"),
-            Err(Refused::ShuttingDown) => {}
+            Err(Refused::ShuttingDown | Refused::Unknown) => {}
             Err(e) => tracing::info!("source {name}: scheduled run skipped: {e}"),
         }
     }
