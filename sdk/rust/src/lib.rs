@@ -92,11 +92,12 @@ pub mod host {
     pub use crate::bindings::roster::plugin::{emit, files, http, ldap, log};
 }
 
-/// What an author's code usually needs, in one `use`.
+/// What an author's code usually needs, in one `use` (not `log`, which would shadow the
+/// `log` crate: `roster_plugin::log`).
 pub mod prelude {
     pub use crate::{
-        files, http, ldap, log, Batch, Batches, Config, Connector, Credential, End, Error, Group,
-        Info, Item, Key, Kind, Listing, Mode, Request, Row, Run, User,
+        files, http, ldap, Batch, Batches, Config, Connector, Credential, End, Error, Group, Info,
+        Item, Key, Kind, Listing, Mode, Request, Row, Run, User,
     };
 }
 
