@@ -1,8 +1,10 @@
-//! Opening the database: schema, migrations and connection settings.
+//! Opening the database: `migrate` once at start, then connections. A writer connection
+//! runs syncs and admin commands; a reader connection (the coming API, the CLI's listings)
+//! runs no migration and never writes, and in WAL mode never waits for a run.
 
 use super::{lease, Store};
-use anyhow::{Context, Result};
-use rusqlite::Connection;
+use anyhow::{bail, Context, Result};
+use rusqlite::{Connection, OpenFlags};
 use std::cell::RefCell;
 use std::path::Path;
 
@@ -127,51 +129,177 @@ ALTER TABLE runs ADD COLUMN lease TEXT;
 "#,
 ];
 
+/// The schema version this roster writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 impl Store {
-    /// Opens (creating if needed) and migrates the database.
-    pub fn open(path: &Path) -> Result<Store> {
+    /// Creates the database if needed and brings its schema up to date. Meant once, at
+    /// start; a database already current is only read. A database newer than this roster
+    /// is refused.
+    pub fn migrate(path: &Path) -> Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ok();
         }
         let conn = Connection::open(path)
             .with_context(|| format!("opening database {}", path.display()))?;
-        Self::setup(conn, lease::Leases::beside(path))
-            .with_context(|| format!("database {}", path.display()))
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrate_conn(conn).with_context(|| format!("database {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Migrates the database if needed and opens a connection for writing; runs that a
+    /// crash left running are marked interrupted. What a command that writes uses.
+    pub fn open(path: &Path) -> Result<Store> {
+        Store::migrate(path)?;
+        let store = Store::connect(path, false)?;
+        store.mark_interrupted()?;
+        Ok(store)
+    }
+
+    /// A connection for reading only: no migration and no write. The database must exist
+    /// with this roster's schema (see [`Store::migrate`]).
+    pub fn open_read(path: &Path) -> Result<Store> {
+        Store::connect(path, true)
     }
 
     /// An in-memory database (for dry runs against a database that does not exist yet).
     pub fn memory() -> Result<Store> {
-        Self::setup(Connection::open_in_memory()?, lease::Leases::private()?)
+        let conn = migrate_conn(Connection::open_in_memory()?)?;
+        Ok(Store::new(conn, lease::Leases::private()?))
     }
 
-    fn setup(mut conn: Connection, leases: lease::Leases) -> Result<Store> {
+    fn connect(path: &Path, read_only: bool) -> Result<Store> {
+        // Never created here: that is migrate's job.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .with_context(|| format!("opening database {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // WAL + NORMAL keeps every commit atomic; a power loss may only lose the last commit.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "cache_size", -32_000)?;
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > MIGRATIONS.len() {
-            anyhow::bail!(
-                "database schema version {version} is newer than this roster ({}); upgrade roster",
-                MIGRATIONS.len()
-            );
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)
-                .with_context(|| format!("migration {}", i + 1))?;
-            tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
-        }
-        let store = Store {
+        settings(&conn)?;
+        // Refused at the SQLite level: a reader cannot write by mistake.
+        conn.pragma_update(None, "query_only", read_only)?;
+        check_version(&conn).with_context(|| format!("database {}", path.display()))?;
+        Ok(Store::new(conn, lease::Leases::beside(path)))
+    }
+
+    fn new(conn: Connection, leases: lease::Leases) -> Store {
+        Store {
             conn,
             leases,
             process: "roster".into(),
             parked: RefCell::new(Vec::new()),
-        };
-        store.mark_interrupted()?;
-        Ok(store)
+        }
+    }
+}
+
+/// Per-connection settings.
+fn settings(conn: &Connection) -> Result<()> {
+    // WAL + NORMAL keeps every commit atomic; a power loss may only lose the last commit.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    Ok(())
+}
+
+fn version(conn: &Connection) -> Result<usize> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+fn check_version(conn: &Connection) -> Result<()> {
+    let v = version(conn)?;
+    if v > SCHEMA_VERSION {
+        bail!(
+            "database schema version {v} is newer than this roster ({SCHEMA_VERSION}); upgrade roster"
+        );
+    }
+    if v < SCHEMA_VERSION {
+        bail!("database schema version {v} is older than this roster ({SCHEMA_VERSION}) and must be migrated first");
+    }
+    Ok(())
+}
+
+fn migrate_conn(mut conn: Connection) -> Result<Connection> {
+    if version(&conn)? == SCHEMA_VERSION {
+        return Ok(conn);
+    }
+    // WAL is a property of the file: set once, with the schema.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    settings(&conn)?;
+    // One starter migrates; another waits here and then finds nothing left to do.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let from = version(&tx)?;
+    if from > SCHEMA_VERSION {
+        bail!(
+            "database schema version {from} is newer than this roster ({SCHEMA_VERSION}); upgrade roster"
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {}", i + 1))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_version(path: &Path) -> usize {
+        version(&Connection::open(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_reader_needs_a_migrated_database_and_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("roster.db");
+        let err = Store::open_read(&db).err().unwrap();
+        assert!(format!("{err:#}").contains("opening database"), "{err:#}");
+        assert!(!db.exists(), "a reader creates nothing");
+        Store::migrate(&db).unwrap();
+        assert_eq!(user_version(&db), SCHEMA_VERSION);
+        let reader = Store::open_read(&db).unwrap();
+        assert!(reader.runs().unwrap().is_empty());
+        let err = reader.record_failed_run("src", "x").err().unwrap();
+        assert!(format!("{err:#}").contains("readonly"), "{err:#}");
+        // Migrating a current database is a no-op; a writer writes.
+        Store::migrate(&db).unwrap();
+        let writer = Store::open(&db).unwrap();
+        writer.record_failed_run("src", "x").unwrap();
+        assert_eq!(reader.runs().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_older_database_is_migrated_and_a_newer_one_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("roster.db");
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let err = Store::open_read(&db).err().unwrap();
+        let want =
+            format!("database schema version 1 is older than this roster ({SCHEMA_VERSION})");
+        assert!(format!("{err:#}").contains(&want), "{err:#}");
+        Store::open(&db).unwrap();
+        assert_eq!(user_version(&db), SCHEMA_VERSION);
+        let newer = SCHEMA_VERSION + 1;
+        Connection::open(&db)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let want = format!(
+            "database schema version {newer} is newer than this roster ({SCHEMA_VERSION}); upgrade roster"
+        );
+        for err in [
+            Store::migrate(&db).err().unwrap(),
+            Store::open(&db).err().unwrap(),
+            Store::open_read(&db).err().unwrap(),
+        ] {
+            assert!(format!("{err:#}").contains(&want), "{err:#}");
+        }
     }
 }
