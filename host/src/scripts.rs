@@ -5,13 +5,15 @@
 //! and inside Rhai under an operation budget and size limits. The host reads a mapping
 //! script's text and hands it over in `init`; the plugin reads nothing it was not granted.
 
-use crate::caps::files::Grants;
+use crate::caps::grant::grant_mapping;
+use crate::caps::Capabilities;
 use crate::config::{config_err, Config, OnScriptError, SourceConfig};
 use crate::mapping::Mapper;
 use crate::reconcile::UserRecord;
 use crate::runtime::{
-    Entry, Limits, MapResult, MappingPlugin, ObjectKind, RunMode, RunRequest, Runtime, SourceObject,
+    Limits, MapResult, MappingPlugin, ObjectKind, RunMode, RunRequest, Runtime, SourceObject,
 };
+use crate::session::{self, EntrySink, Incoming};
 use crate::store::Store;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
@@ -56,14 +58,13 @@ fn file_name(path: &Path) -> String {
 /// Instantiates the script plugin's mapping side and hands it `config` (JSON).
 fn mapping_plugin(
     rt: &Runtime,
-    source: &str,
     limits: Limits,
-    grants: Grants,
+    caps: Capabilities,
     config: &serde_json::Value,
 ) -> Result<MappingPlugin> {
     let bytes = crate::plugins::builtin(PLUGIN).context("the script plugin is not built in")?;
     let component = rt.load(bytes)?;
-    let mut plugin = rt.instantiate_mapper(&component, source, limits, grants)?;
+    let mut plugin = rt.instantiate_mapper(&component, limits, caps)?;
     plugin.init(&config.to_string())?;
     Ok(plugin)
 }
@@ -82,15 +83,11 @@ impl MappingStage {
         if let Some(n) = src.script_max_operations {
             config["max_operations"] = n.into();
         }
-        let mut grants = Grants::new(&cfg.dir);
-        for f in &src.files {
-            grants.grant(f);
-        }
         let limits = Limits {
             timeout: src.timeout,
             memory: src.memory_limit,
         };
-        let plugin = mapping_plugin(rt, &src.name, limits, grants, &config)
+        let plugin = mapping_plugin(rt, limits, grant_mapping(src, &cfg.dir), &config)
             .map_err(|e| config_err(format!("{ctx}: {e:#}")))?;
         Ok(Some(MappingStage {
             plugin,
@@ -145,14 +142,14 @@ pub fn check(rt: &Runtime, path: &Path) -> Result<std::result::Result<(), String
         timeout: Duration::from_secs(60),
         memory: 256 << 20,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    match mapping_plugin(rt, "script check", limits, Grants::new(dir), &config) {
+    match mapping_plugin(rt, limits, Capabilities::none("script check"), &config) {
         Ok(_) => Ok(Ok(())),
+        // The plugin reports a script that does not compile as its config error.
         Err(e) => match e.downcast_ref::<crate::runtime::CallError>() {
-            Some(crate::runtime::CallError::Plugin(m)) => Ok(Err(m
-                .strip_prefix("configuration error: ")
-                .unwrap_or(m)
-                .to_string())),
+            Some(crate::runtime::CallError::Plugin(p)) => Ok(Err(match p.kind {
+                crate::runtime::PluginErrorKind::Config => p.message.clone(),
+                _ => p.to_string(),
+            })),
             _ => Err(e),
         },
     }
@@ -162,7 +159,7 @@ pub fn check(rt: &Runtime, path: &Path) -> Result<std::result::Result<(), String
 #[derive(Debug, Serialize)]
 pub struct RunEntry {
     pub entry: String,
-    /// "user", "group", "dropped" or "failed".
+    /// "user", "group", "dropped", "failed" or "removed".
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserRecord>,
@@ -202,15 +199,7 @@ pub fn run(rt: &Runtime, opts: &RunOptions) -> Result<Vec<RunEntry>> {
             (&bare, &bare.sources[0])
         }
     };
-    let opts_r = src
-        .options(&[])
-        .map_err(|e| config_err(format!("sources.{}: {e:#}", src.name)))?;
-    let mapper = Mapper::new(
-        &src.map,
-        opts_r.lowercase_usernames,
-        b"roster script run".to_vec(),
-    )
-    .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?;
+    let (_, mapper) = session::mapping(src, &[], b"roster script run".to_vec())?;
     let mut out = Vec::new();
     if let Some(input) = opts.input {
         let mut with_script = src.clone();
@@ -229,45 +218,82 @@ pub fn run(rt: &Runtime, opts: &RunOptions) -> Result<Vec<RunEntry>> {
     source
         .config
         .insert("script".into(), toml::Value::String(script));
-    let mut prepared = crate::sync::prepare(cfg, &source, None::<&Store>, rt)?;
-    let mut stage = MappingStage::prepare(cfg, &source, rt)?;
+    let mut prepared = session::prepare(cfg, &source, None::<&Store>, rt)?;
+    let stage = MappingStage::prepare(cfg, &source, rt)?;
     let request = RunRequest {
         config: prepared.config_json.clone(),
         mode: RunMode::Full,
         cursor: None,
     };
-    let plugin = &mut prepared.plugin;
-    let session = plugin.open(&request)?;
-    while let Some(batch) = plugin.next_batch(&session)? {
-        let mut users = Vec::new();
-        for e in batch.entries {
-            match e {
-                Entry::Object(o) if o.kind == ObjectKind::User => users.push(o),
-                Entry::Object(g) => out.push(RunEntry {
-                    entry: g.id.clone(),
-                    kind: "group",
-                    user: None,
-                    group: Some(crate::mapping::group_name(&g)),
-                    reason: None,
-                }),
-                Entry::Failed(f) => out.push(RunEntry {
-                    entry: f.locator,
-                    kind: "failed",
-                    user: None,
-                    group: None,
-                    reason: Some(f.reason),
-                }),
-                Entry::Row(_) | Entry::Removed(_) => {}
-            }
+    let mut sink = Shown {
+        mapper: &mapper,
+        stage,
+        users: Vec::new(),
+        out,
+    };
+    session::drive(&mut prepared.plugin, &request, &mut sink)?;
+    Ok(sink.out)
+}
+
+/// `script run`'s sink: a batch's users go through the mapping script (if any) at its end,
+/// then the mapping; groups, removals and failed entries are shown as they come.
+struct Shown<'a> {
+    mapper: &'a Mapper,
+    stage: Option<MappingStage>,
+    users: Vec<SourceObject>,
+    out: Vec<RunEntry>,
+}
+
+impl Shown<'_> {
+    fn show(&mut self, entry: String, kind: &'static str, group: Option<String>) -> Result<bool> {
+        self.out.push(RunEntry {
+            entry,
+            kind,
+            user: None,
+            group,
+            reason: None,
+        });
+        Ok(true)
+    }
+}
+
+impl EntrySink for Shown<'_> {
+    fn entry(&mut self, entry: Incoming) -> Result<bool> {
+        let obj = entry.into_object();
+        if obj.kind == ObjectKind::User {
+            self.users.push(obj);
+            return Ok(true);
         }
-        let scripted = match &mut stage {
+        let name = crate::mapping::group_name(&obj);
+        self.show(obj.id, "group", Some(name))
+    }
+
+    fn removed(&mut self, _kind: ObjectKind, id: String) -> Result<bool> {
+        self.show(id, "removed", None)
+    }
+
+    fn failed(&mut self, locator: String, reason: String) -> Result<bool> {
+        self.out.push(RunEntry {
+            entry: locator,
+            kind: "failed",
+            user: None,
+            group: None,
+            reason: Some(reason),
+        });
+        Ok(true)
+    }
+
+    fn batch_end(&mut self) -> Result<bool> {
+        let users = std::mem::take(&mut self.users);
+        let scripted = match &mut self.stage {
             Some(stage) => stage.map(users)?,
             None => users.into_iter().map(Scripted::Keep).collect(),
         };
-        out.extend(scripted.into_iter().map(|s| mapped(&mapper, s)));
+        let mapper = self.mapper;
+        self.out
+            .extend(scripted.into_iter().map(|s| mapped(mapper, s)));
+        Ok(true)
     }
-    plugin.finish(&session)?;
-    Ok(out)
 }
 
 fn mapped(mapper: &Mapper, s: Scripted) -> RunEntry {

@@ -19,18 +19,20 @@
 //! One owner per store, as Zed and Spin do, keeps wasmtime's `Store` single-threaded; the
 //! sync pipeline drives the plugin from its own thread, so calls look blocking to it.
 
+mod error;
 mod limits;
 
 pub use crate::bindings::{
     Attribute, Batch, Entry, MapResult, ObjectKind, PluginError, PluginInfo, Row, RunEnd, RunMode,
     RunRequest, SourceObject, TestReport,
 };
-pub(crate) use limits::check_batch;
+pub use error::{CallError, PluginErrorKind, PluginFailure, TrapCause};
 pub use limits::{Limits, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 
 use crate::bindings::mapper::Mapper;
 use crate::bindings::Source;
-use crate::caps::{files::Grants, Capabilities, CapabilitiesView};
+use crate::caps::emit::Refused;
+use crate::caps::{Capabilities, CapabilitiesView};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -55,36 +57,8 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The connector interface a source component must export.
 const CONNECTOR: &str = "roster:plugin/connector";
 
-/// What a call failed of. The message names the limit so the admin knows what to raise.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("{0}")]
-    Plugin(String),
-    #[error("plugin call `{call}` exceeded its timeout of {timeout:?} (deadline); raise `timeout` if the source is just slow")]
-    Deadline { call: String, timeout: Duration },
-    #[error("plugin exceeded its memory limit of {limit} bytes (memory_limit); raise `memory_limit` if the source needs more")]
-    Memory { limit: u64 },
-    #[error("plugin returned a batch over the cap ({0}); a batch may hold at most {max} entries and {max_bytes} bytes: send smaller batches", max = limits::MAX_BATCH_ENTRIES, max_bytes = limits::MAX_BATCH_BYTES)]
-    BatchCap(String),
-    #[error("plugin holds more than {MAX_HOST_HANDLES} host resources (open files, pollables, streams) at once, the per-plugin limit")]
-    Handles,
-    #[error("plugin trapped in `{call}`: {msg}")]
-    Trap { call: String, msg: String },
-    #[error("plugin can take no more calls: an earlier call failed")]
-    Spent,
-}
-
-impl CallError {
-    /// A plugin-reported error, worded by kind.
-    pub fn from_plugin(e: PluginError) -> Self {
-        CallError::Plugin(match e {
-            PluginError::Config(m) => format!("configuration error: {m}"),
-            PluginError::Authentication(m) => format!("authentication failed: {m}"),
-            PluginError::Unavailable(m) => format!("source unavailable (worth a retry): {m}"),
-            PluginError::BadData(m) => format!("bad data from source: {m}"),
-        })
-    }
-}
+/// The interface a mapping component (world `mapper`) must export.
+const MAPPING: &str = "roster:plugin/mapping";
 
 /// Per-store data: WASI (with nothing granted), the capability contexts, the memory limiter.
 pub struct StoreData {
@@ -189,6 +163,15 @@ impl Runtime {
     /// Checks from the component's type, before anything runs, that it exports the
     /// connector of a contract version this host speaks.
     pub fn check_contract(&self, component: &Component) -> Result<()> {
+        self.check_export(component, CONNECTOR, "connector")
+    }
+
+    /// The same for a mapping plugin's `mapping` export.
+    pub fn check_mapper_contract(&self, component: &Component) -> Result<()> {
+        self.check_export(component, MAPPING, "mapping plugin")
+    }
+
+    fn check_export(&self, component: &Component, interface: &str, what: &str) -> Result<()> {
         let ty = component.component_type();
         let names: Vec<String> = ty
             .exports(&self.engine)
@@ -196,11 +179,11 @@ impl Runtime {
             .collect();
         let Some(found) = names
             .iter()
-            .find(|n| n.split('@').next() == Some(CONNECTOR))
+            .find(|n| n.split('@').next() == Some(interface))
         else {
             anyhow::bail!(
-                "the component does not export {CONNECTOR}@{CONTRACT_VERSION} (it exports {}): \
-                 it is not a roster connector",
+                "the component does not export {interface}@{CONTRACT_VERSION} (it exports {}): \
+                 it is not a roster {what}",
                 if names.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -212,42 +195,42 @@ impl Runtime {
         if !contract_compatible(version) {
             anyhow::bail!(
                 "the component was built against contract {found}, but this roster supports \
-                 {CONNECTOR}@{CONTRACT_VERSION}: rebuild it with an SDK for {CONTRACT_VERSION} \
+                 {interface}@{CONTRACT_VERSION}: rebuild it with an SDK for {CONTRACT_VERSION} \
                  or use a roster that supports {version}"
             );
         }
         Ok(())
     }
 
-    /// Instantiate a connector with its limits and file grants.
+    /// Instantiate a connector with its limits and what it is granted (see
+    /// [`crate::caps::grant`]; a connector is often instantiated with nothing and granted
+    /// its capabilities once its `info` is known).
     pub fn instantiate(
         &self,
         component: &Component,
-        source: &str,
         limits: Limits,
-        grants: Grants,
+        caps: Capabilities,
     ) -> Result<Plugin> {
         self.check_contract(component)?;
-        self.instance(component, source, limits, grants)
+        self.instance(component, limits, caps)
     }
 
-    /// Instantiate a mapping plugin (world `mapper`) with its limits and file grants.
+    /// Instantiate a mapping plugin (world `mapper`) with its limits and grants.
     pub fn instantiate_mapper(
         &self,
         component: &Component,
-        source: &str,
         limits: Limits,
-        grants: Grants,
+        caps: Capabilities,
     ) -> Result<MappingPlugin> {
-        self.instance(component, source, limits, grants)
+        self.check_mapper_contract(component)?;
+        self.instance(component, limits, caps)
     }
 
     fn instance<B: Bindings>(
         &self,
         component: &Component,
-        source: &str,
         limits: Limits,
-        grants: Grants,
+        caps: Capabilities,
     ) -> Result<Instance<B>> {
         let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
@@ -262,7 +245,7 @@ impl Runtime {
             wasi,
             table,
             limiter: limits::MemoryLimiter::new(limits.memory),
-            caps: Capabilities::new(source, grants),
+            caps,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -405,14 +388,14 @@ impl<B> Instance<B> {
                 return CallError::Handles;
             }
             if limits::is_hostcall_fuel(&e) {
-                return CallError::BatchCap(format!(
+                return CallError::BatchCap(crate::batch::OverCap(format!(
                     "over {} bytes in one call",
                     limits::HOSTCALL_FUEL
-                ));
+                )));
             }
             CallError::Trap {
                 call: name.into(),
-                msg: trap_cause(&e, panic),
+                cause: trap_cause(&e, panic),
             }
         })
     }
@@ -441,14 +424,10 @@ impl<B> Instance<B> {
         self.store.data().limiter.peak()
     }
 
-    /// Sets the files this plugin may read (known once its config is checked).
-    pub fn set_grants(&mut self, grants: Grants) {
-        self.store.data_mut().caps.files.grants = grants;
-    }
-
-    /// The capability contexts, to grant what the source's config allows.
-    pub fn capabilities(&mut self) -> &mut Capabilities {
-        &mut self.store.data_mut().caps
+    /// Grants what the source's config allows, once the plugin's `info` is known. Only
+    /// before a run: it replaces every capability's context.
+    pub fn set_capabilities(&mut self, caps: Capabilities) {
+        self.store.data_mut().caps = caps;
     }
 }
 
@@ -491,7 +470,10 @@ impl Plugin {
         });
         if let Some(refused) = self.store.data_mut().caps.emit.refused.take() {
             self.spent = true;
-            return Err(refused);
+            return Err(match refused {
+                Refused::OverCap(e) => CallError::BatchCap(e),
+                Refused::Spool(m) => CallError::Spool(m),
+            });
         }
         let batch = batch?.map_err(CallError::from_plugin)?;
         if let Some(batch) = &batch {
@@ -505,7 +487,7 @@ impl Plugin {
     }
 
     fn spooled(&mut self) -> Result<Option<Batch>, CallError> {
-        (self.store.data_mut().caps.emit.take()).map_err(|e| CallError::Plugin(format!("{e:#}")))
+        (self.store.data_mut().caps.emit.take()).map_err(|e| CallError::Spool(format!("{e:#}")))
     }
 
     pub fn finish(&mut self, session: &Session) -> Result<RunEnd, CallError> {
@@ -538,7 +520,7 @@ impl MappingPlugin {
         })?;
         if out.len() != objects.len() {
             self.spent = true;
-            return Err(CallError::Plugin(format!(
+            return Err(CallError::Contract(format!(
                 "the mapping plugin returned {} results for {} objects",
                 out.len(),
                 objects.len()
@@ -561,14 +543,20 @@ fn guest_panic(text: &str) -> Option<String> {
 
 /// A trap's cause in one line: the guest's panic message when it printed one, then the
 /// trap itself. The wasm backtrace stays in the debug log.
-fn trap_cause(e: &wasmtime::Error, panic: Option<String>) -> String {
-    let cause = match e.downcast_ref::<wasmtime::Trap>() {
+fn trap_cause(e: &wasmtime::Error, panic: Option<String>) -> TrapCause {
+    let trap = e.downcast_ref::<wasmtime::Trap>().copied();
+    let cause = match trap {
         Some(trap) => trap.to_string(),
         None => e.root_cause().to_string(),
     };
-    match panic {
+    let summary = match &panic {
         Some(p) => format!("{p} ({cause})"),
         None => cause,
+    };
+    TrapCause {
+        summary,
+        trap,
+        panic,
     }
 }
 
@@ -583,6 +571,38 @@ mod tests {
         for v in ["0.2.0", "9.9.9", "1.1.0", "", "x"] {
             assert!(!contract_compatible(v), "{v}");
         }
+    }
+
+    /// A component that exports an empty instance under each of `names`.
+    fn exporting(rt: &Runtime, names: &[&str]) -> Component {
+        let exports: String = (names.iter().enumerate())
+            .map(|(i, n)| format!("(instance $i{i}) (export \"{n}\" (instance $i{i}))"))
+            .collect();
+        Component::new(&rt.engine, format!("(component {exports})")).unwrap()
+    }
+
+    #[test]
+    fn a_mapper_is_checked_for_its_contract_version_like_a_connector() {
+        let dir = std::env::temp_dir().join(format!("roster-contract-{}", std::process::id()));
+        let rt = Runtime::new(dir).unwrap();
+        let ok = exporting(&rt, &["roster:plugin/mapping@0.1.2"]);
+        rt.check_mapper_contract(&ok).unwrap();
+        let old = exporting(&rt, &["roster:plugin/mapping@0.2.0"]);
+        let e = rt.check_mapper_contract(&old).unwrap_err().to_string();
+        assert!(
+            e.contains("roster:plugin/mapping@0.2.0")
+                && e.contains("supports roster:plugin/mapping@0.1.0"),
+            "{e}"
+        );
+        let connector = exporting(&rt, &["roster:plugin/connector@0.1.0"]);
+        let e = rt
+            .check_mapper_contract(&connector)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a roster mapping plugin"), "{e}");
+        rt.check_contract(&connector).unwrap();
+        let e = rt.check_contract(&ok).unwrap_err().to_string();
+        assert!(e.contains("not a roster connector"), "{e}");
     }
 
     #[test]
@@ -603,10 +623,10 @@ mod tests {
     fn a_trap_is_its_cause_with_the_panic_first() {
         let e = wasmtime::Error::from(wasmtime::Trap::UnreachableCodeReached)
             .context("error while executing at wasm backtrace:\n 0: 0x1 - <unknown>!f");
-        let cause = trap_cause(&e, None);
+        let cause = trap_cause(&e, None).summary;
         assert!(cause.contains("unreachable"), "{cause}");
         assert!(!cause.contains("backtrace"), "{cause}");
-        let with_panic = trap_cause(&e, Some("panicked at x: boom".into()));
+        let with_panic = trap_cause(&e, Some("panicked at x: boom".into())).summary;
         assert!(
             with_panic.starts_with("panicked at x: boom ("),
             "{with_panic}"
