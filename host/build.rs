@@ -10,6 +10,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("ldap", "ldap-connector", "ldap"),
     ("entra", "entra-connector", "entra"),
     ("script", "script-connector", "script"),
+    ("unix", "unix-connector", "unix"),
 ];
 
 fn main() {
