@@ -11,6 +11,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("entra", "entra-connector", "entra"),
     ("script", "script-connector", "script"),
     ("unix", "unix-connector", "unix"),
+    ("google", "google-connector", "google"),
 ];
 
 fn main() {
