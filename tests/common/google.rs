@@ -263,6 +263,18 @@ impl Workspace {
         self.st().token_count
     }
 
+    /// A token for every scope without an assertion: for a plain client (the benchmark's).
+    pub fn mint_token(&self) -> String {
+        let mut st = self.st();
+        let scopes = ["user.readonly", "group.readonly", "orgunit.readonly"]
+            .map(|s| format!("{SCOPE_BASE}{s}"))
+            .to_vec();
+        let tok = format!("ya29.plain-{}", now());
+        let until = Instant::now() + Duration::from_secs(86400);
+        st.tokens.insert(tok.clone(), (until, scopes));
+        tok
+    }
+
     pub fn last_claims(&self) -> Value {
         self.st().last_claims.clone()
     }
@@ -525,16 +537,17 @@ fn api(st: &mut State, path: &str, query: &str, auth: &str) -> Answer {
         .get("pageToken")
         .and_then(|t| t.strip_prefix("pt-")?.parse().ok())
         .unwrap_or(0);
-    let paged = |items: Vec<Value>, key: &str, n: usize| -> Answer {
-        let total = items.len();
-        let page: Vec<Value> = items.into_iter().skip(start).take(n).collect();
-        let mut out = json!({ "kind": format!("admin#directory#{key}"), "etag": "\"e\"" });
-        out[key] = page.into();
-        if start + n < total {
-            out["nextPageToken"] = format!("pt-{}", start + n).into();
-        }
-        answer(200, &out)
-    };
+    // A page of `n` from `start` out of `total` items (cloned only when on the page).
+    let paged =
+        |items: &mut dyn Iterator<Item = Value>, total: usize, key: &str, n: usize| -> Answer {
+            let page: Vec<Value> = items.skip(start).take(n).collect();
+            let mut out = json!({ "kind": format!("admin#directory#{key}"), "etag": "\"e\"" });
+            out[key] = page.into();
+            if start + n < total {
+                out["nextPageToken"] = format!("pt-{}", start + n).into();
+            }
+            answer(200, &out)
+        };
     match parts.as_slice() {
         ["users"] => {
             if let Some(e) = need(st, "user.readonly", "users") {
@@ -564,8 +577,9 @@ fn api(st: &mut State, path: &str, query: &str, auth: &str) -> Answer {
                 None => Vec::new(),
             };
             let full = params.get("projection").map(String::as_str) == Some("full");
-            let users: Vec<Value> = (st.users.values())
-                .filter(|u| filter.iter().all(|(k, v)| matches_term(u, k, v)))
+            let keep = |u: &&Value| filter.iter().all(|(k, v)| matches_term(u, k, v));
+            let total = st.users.values().filter(keep).count();
+            let users: Vec<Value> = (st.users.values().filter(keep).skip(start).take(n))
                 .map(|u| {
                     let mut u = u.clone();
                     if !full {
@@ -576,7 +590,13 @@ fn api(st: &mut State, path: &str, query: &str, auth: &str) -> Answer {
                     u
                 })
                 .collect();
-            paged(users, "users", n)
+            // Users are filtered before they are cloned, page by page.
+            let mut page = json!({ "kind": "admin#directory#users", "etag": "\"e\"" });
+            page["users"] = users.into();
+            if start + n < total {
+                page["nextPageToken"] = format!("pt-{}", start + n).into();
+            }
+            answer(200, &page)
         }
         ["customer", c, "orgunits"] => {
             if let Some(e) = need(st, "orgunit.readonly", "orgunits") {
@@ -598,8 +618,8 @@ fn api(st: &mut State, path: &str, query: &str, auth: &str) -> Answer {
                 Ok(n) => n,
                 Err(e) => return e,
             };
-            let groups = st.groups.iter().map(|(id, g)| group_json(id, g)).collect();
-            paged(groups, "groups", n)
+            let mut groups = st.groups.iter().map(|(id, g)| group_json(id, g));
+            paged(&mut groups, st.groups.len(), "groups", n)
         }
         ["groups", key] | ["groups", key, "members"] => {
             if let Some(e) = need(st, "group.readonly", "groups") {
@@ -617,10 +637,11 @@ fn api(st: &mut State, path: &str, query: &str, auth: &str) -> Answer {
                 Ok(n) => n,
                 Err(e) => return e,
             };
-            let members = (g.2.iter())
-                .map(|(mid, ty)| json!({"kind": "admin#directory#member", "id": mid, "type": ty, "role": "MEMBER", "status": "ACTIVE"}))
-                .collect();
-            paged(members, "members", n)
+            let mut members = (g.2.iter()).map(|(mid, ty)| {
+                json!({"kind": "admin#directory#member", "id": mid, "type": ty,
+                       "role": "MEMBER", "status": "ACTIVE"})
+            });
+            paged(&mut members, g.2.len(), "members", n)
         }
         _ => api_error(404, "Not Found", "notFound"),
     }
