@@ -37,7 +37,8 @@ setup:
 	@$(call need,slapd,slapd ldap-utils)
 	@$(call need,ldapmodify,ldap-utils)
 	@# Active Directory tests: a throwaway Samba AD DC (samba needs winbindd at start; the
-	@# harness makes its own TLS CA with openssl).
+	@# harness makes its own TLS CA with openssl). The Google tests make their service
+	@# account's key pair with openssl too; the Unix tests read `getent` (libc-bin).
 	@$(call need,samba-tool,samba winbind)
 	@$(call need,openssl,openssl)
 	@# Python and JavaScript SDK tests: componentize-py in a venv, componentize-js and jco
