@@ -22,6 +22,10 @@ pub struct Reply {
 /// GETs a Directory API URL with the host-held credential.
 pub trait Fetch: 'static {
     fn get(&mut self, url: &str) -> Result<Reply, Error>;
+
+    /// Starts fetching `url` in the background, for a `get` of it that follows soon (the
+    /// next page while this one is converted). By default nothing.
+    fn prefetch(&mut self, _url: &str) {}
 }
 
 fn enc(s: &str) -> String {
@@ -116,11 +120,22 @@ impl<F: Fetch> Api<F> {
         }
     }
 
-    /// One page of `users.list`.
+    /// One page of `users.list`; the next one is asked for before this one is returned.
     pub fn users_page(
         &mut self,
         token: Option<&str>,
     ) -> Result<(Vec<Value>, Option<String>), Error> {
+        let url = self.users_url(token);
+        let v = self.get(&url, "users", settings::USER_SCOPE)?;
+        let (users, next) = page(v, "users")?;
+        if let Some(n) = &next {
+            let next_url = self.users_url(Some(n));
+            self.fetch.prefetch(&next_url);
+        }
+        Ok((users, next))
+    }
+
+    fn users_url(&self, token: Option<&str>) -> String {
         let max = USERS_PAGE.to_string();
         let (owner, value) = self.owner();
         let mut p = vec![(owner, value), ("projection", "full"), ("maxResults", &max)];
@@ -131,9 +146,7 @@ impl<F: Fetch> Api<F> {
         if let Some(t) = token {
             p.push(("pageToken", t));
         }
-        let url = format!("{}/users?{}", self.base(), query(&p));
-        let v = self.get(&url, "users", settings::USER_SCOPE)?;
-        page(v, "users")
+        format!("{}/users?{}", self.base(), query(&p))
     }
 
     fn groups_page(&mut self, token: Option<&str>) -> Result<(Vec<Value>, Option<String>), Error> {
@@ -433,6 +446,13 @@ mod tests {
                 body: v.to_string().into_bytes(),
             })
         }
+
+        fn prefetch(&mut self, url: &str) {
+            let rel = url.strip_prefix("https://admin.googleapis.com/admin/directory/v1");
+            self.asked
+                .borrow_mut()
+                .push(format!("ahead {}", rel.unwrap()));
+        }
     }
 
     fn settings(extra: &str) -> Settings {
@@ -513,7 +533,17 @@ mod tests {
 
     #[test]
     fn the_tree_groups_and_pages_of_users() {
-        let got = ids(&items(settings(""), tenant()).unwrap());
+        let f = tenant();
+        let asked = f.asked.clone();
+        let got = ids(&items(settings(""), f).unwrap());
+        // The second page is asked for ahead, then read.
+        let second = "/users?customer=my_customer&projection=full&maxResults=500&pageToken=p+2";
+        let asked = asked.borrow();
+        let n = asked.len();
+        assert_eq!(
+            asked[n - 2..],
+            [format!("ahead {second}"), second.to_string()]
+        );
         assert_eq!(
             got,
             [
