@@ -48,6 +48,10 @@ setup:
 	@test -x $(SDK_TOOLS)/venv/bin/componentize-py || ( \
 	    python3 -m venv $(SDK_TOOLS)/venv && \
 	    $(SDK_TOOLS)/venv/bin/pip install -q componentize-py==0.25.1 )
+	@# SCIM connector tests: the reference server scim2-server from PyPI, in its own venv.
+	@test -x $(SDK_TOOLS)/scim-venv/bin/scim2-server || ( \
+	    python3 -m venv $(SDK_TOOLS)/scim-venv && \
+	    $(SDK_TOOLS)/scim-venv/bin/pip install -q scim2-server==0.8.3 )
 	@test -x $(SDK_TOOLS)/node/node_modules/.bin/componentize-js || ( \
 	    mkdir -p $(SDK_TOOLS)/node && cd $(SDK_TOOLS)/node && \
 	    npm install --silent --no-audit --no-fund \

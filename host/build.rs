@@ -12,6 +12,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("script", "script-connector", "script"),
     ("unix", "unix-connector", "unix"),
     ("google", "google-connector", "google"),
+    ("scim", "scim-connector", "scim"),
 ];
 
 fn main() {
