@@ -12,7 +12,6 @@ pub mod http;
 pub mod io;
 pub mod ldap;
 pub mod log;
-pub mod oauth;
 
 use anyhow::Result;
 use wasmtime::component::{Linker, ResourceTable};

@@ -107,9 +107,9 @@ pub enum Credential {
     },
     Bearer(Secret),
     Basic(String, Secret),
-    /// A service account's signed assertion exchanged for a token (RFC 7523; caps/oauth.rs).
+    /// A service account's signed assertion exchanged for a token (RFC 7523; oauth.rs).
     ServiceAccount {
-        account: Box<crate::caps::oauth::ServiceAccount>,
+        account: Box<super::oauth::ServiceAccount>,
         subject: Option<String>,
         scope: String,
         token: Option<(Secret, Instant)>,
@@ -239,10 +239,9 @@ impl HttpCtx {
                 }
                 CredentialKind::ServiceAccount(sa) => {
                     let key = secret(&sa.key_file, name)?;
-                    let account =
-                        crate::caps::oauth::ServiceAccount::load(&key, dir).map_err(|e| {
-                            ConfigError::at(format!("{ctx}.{}", sa.key_file), format!("{e:#}"))
-                        })?;
+                    let account = super::oauth::ServiceAccount::load(&key, dir).map_err(|e| {
+                        ConfigError::at(format!("{ctx}.{}", sa.key_file), format!("{e:#}"))
+                    })?;
                     let subject = template(&sa.subject, name)?;
                     Credential::ServiceAccount {
                         account: Box::new(account),

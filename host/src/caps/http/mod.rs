@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 mod config;
+pub mod oauth;
 pub use config::{Credential, Origins};
 
 /// Largest response body handed to a plugin.
@@ -121,7 +122,7 @@ impl Shared {
                     HttpError::Authentication(format!("credential {name:?}: {e:#}"))
                 })?;
                 let form = [
-                    ("grant_type", super::oauth::JWT_BEARER),
+                    ("grant_type", oauth::JWT_BEARER),
                     ("assertion", assertion.as_str()),
                 ];
                 let advice = account.advice(subject.as_deref(), scope);
