@@ -176,6 +176,26 @@ impl Credential {
         })
     }
 
+    /// A service account's key (Google's JSON key file), named by a secret key holding its
+    /// path: the host signs an RS256 JWT assertion acting for `subject` (a template; `""`
+    /// for none) with the space-separated `scope` (a template) and exchanges it at the
+    /// key's `token_uri` (RFC 7523). Neither the key nor the token reaches the plugin.
+    pub fn service_account(
+        name: &str,
+        key_file_key: &str,
+        subject: &str,
+        scope: &str,
+    ) -> Credential {
+        Credential(wit::Credential {
+            name: name.into(),
+            kind: wit::CredentialKind::ServiceAccount(wit::ServiceAccountCredential {
+                key_file: key_file_key.into(),
+                subject: subject.into(),
+                scope: scope.into(),
+            }),
+        })
+    }
+
     /// OAuth2 client credentials; URLs, client id and scope are templates of keys.
     pub fn oauth2(
         name: &str,
