@@ -402,7 +402,7 @@ fn schedules_overlap_exclusion_kill_and_sigterm() {
     assert_eq!(code(&cli), 1, "{}", describe(&cli));
     let said = stderr(&cli);
     assert!(
-        said.contains(&format!("roster process {}", srv.pid())) && said.contains("since"),
+        said.contains(&format!("roster serve (pid {}", srv.pid())) && said.contains("since"),
         "{said}"
     );
 

@@ -26,24 +26,29 @@ pub enum Runs {
 
 impl Runs {
     pub fn run(self, config: &Path) -> Result<i32> {
-        let store = super::open_store(config)?;
+        // Deciding on a held run writes; listing and showing only read.
+        let store = if matches!(self, Runs::Approve { .. } | Runs::Dismiss { .. }) {
+            super::open_writer(config)?
+        } else {
+            super::open_store(config)?
+        };
         let by = format!("cli:{}", std::env::var("USER").unwrap_or_default());
         match self {
             Runs::Approve { id } => {
                 let Some(held) = waiting(&store, id)? else {
                     return Ok(1);
                 };
-                if let Some((pid, since)) = store.running_elsewhere(&held.source)? {
+                if let Some(l) = store.lease_holder(&held.source)? {
                     eprintln!(
-                        "error: source {} is being synced by roster process {pid} (since {since})",
-                        held.source
+                        "error: source {} is being synced by {} since {}",
+                        held.source, l.holder, l.since
                     );
                     return Ok(1);
                 }
                 store.decide_held(id, "approved", &by)?;
                 drop(store);
                 let code = super::sync::Sync::forced(&held.source).run(config)?;
-                let store = super::open_store(config)?;
+                let store = super::open_writer(config)?;
                 if let Some(rerun) = store.last_runs(&held.source)?.0 {
                     store.set_rerun(id, rerun.id)?;
                 }

@@ -27,7 +27,7 @@ pub enum Tokens {
 
 impl Tokens {
     pub fn run(self, config: &Path) -> Result<i32> {
-        let store = super::open_store(config)?;
+        let store = super::open_writer(config)?;
         match self {
             Tokens::Create { name, role } => {
                 let token = roster::tokens::create(&store, &name, Role::parse(&role)?, None)?;

@@ -1,5 +1,5 @@
-//! Reader connections for the API, apart from the runs' writer: with WAL, reads never wait
-//! for a run and see only committed data.
+//! Reader connections for the API (read-only, see `Store::open_read`), apart from the runs'
+//! writer: with WAL, reads never wait for a run and see only committed data.
 
 use crate::store::Store;
 use anyhow::{anyhow, Result};
@@ -37,7 +37,7 @@ impl Pool {
         let store = self.idle.lock().expect("pool lock").pop();
         let store = match store {
             Some(s) => s,
-            None => Store::open(&self.path)?,
+            None => Store::open_read(&self.path)?,
         };
         let result = f(&store);
         let mut idle = self.idle.lock().expect("pool lock");

@@ -34,7 +34,7 @@ pub enum Refused {
     Running(Running),
     /// Another roster process runs it.
     Elsewhere {
-        pid: i64,
+        holder: String,
         since: String,
     },
     ShuttingDown,
@@ -59,8 +59,8 @@ impl std::fmt::Display for Refused {
                     r.by
                 ),
             },
-            Refused::Elsewhere { pid, since } => {
-                write!(f, "being synced by roster process {pid} (since {since})")
+            Refused::Elsewhere { holder, since } => {
+                write!(f, "being synced by {holder} since {since}")
             }
             Refused::ShuttingDown => f.write_str("the server is shutting down"),
             Refused::Unknown => f.write_str("no such source"),
@@ -157,12 +157,17 @@ impl Runner {
                 return Err(Refused::Running(r.clone()));
             }
             // A CLI sync of the same source (see `roster sync`).
+            // A `roster sync` of the same source in another process (its run lease).
             let elsewhere = (self.pool)
-                .with_blocking(|s| s.running_elsewhere(source))
+                .with_blocking(|s| s.lease_holder(source))
                 .ok()
-                .flatten();
-            if let Some((pid, since)) = elsewhere {
-                return Err(Refused::Elsewhere { pid, since });
+                .flatten()
+                .filter(|l| l.holder.pid != std::process::id());
+            if let Some(l) = elsewhere {
+                return Err(Refused::Elsewhere {
+                    holder: l.holder.to_string(),
+                    since: l.since,
+                });
             }
             running.insert(
                 source.to_string(),
@@ -210,6 +215,7 @@ impl Runner {
         let t = Instant::now();
         let outcome = (|| -> Result<()> {
             let mut store = Store::open(&self.cfg.database)?;
+            store.set_process("roster serve");
             if let Some(before) = before {
                 before(&store)?;
             }
@@ -276,7 +282,7 @@ impl Runner {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let _writer = me.writer.blocking_lock();
-            me.pool.with_blocking(f)
+            f(&Store::open(&me.cfg.database)?)
         })
         .await
         .map_err(|e| anyhow::anyhow!("database task: {e}"))?

@@ -3,7 +3,7 @@
 
 use super::{EventView, PlanItem, RunView, Status, Store, NOW};
 use anyhow::{bail, Result};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 /// A token as listed: never its value, which is not stored.
@@ -223,20 +223,6 @@ impl Store {
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
-    }
-
-    /// A run of this source that another live process is running: its pid and start. The
-    /// CLI refuses to run the source meanwhile.
-    pub fn running_elsewhere(&self, source: &str) -> Result<Option<(i64, String)>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT pid, started FROM runs WHERE source = ?1 AND status = ?2 AND pid IS NOT NULL
-                 AND pid != ?3 ORDER BY id DESC LIMIT 1",
-                params![source, Status::Running, std::process::id()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
     }
 
     /// The database answers (for `/readyz`).
