@@ -37,7 +37,8 @@ setup:
 	@$(call need,slapd,slapd ldap-utils)
 	@$(call need,ldapmodify,ldap-utils)
 	@# Active Directory tests: a throwaway Samba AD DC (samba needs winbindd at start; the
-	@# harness makes its own TLS CA with openssl).
+	@# harness makes its own TLS CA with openssl). The Google tests make their service
+	@# account's key pair with openssl too; the Unix tests read `getent` (libc-bin).
 	@$(call need,samba-tool,samba winbind)
 	@$(call need,openssl,openssl)
 	@# Python and JavaScript SDK tests: componentize-py in a venv, componentize-js and jco
@@ -47,6 +48,10 @@ setup:
 	@test -x $(SDK_TOOLS)/venv/bin/componentize-py || ( \
 	    python3 -m venv $(SDK_TOOLS)/venv && \
 	    $(SDK_TOOLS)/venv/bin/pip install -q componentize-py==0.25.1 )
+	@# SCIM connector tests: the reference server scim2-server from PyPI, in its own venv.
+	@test -x $(SDK_TOOLS)/scim-venv/bin/scim2-server || ( \
+	    python3 -m venv $(SDK_TOOLS)/scim-venv && \
+	    $(SDK_TOOLS)/scim-venv/bin/pip install -q scim2-server==0.8.3 )
 	@test -x $(SDK_TOOLS)/node/node_modules/.bin/componentize-js || ( \
 	    mkdir -p $(SDK_TOOLS)/node && cd $(SDK_TOOLS)/node && \
 	    npm install --silent --no-audit --no-fund \

@@ -10,6 +10,9 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("ldap", "ldap-connector", "ldap"),
     ("entra", "entra-connector", "entra"),
     ("script", "script-connector", "script"),
+    ("unix", "unix-connector", "unix"),
+    ("google", "google-connector", "google"),
+    ("scim", "scim-connector", "scim"),
 ];
 
 fn main() {

@@ -58,7 +58,7 @@ fn a_javascript_connector_syncs_users_and_groups_from_granted_files() {
         "root:x:0:\nann:x:1000:\nben:x:1001:\nstaff:x:2000:ann,ben\n",
     );
     sb.write_config(
-        "database = \"roster.db\"\n[sources.unix]\nplugin = \"unix\"\n\
+        "database = \"roster.db\"\n[sources.unix]\nplugin = \"unix-js\"\n\
          [sources.unix.config]\npasswd = \"passwd\"\ngroup = \"group\"\n",
     );
     sb.roster_ok(&["plugin", "install", wasm.to_str().unwrap(), "--yes"]);

@@ -5,7 +5,7 @@
 //! the default: the attribute named like the field, then the MyQ CSV column. Attribute names
 //! match case-insensitively, with space, `_` and `-` ignored.
 
-use crate::model::{Field, Secret};
+use crate::model::{Field, Kind, Secret, Value};
 use crate::reconcile::{parse_group_paths, UserRecord};
 use crate::runtime::SourceObject;
 use anyhow::{bail, Result};
@@ -273,22 +273,24 @@ impl Mapper {
         let plain_pins = list(Field::Pins);
         let mut record = UserRecord {
             username,
-            full_name: single(Field::FullName),
-            email: single(Field::Email),
-            personal_number: single(Field::PersonalNumber),
-            aliases: list(Field::Aliases),
-            cards: list(Field::Cards),
-            pins: plain_pins.iter().map(|p| self.fingerprint(p)).collect(),
-            groups: list(Field::Groups)
-                .iter()
-                .flat_map(|g| parse_group_paths(g))
-                .collect(),
-            language: single(Field::Language),
-            phone: single(Field::Phone),
-            notes: single(Field::Notes),
-            storage: single(Field::Storage),
             active,
+            ..Default::default()
         };
+        for f in Field::ALL {
+            match (f, f.kind()) {
+                (Field::Username, _) | (_, Kind::Flag) => {}
+                (Field::Pins, _) => {
+                    record.pins = plain_pins.iter().map(|p| self.fingerprint(p)).collect()
+                }
+                (Field::Groups, _) => {
+                    record.groups = (list(f).iter())
+                        .flat_map(|g| parse_group_paths(g))
+                        .collect()
+                }
+                (_, Kind::One) => record.set_one(f, single(f)),
+                (_, Kind::Many) => *record.many_mut(f) = list(f),
+            }
+        }
         record.normalise(self.lowercase_usernames);
         check_limits(&record, &plain_pins)?;
         let pins = plain_pins
@@ -337,22 +339,17 @@ impl Mapper {
 /// Every field within its limits (see [`Field::check`]); PINs are checked as sent, since
 /// the record holds only their fingerprints.
 fn check_limits(r: &UserRecord, plain_pins: &[String]) -> Result<(), String> {
-    Field::Username.check(&r.username)?;
-    let single = [
-        (Field::FullName, &r.full_name),
-        (Field::Email, &r.email),
-        (Field::PersonalNumber, &r.personal_number),
-        (Field::Language, &r.language),
-        (Field::Phone, &r.phone),
-        (Field::Notes, &r.notes),
-        (Field::Storage, &r.storage),
-    ];
-    for (field, value) in single {
-        value.as_deref().map_or(Ok(()), |v| field.check(v))?;
+    // One-valued fields first, then lists, PINs last.
+    for f in Field::ALL {
+        if let Value::One(Some(v)) = r.get(f) {
+            f.check(v)?;
+        }
     }
-    Field::Aliases.check_all(&r.aliases)?;
-    Field::Cards.check_all(&r.cards)?;
-    Field::Groups.check_all(&r.groups)?;
+    for f in Field::ALL {
+        if let (Value::Many(values), false) = (r.get(f), f == Field::Pins) {
+            f.check_all(values)?;
+        }
+    }
     Field::Pins.check_all(plain_pins)
 }
 

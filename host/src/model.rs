@@ -1,7 +1,9 @@
-//! Roster's user fields and values that must not be shown. A leaf: `config` and `mapping`
+//! Roster's user fields, the user record indexed by them, and values that must not be
+//! shown. A leaf: `config` and `mapping`
 //! both use it, and neither imports the other.
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 
 /// A resolved value that must not be shown.
 #[derive(Clone, PartialEq)]
@@ -31,28 +33,99 @@ pub enum Field {
     Active,
 }
 
-const FIELDS: &[(&str, Field)] = &[
-    ("username", Field::Username),
-    ("full_name", Field::FullName),
-    ("email", Field::Email),
-    ("personal_number", Field::PersonalNumber),
-    ("aliases", Field::Aliases),
-    ("cards", Field::Cards),
-    ("pins", Field::Pins),
-    ("groups", Field::Groups),
-    ("language", Field::Language),
-    ("phone", Field::Phone),
-    ("notes", Field::Notes),
-    ("storage", Field::Storage),
-    ("active", Field::Active),
-];
+/// How a field holds its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// At most one value.
+    One,
+    /// A sorted list without duplicates.
+    Many,
+    /// True or false.
+    Flag,
+}
+
+/// What roster knows about a field. One row per field in [`FIELDS`], the one place to add a
+/// field or a per-field rule.
+#[derive(Debug)]
+pub struct FieldInfo {
+    pub field: Field,
+    /// The name used in `[map]` tables, records and messages.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The most characters one value may have. Generous for real directories, small enough
+    /// that a hostile source cannot bloat the database or the admin's screen.
+    pub max_chars: usize,
+    /// How many values the field may hold.
+    pub max_values: usize,
+    /// The `users` column holding it; None for fields kept in tables of their own (names,
+    /// cards, pins, memberships).
+    pub column: Option<&'static str>,
+}
+
+const fn info(
+    field: Field,
+    name: &'static str,
+    kind: Kind,
+    max_chars: usize,
+    max_values: usize,
+    column: Option<&'static str>,
+) -> FieldInfo {
+    FieldInfo {
+        field,
+        name,
+        kind,
+        max_chars,
+        max_values,
+        column,
+    }
+}
+
+/// Every field, in [`Field`] order (the order of records, listings and changed fields).
+const FIELDS: [FieldInfo; 13] = {
+    use Field as F;
+    use Kind::*;
+    [
+        info(F::Username, "username", One, 256, 1, Some("username")),
+        info(F::FullName, "full_name", One, 512, 1, Some("full_name")),
+        // RFC 5321's path limits: 64 for the local part, 255 for the domain.
+        info(F::Email, "email", One, 320, 1, Some("email")),
+        info(
+            F::PersonalNumber,
+            "personal_number",
+            One,
+            64,
+            1,
+            Some("personal_number"),
+        ),
+        info(F::Aliases, "aliases", Many, 256, 100, None),
+        info(F::Cards, "cards", Many, 128, 100, None),
+        info(F::Pins, "pins", Many, 64, 10, None),
+        info(F::Groups, "groups", Many, 1024, 1000, None),
+        info(F::Language, "language", One, 64, 1, Some("language")),
+        info(F::Phone, "phone", One, 64, 1, Some("phone")),
+        info(F::Notes, "notes", One, 4096, 1, Some("notes")),
+        info(F::Storage, "storage", One, 1024, 1, Some("storage")),
+        info(F::Active, "active", Flag, 16, 1, Some("active")),
+    ]
+};
 
 impl Field {
+    /// Every field, in order.
+    pub const ALL: [Field; 13] = {
+        let mut all = [Field::Username; 13];
+        let mut i = 0;
+        while i < FIELDS.len() {
+            all[i] = FIELDS[i].field;
+            i += 1;
+        }
+        all
+    };
+
     pub fn parse(name: &str) -> Result<Field> {
-        match FIELDS.iter().find(|(n, _)| *n == name) {
-            Some((_, f)) => Ok(*f),
+        match FIELDS.iter().find(|i| i.name == name) {
+            Some(i) => Ok(i.field),
             None => {
-                let all: Vec<_> = FIELDS.iter().map(|(n, _)| *n).collect();
+                let all: Vec<_> = FIELDS.iter().map(|i| i.name).collect();
                 bail!("unknown roster field `{name}` (fields: {})", all.join(", "))
             }
         }
@@ -60,46 +133,34 @@ impl Field {
 
     /// Every field.
     pub fn all() -> impl Iterator<Item = Field> {
-        FIELDS.iter().map(|(_, f)| *f)
+        Field::ALL.into_iter()
+    }
+
+    pub fn info(self) -> &'static FieldInfo {
+        &FIELDS[self as usize]
     }
 
     /// The name used in `[map]` tables and in messages.
     pub fn name(self) -> &'static str {
-        FIELDS
-            .iter()
-            .find(|(_, f)| *f == self)
-            .expect("every field")
-            .0
+        self.info().name
     }
-}
 
-impl Field {
-    /// The most characters one value may have. Generous for real directories, small enough
-    /// that a hostile source cannot bloat the database or the admin's screen.
+    pub fn kind(self) -> Kind {
+        self.info().kind
+    }
+
+    /// The most characters one value may have.
     pub fn max_chars(self) -> usize {
-        match self {
-            Field::Username | Field::Aliases => 256,
-            Field::FullName => 512,
-            // RFC 5321's path limits: 64 for the local part, 255 for the domain.
-            Field::Email => 320,
-            Field::PersonalNumber | Field::Language | Field::Phone | Field::Pins => 64,
-            Field::Cards => 128,
-            Field::Groups | Field::Storage => 1024,
-            Field::Notes => 4096,
-            Field::Active => 16,
-        }
+        self.info().max_chars
     }
 
     /// How many values the field may hold.
     pub fn max_values(self) -> usize {
-        match self {
-            Field::Aliases | Field::Cards => 100,
-            Field::Pins => 10,
-            Field::Groups => 1000,
-            _ => 1,
-        }
+        self.info().max_values
     }
+}
 
+impl Field {
     /// Checks one value against the field's limits; the error names the field and the
     /// limit, never the value (it may be a PIN, or junk not fit for a terminal).
     pub fn check(self, value: &str) -> Result<(), String> {
@@ -144,6 +205,138 @@ impl Field {
     }
 }
 
+/// A roster user's comparable fields, one per [`Field`] (the struct keeps the stored JSON
+/// and direct access fast; [`UserRecord::get`] and [`UserRecord::set_one`] index it by
+/// field). `pins` hold keyed fingerprints, never PINs. Lists are sorted and free of
+/// duplicates, so equal users compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub username: String,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub personal_number: Option<String>,
+    pub aliases: Vec<String>,
+    pub cards: Vec<String>,
+    pub pins: Vec<String>,
+    pub groups: Vec<String>,
+    pub language: Option<String>,
+    pub phone: Option<String>,
+    pub notes: Option<String>,
+    pub storage: Option<String>,
+    pub active: bool,
+}
+
+/// One field's value in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    One(Option<&'a str>),
+    Many(&'a [String]),
+    Flag(bool),
+}
+
+impl UserRecord {
+    /// The field's value.
+    pub fn get(&self, f: Field) -> Value<'_> {
+        match f {
+            Field::Username => Value::One(Some(&self.username)),
+            Field::Active => Value::Flag(self.active),
+            f => match self.one(f) {
+                Some(v) => Value::One(v.as_deref()),
+                None => Value::Many(self.many(f)),
+            },
+        }
+    }
+
+    /// Sets a one-valued field (no value for `username` is the empty name).
+    pub fn set_one(&mut self, f: Field, v: Option<String>) {
+        match f {
+            Field::Username => self.username = v.unwrap_or_default(),
+            f => {
+                *self
+                    .one_mut(f)
+                    .unwrap_or_else(|| panic!("{f:?} is not one-valued")) = v
+            }
+        }
+    }
+
+    /// A list field's values.
+    pub fn many_mut(&mut self, f: Field) -> &mut Vec<String> {
+        match f {
+            Field::Aliases => &mut self.aliases,
+            Field::Cards => &mut self.cards,
+            Field::Pins => &mut self.pins,
+            Field::Groups => &mut self.groups,
+            f => panic!("{f:?} is not a list"),
+        }
+    }
+
+    fn many(&self, f: Field) -> &[String] {
+        match f {
+            Field::Aliases => &self.aliases,
+            Field::Cards => &self.cards,
+            Field::Pins => &self.pins,
+            Field::Groups => &self.groups,
+            _ => &[],
+        }
+    }
+
+    fn one(&self, f: Field) -> Option<&Option<String>> {
+        match f {
+            Field::FullName => Some(&self.full_name),
+            Field::Email => Some(&self.email),
+            Field::PersonalNumber => Some(&self.personal_number),
+            Field::Language => Some(&self.language),
+            Field::Phone => Some(&self.phone),
+            Field::Notes => Some(&self.notes),
+            Field::Storage => Some(&self.storage),
+            _ => None,
+        }
+    }
+
+    fn one_mut(&mut self, f: Field) -> Option<&mut Option<String>> {
+        match f {
+            Field::FullName => Some(&mut self.full_name),
+            Field::Email => Some(&mut self.email),
+            Field::PersonalNumber => Some(&mut self.personal_number),
+            Field::Language => Some(&mut self.language),
+            Field::Phone => Some(&mut self.phone),
+            Field::Notes => Some(&mut self.notes),
+            Field::Storage => Some(&mut self.storage),
+            _ => None,
+        }
+    }
+
+    /// Sorts and dedupes lists, drops aliases equal to the username, and lowercases
+    /// usernames and aliases when asked.
+    pub fn normalise(&mut self, lowercase_usernames: bool) {
+        if lowercase_usernames {
+            self.username = self.username.to_lowercase();
+            for a in &mut self.aliases {
+                *a = a.to_lowercase();
+            }
+        }
+        let username = self.username.clone();
+        self.aliases.retain(|a| *a != username);
+        for f in Field::ALL {
+            if f.kind() == Kind::Many {
+                let list = self.many_mut(f);
+                list.retain(|v| !v.is_empty());
+                list.sort();
+                list.dedup();
+            }
+        }
+    }
+
+    /// Names of the fields that differ from `old`, in field order. `active` is reported
+    /// separately.
+    pub fn changed_fields(&self, old: &UserRecord) -> Vec<&'static str> {
+        (Field::ALL.into_iter())
+            .filter(|&f| f != Field::Active && self.get(f) != old.get(f))
+            .map(Field::name)
+            .collect()
+    }
+}
+
 /// An email address's shape: one `@`, a local part and a domain, no spaces. Deliverability
 /// is the mail system's business; this keeps junk out of a field others pair users by.
 fn check_email(value: &str) -> Result<(), String> {
@@ -175,9 +368,9 @@ mod tests {
 
     #[test]
     fn field_names_round_trip() {
-        for (name, f) in FIELDS {
-            assert_eq!(Field::parse(name).unwrap(), *f);
-            assert_eq!(f.name(), *name);
+        for (i, f) in Field::ALL.into_iter().enumerate() {
+            assert_eq!(f as usize, i, "FIELDS is in Field order");
+            assert_eq!(Field::parse(f.name()).unwrap(), f);
         }
         assert!(Field::parse("full_nam").is_err());
     }
@@ -255,6 +448,55 @@ mod tests {
         assert!(Field::Email
             .check(&format!("a@{}", "x".repeat(400)))
             .is_err());
+    }
+
+    #[test]
+    fn a_record_is_indexed_by_field() {
+        let mut r = UserRecord::default();
+        for f in Field::ALL {
+            match f.kind() {
+                Kind::One => r.set_one(f, Some(format!("{}-value", f.name()))),
+                Kind::Many => *r.many_mut(f) = vec![f.name().into()],
+                Kind::Flag => r.active = true,
+            }
+        }
+        for f in Field::ALL {
+            let want = format!("{}-value", f.name());
+            let list = [f.name().to_string()];
+            match r.get(f) {
+                Value::One(v) => assert_eq!(v, Some(want.as_str())),
+                Value::Many(v) => assert_eq!(v, list),
+                Value::Flag(v) => assert!(v),
+            }
+            assert_eq!(f.info().column.is_some(), f.kind() != Kind::Many, "{f:?}");
+        }
+        assert_eq!(r.username, "username-value");
+        assert_eq!(r.storage.as_deref(), Some("storage-value"));
+        assert_eq!(r.groups, ["groups"]);
+        // Every field but `active` is compared, in field order.
+        let changed = r.changed_fields(&UserRecord::default());
+        let all: Vec<_> = (Field::ALL.iter())
+            .filter(|&&f| f != Field::Active)
+            .map(|f| f.name())
+            .collect();
+        assert_eq!(changed, all);
+        r.set_one(Field::Username, None);
+        assert_eq!(r.get(Field::Username), Value::One(Some("")));
+    }
+
+    #[test]
+    fn the_stored_record_keeps_its_shape() {
+        // Stored hashes depend on this JSON: a change makes every user look changed once.
+        let r = UserRecord {
+            username: "ann".into(),
+            cards: vec!["C1".into()],
+            active: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"username":"ann","full_name":null,"email":null,"personal_number":null,"aliases":[],"cards":["C1"],"pins":[],"groups":[],"language":null,"phone":null,"notes":null,"storage":null,"active":true}"#
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::UserRecord;
+
 /// How a source entry finds its roster user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -160,71 +162,7 @@ impl Default for Options {
     }
 }
 
-/// A roster user's comparable fields. `pins` hold keyed fingerprints, never PINs.
-/// Lists are sorted and free of duplicates, so equal users compare equal.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub username: String,
-    pub full_name: Option<String>,
-    pub email: Option<String>,
-    pub personal_number: Option<String>,
-    pub aliases: Vec<String>,
-    pub cards: Vec<String>,
-    pub pins: Vec<String>,
-    pub groups: Vec<String>,
-    pub language: Option<String>,
-    pub phone: Option<String>,
-    pub notes: Option<String>,
-    pub storage: Option<String>,
-    pub active: bool,
-}
-
 impl UserRecord {
-    /// Sorts and dedupes lists, drops aliases equal to the username, and lowercases
-    /// usernames and aliases when asked.
-    pub fn normalise(&mut self, lowercase_usernames: bool) {
-        if lowercase_usernames {
-            self.username = self.username.to_lowercase();
-            for a in &mut self.aliases {
-                *a = a.to_lowercase();
-            }
-        }
-        let username = self.username.clone();
-        self.aliases.retain(|a| *a != username);
-        for list in [
-            &mut self.aliases,
-            &mut self.cards,
-            &mut self.pins,
-            &mut self.groups,
-        ] {
-            list.retain(|v| !v.is_empty());
-            list.sort();
-            list.dedup();
-        }
-    }
-
-    /// Names of the fields that differ from `old`. `active` is reported separately.
-    pub fn changed_fields(&self, old: &UserRecord) -> Vec<&'static str> {
-        let mut f = Vec::new();
-        macro_rules! cmp {
-            ($($field:ident),*) => {$(
-                if self.$field != old.$field { f.push(stringify!($field)); }
-            )*};
-        }
-        cmp!(
-            username,
-            full_name,
-            email,
-            personal_number,
-            aliases,
-            cards,
-            pins,
-            groups
-        );
-        cmp!(language, phone, notes, storage);
-        f
-    }
-
     /// The record as stored (JSON) and a stable hash of it with the source anchor: equal
     /// entries hash equal across runs and builds.
     pub fn to_stored(&self, anchor: &str) -> (String, i64) {

@@ -7,6 +7,7 @@ pub mod slapd;
 
 use serde_json::Value;
 
+pub mod google;
 pub mod graph;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,8 +1,8 @@
-// unix: users and groups from granted passwd and group files (accounts from min_uid up).
+// unix-js: users and groups from granted passwd and group files (accounts from min_uid up).
 import { plugin, User, Group, Failed, readLines } from '../../../sdk/js/roster-plugin.js';
 
 export const connector = plugin({
-  name: 'unix', version: '0.1.0', description: 'Users and groups from passwd and group files',
+  name: 'unix-js', version: '0.1.0', description: 'Users and groups from passwd and group files',
   keys: [
     { name: 'passwd', type: 'file', required: true, description: 'The passwd file' },
     { name: 'group', type: 'file', required: true, description: 'The group file' },

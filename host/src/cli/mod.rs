@@ -137,8 +137,15 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// The database the config at `path` names.
+/// The database the config at `path` names, for reading.
 fn open_store(path: &Path) -> Result<Store> {
     let cfg = Config::load(path)?;
-    Store::open(&cfg.database)
+    open_reader(&cfg.database)
+}
+
+/// A reader of the database: a new or older database is migrated first (so every command
+/// works on a fresh one); a current one is only read.
+fn open_reader(db: &Path) -> Result<Store> {
+    Store::migrate(db)?;
+    Store::open_read(db)
 }

@@ -307,7 +307,7 @@ fn test(
     let src = cfg.source(&name)?;
     // Installed plugins are looked up in an existing database; none is created.
     let store = if cfg.database.exists() && plugins::builtin(&src.plugin).is_none() {
-        Some(Store::open(&cfg.database)?)
+        Some(super::open_reader(&cfg.database)?)
     } else {
         None
     };

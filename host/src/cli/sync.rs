@@ -36,6 +36,7 @@ impl Sync {
         } else {
             Store::open(&cfg.database)?
         };
+        store.set_process("roster sync");
         tracing::debug!("runtime and store ready in {:?}", t.elapsed());
         let flags = SyncFlags {
             dry_run: self.dry_run,

@@ -57,6 +57,9 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The connector interface a source component must export.
 const CONNECTOR: &str = "roster:plugin/connector";
 
+/// The interface a mapping component (world `mapper`) must export.
+const MAPPING: &str = "roster:plugin/mapping";
+
 /// Per-store data: WASI (with nothing granted), the capability contexts, the memory limiter.
 pub struct StoreData {
     wasi: WasiCtx,
@@ -160,6 +163,15 @@ impl Runtime {
     /// Checks from the component's type, before anything runs, that it exports the
     /// connector of a contract version this host speaks.
     pub fn check_contract(&self, component: &Component) -> Result<()> {
+        self.check_export(component, CONNECTOR, "connector")
+    }
+
+    /// The same for a mapping plugin's `mapping` export.
+    pub fn check_mapper_contract(&self, component: &Component) -> Result<()> {
+        self.check_export(component, MAPPING, "mapping plugin")
+    }
+
+    fn check_export(&self, component: &Component, interface: &str, what: &str) -> Result<()> {
         let ty = component.component_type();
         let names: Vec<String> = ty
             .exports(&self.engine)
@@ -167,11 +179,11 @@ impl Runtime {
             .collect();
         let Some(found) = names
             .iter()
-            .find(|n| n.split('@').next() == Some(CONNECTOR))
+            .find(|n| n.split('@').next() == Some(interface))
         else {
             anyhow::bail!(
-                "the component does not export {CONNECTOR}@{CONTRACT_VERSION} (it exports {}): \
-                 it is not a roster connector",
+                "the component does not export {interface}@{CONTRACT_VERSION} (it exports {}): \
+                 it is not a roster {what}",
                 if names.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -183,7 +195,7 @@ impl Runtime {
         if !contract_compatible(version) {
             anyhow::bail!(
                 "the component was built against contract {found}, but this roster supports \
-                 {CONNECTOR}@{CONTRACT_VERSION}: rebuild it with an SDK for {CONTRACT_VERSION} \
+                 {interface}@{CONTRACT_VERSION}: rebuild it with an SDK for {CONTRACT_VERSION} \
                  or use a roster that supports {version}"
             );
         }
@@ -210,6 +222,7 @@ impl Runtime {
         limits: Limits,
         caps: Capabilities,
     ) -> Result<MappingPlugin> {
+        self.check_mapper_contract(component)?;
         self.instance(component, limits, caps)
     }
 
@@ -558,6 +571,38 @@ mod tests {
         for v in ["0.2.0", "9.9.9", "1.1.0", "", "x"] {
             assert!(!contract_compatible(v), "{v}");
         }
+    }
+
+    /// A component that exports an empty instance under each of `names`.
+    fn exporting(rt: &Runtime, names: &[&str]) -> Component {
+        let exports: String = (names.iter().enumerate())
+            .map(|(i, n)| format!("(instance $i{i}) (export \"{n}\" (instance $i{i}))"))
+            .collect();
+        Component::new(&rt.engine, format!("(component {exports})")).unwrap()
+    }
+
+    #[test]
+    fn a_mapper_is_checked_for_its_contract_version_like_a_connector() {
+        let dir = std::env::temp_dir().join(format!("roster-contract-{}", std::process::id()));
+        let rt = Runtime::new(dir).unwrap();
+        let ok = exporting(&rt, &["roster:plugin/mapping@0.1.2"]);
+        rt.check_mapper_contract(&ok).unwrap();
+        let old = exporting(&rt, &["roster:plugin/mapping@0.2.0"]);
+        let e = rt.check_mapper_contract(&old).unwrap_err().to_string();
+        assert!(
+            e.contains("roster:plugin/mapping@0.2.0")
+                && e.contains("supports roster:plugin/mapping@0.1.0"),
+            "{e}"
+        );
+        let connector = exporting(&rt, &["roster:plugin/connector@0.1.0"]);
+        let e = rt
+            .check_mapper_contract(&connector)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a roster mapping plugin"), "{e}");
+        rt.check_contract(&connector).unwrap();
+        let e = rt.check_contract(&ok).unwrap_err().to_string();
+        assert!(e.contains("not a roster connector"), "{e}");
     }
 
     #[test]

@@ -1,136 +1,32 @@
 //! The SQLite store: schema, migrations and queries. Only this module speaks SQL.
 
+mod lease;
+mod open;
 mod run;
 
+pub use lease::{Busy, Holder, Lease, LeaseError, LeaseInfo};
 pub use run::{Counts, ErrorItem, Outcome, PlanItem, Run, Status};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use std::path::Path;
-
-/// Versioned migrations; `PRAGMA user_version` holds how many have run.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE sources(
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    cursor TEXT
-);
-CREATE TABLE users(
-    id INTEGER PRIMARY KEY,
-    username TEXT NOT NULL UNIQUE,
-    full_name TEXT,
-    email TEXT,
-    personal_number TEXT UNIQUE,
-    language TEXT,
-    phone TEXT,
-    notes TEXT,
-    storage TEXT,
-    active INTEGER NOT NULL DEFAULT 1,
-    source_id INTEGER REFERENCES sources(id),
-    -- The mapped record as last written (JSON) and its hash: an unchanged user costs no write.
-    record TEXT NOT NULL,
-    hash INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX users_email ON users(email COLLATE NOCASE);
-CREATE INDEX users_source ON users(source_id, active);
--- Usernames and aliases share one namespace.
-CREATE TABLE names(
-    name TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    alias INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX names_user ON names(user_id);
-CREATE TABLE cards(
-    card TEXT PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE
-) WITHOUT ROWID;
-CREATE INDEX cards_user ON cards(user_id);
--- PINs: argon2 hashes, plus a keyed fingerprint to notice changes without the PIN.
-CREATE TABLE pins(
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    fingerprint TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY(user_id, fingerprint)
-) WITHOUT ROWID;
-CREATE INDEX pins_fingerprint ON pins(fingerprint);
--- Groups: a tree by path (`A|B`). Groups from a connector's group objects carry its anchor.
-CREATE TABLE groups(
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    parent_id INTEGER REFERENCES groups(id) ON DELETE CASCADE,
-    source_id INTEGER REFERENCES sources(id),
-    anchor TEXT,
-    UNIQUE(source_id, anchor)
-);
-CREATE INDEX groups_parent ON groups(parent_id);
-CREATE TABLE memberships(
-    group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    source_id INTEGER REFERENCES sources(id),
-    PRIMARY KEY(group_id, user_id)
-) WITHOUT ROWID;
-CREATE INDEX memberships_user ON memberships(user_id);
--- Per-source links: the source's immutable anchor → user.
-CREATE TABLE links(
-    source_id INTEGER NOT NULL REFERENCES sources(id),
-    anchor TEXT NOT NULL,
-    user_id INTEGER NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
-    PRIMARY KEY(source_id, anchor)
-) WITHOUT ROWID;
-CREATE TABLE runs(
-    id INTEGER PRIMARY KEY,
-    source TEXT NOT NULL,
-    status TEXT NOT NULL,
-    mode TEXT,
-    pid INTEGER,
-    started TEXT NOT NULL,
-    finished TEXT,
-    created INTEGER NOT NULL DEFAULT 0,
-    updated INTEGER NOT NULL DEFAULT 0,
-    unchanged INTEGER NOT NULL DEFAULT 0,
-    deactivated INTEGER NOT NULL DEFAULT 0,
-    reactivated INTEGER NOT NULL DEFAULT 0,
-    deleted INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    message TEXT,
-    notices TEXT
-);
-CREATE TABLE run_events(
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    entry TEXT NOT NULL,
-    action TEXT NOT NULL,
-    reason TEXT,
-    PRIMARY KEY(run_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE plugins(
-    name TEXT PRIMARY KEY,
-    file TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    version TEXT NOT NULL,
-    description TEXT NOT NULL,
-    installed_at TEXT NOT NULL
-);
-"#,
-    r#"
--- The raw hash (Mapper::raw_hash) of the object that last wrote the linked user, kept while
--- the user is active and as that write left it: a resync then knows the entry unchanged
--- without mapping it. Any other change to the user clears it.
-ALTER TABLE links ADD COLUMN raw_hash INTEGER;
-"#,
-];
+use std::cell::RefCell;
 
 pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ','now')";
+
+/// The message of a run found interrupted.
+const INTERRUPTED: &str =
+    "the roster process ended before the run committed; nothing of it was applied";
 
 /// An open database.
 pub struct Store {
     pub(crate) conn: Connection,
+    leases: lease::Leases,
+    /// How this process names itself to others waiting for its leases.
+    process: String,
+    /// Leases of runs that ended without committing, kept until their status is recorded
+    /// (`close_run`), so that nobody judges them interrupted in between.
+    parked: RefCell<Vec<(i64, Lease)>>,
 }
 
 /// A user as `users list --json` shows it.
@@ -212,71 +108,57 @@ pub struct PluginRow {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database.
-    pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).ok();
-        }
-        let conn = Connection::open(path)
-            .with_context(|| format!("opening database {}", path.display()))?;
-        Self::setup(conn).with_context(|| format!("database {}", path.display()))
+    /// How this process is named to a second starter of a source it runs, such as
+    /// `roster sync` or `roster serve`.
+    pub fn set_process(&mut self, process: &str) {
+        self.process = process.to_string();
     }
 
-    /// An in-memory database (for dry runs against a database that does not exist yet).
-    pub fn memory() -> Result<Store> {
-        Self::setup(Connection::open_in_memory()?)
+    /// Takes the source's run lease for this process, or says who holds it. Held (and
+    /// renewed) until dropped.
+    pub fn acquire_lease(&self, source: &str) -> Result<Lease, LeaseError> {
+        self.leases
+            .acquire(source, &Holder::this_process(&self.process))
     }
 
-    fn setup(mut conn: Connection) -> Result<Store> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // WAL + NORMAL keeps every commit atomic; a power loss may only lose the last commit.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "cache_size", -32_000)?;
-        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > MIGRATIONS.len() {
-            anyhow::bail!(
-                "database schema version {version} is newer than this roster ({}); upgrade roster",
-                MIGRATIONS.len()
-            );
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)
-                .with_context(|| format!("migration {}", i + 1))?;
-            tx.pragma_update(None, "user_version", i + 1)?;
-            tx.commit()?;
-        }
-        let store = Store { conn };
-        store.mark_interrupted()?;
-        Ok(store)
+    /// Who is running the source, if anyone.
+    pub fn lease_holder(&self, source: &str) -> Result<Option<LeaseInfo>> {
+        self.leases.holder(source)
     }
 
-    /// Runs left running by a process that no longer exists were interrupted (a crash or
-    /// kill): their transaction never committed.
-    fn mark_interrupted(&self) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, pid FROM runs WHERE status = ?1")?;
-        let stale: Vec<i64> = stmt
-            .query_map([Status::Running], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-            })?
-            .filter_map(|r| r.ok())
-            .filter(|(_, pid)| match pid {
-                Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
-                None => true,
-            })
-            .map(|(id, _)| id)
-            .collect();
-        for id in stale {
+    /// Running runs whose lease is gone were interrupted (a crash or kill): their
+    /// transaction never committed.
+    pub(super) fn mark_interrupted(&self) -> Result<()> {
+        for id in self.dead_runs(None)? {
             self.conn.execute(
-                &format!("UPDATE runs SET status = ?2, finished = {NOW}, message = 'the roster process ended before the run committed; nothing of it was applied' WHERE id = ?1"),
-                params![id, Status::Interrupted],
+                &format!("UPDATE runs SET status = ?2, finished = {NOW}, message = ?3 WHERE id = ?1 AND status = ?4"),
+                params![id, Status::Interrupted, INTERRUPTED, Status::Running],
             )?;
         }
         Ok(())
+    }
+
+    /// Runs recorded as running (of one source, or all) whose lease no longer lives.
+    fn dead_runs(&self, source: Option<&str>) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, lease FROM runs WHERE status = ?1 AND (?2 IS NULL OR source = ?2)",
+        )?;
+        let running = stmt
+            .query_map(params![Status::Running, source], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut dead = Vec::new();
+        for (id, lease) in running {
+            let alive = match lease {
+                Some(token) => self.leases.alive(&token)?,
+                None => false,
+            };
+            if !alive {
+                dead.push(id);
+            }
+        }
+        Ok(dead)
     }
 
     /// The key for PIN fingerprints, made once per database.
@@ -460,11 +342,11 @@ impl Store {
     fn query_runs<P: rusqlite::Params>(&self, filter: &str, p: P) -> Result<Vec<RunView>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, source, status, mode, started, finished, created, updated, unchanged,
-                    deactivated, reactivated, deleted, failed, message, notices
+                    deactivated, reactivated, deleted, failed, message, notices, lease
              FROM runs WHERE {filter} ORDER BY id DESC"
         ))?;
         let rows = stmt.query_map(p, |r| {
-            Ok(RunView {
+            let run = RunView {
                 id: r.get(0)?,
                 source: r.get(1)?,
                 status: r.get(2)?,
@@ -486,9 +368,26 @@ impl Store {
                     .and_then(|s| serde_json::from_str(&s).ok())
                     .unwrap_or_default(),
                 events: None,
-            })
+            };
+            Ok((run, r.get::<_, Option<String>>(15)?))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut runs = Vec::new();
+        for row in rows {
+            let (mut run, lease) = row?;
+            // A run whose lease is gone was interrupted, whether or not a writer noted it yet.
+            if run.status == Status::Running {
+                let alive = match lease {
+                    Some(token) => self.leases.alive(&token)?,
+                    None => false,
+                };
+                if !alive {
+                    run.status = Status::Interrupted;
+                    run.message = Some(INTERRUPTED.into());
+                }
+            }
+            runs.push(run);
+        }
+        Ok(runs)
     }
 
     /// Source names known to the database with their user counts (active, all).
@@ -545,25 +444,22 @@ impl Store {
             > 0)
     }
 
-    /// The run of this process for a source that is still running.
+    /// The run of this process for a source that ended without committing and whose
+    /// status is not recorded yet.
     pub fn latest_running(&self, source: &str) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT max(id) FROM runs WHERE source = ?1 AND status = ?3 AND pid = ?2",
-                params![source, std::process::id(), Status::Running],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten())
+        Ok((self.parked.borrow().iter())
+            .filter(|(_, l)| l.source() == source)
+            .map(|(id, _)| *id)
+            .max())
     }
 
-    /// Ends a run whose transaction was rolled back.
+    /// Ends a run whose transaction was rolled back, and releases its lease.
     pub fn close_run(&self, id: i64, status: Status, message: &str) -> Result<()> {
         self.conn.execute(
             &format!("UPDATE runs SET status = ?2, finished = {NOW}, message = ?3 WHERE id = ?1"),
             params![id, status, message],
         )?;
+        self.parked.borrow_mut().retain(|(run, _)| *run != id);
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! The connector's config: the `[sources.NAME.config]` table, handed over as a JSON object.
 
 use encoding_rs::Encoding;
-use serde_json::{Map, Value};
+use roster_plugin::Config;
+use serde_json::Value;
 
 use crate::Error;
 
@@ -41,24 +42,26 @@ impl Settings {
     /// Parse the JSON config. Unknown keys are ignored (the host validates against `info()`);
     /// errors name the key.
     pub fn from_json(json: &str) -> Result<Settings, Error> {
-        let value: Value = serde_json::from_str(json)
-            .map_err(|e| Error::Config(format!("config is not valid JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(Error::Config("config is not a JSON object".to_string()));
-        };
+        Settings::from_config(&Config::from_json(json)?)
+    }
 
-        let path = string(&map, "path")?
+    /// The same from the SDK's config (declared defaults filled in: the same as ours).
+    pub fn from_config(config: &Config) -> Result<Settings, Error> {
+        let string = |key: &str| -> Result<Option<String>, Error> {
+            Ok(config.string(key)?.map(String::from))
+        };
+        let path = string("path")?
             .filter(|p| !p.trim().is_empty())
             .ok_or_else(|| Error::Config("path: required: the CSV file to read".to_string()))?;
         let mut settings = Settings::new(path);
 
-        if let Some(d) = string(&map, "delimiter")? {
+        if let Some(d) = string("delimiter")? {
             settings.delimiter = parse_delimiter(&d)?;
         }
-        if let Some(label) = string(&map, "encoding")? {
+        if let Some(label) = string("encoding")? {
             settings.encoding = parse_encoding(&label)?;
         }
-        if let Some(sep) = string(&map, "multi_value_separator")? {
+        if let Some(sep) = string("multi_value_separator")? {
             if sep.is_empty() {
                 return Err(Error::Config(
                     "multi_value_separator: must not be empty".to_string(),
@@ -66,8 +69,8 @@ impl Settings {
             }
             settings.multi_value_separator = sep;
         }
-        match map.get("multi_value_columns") {
-            None | Some(Value::Null) => {}
+        match config.value("multi_value_columns") {
+            None => {}
             Some(Value::Array(items)) => {
                 for item in items {
                     let Value::String(name) = item else {
@@ -88,7 +91,7 @@ impl Settings {
                 )))
             }
         }
-        settings.id_column = string(&map, "id_column")?.filter(|c| !c.trim().is_empty());
+        settings.id_column = string("id_column")?.filter(|c| !c.trim().is_empty());
         Ok(settings)
     }
 
@@ -96,17 +99,6 @@ impl Settings {
     pub fn is_multi_valued(&self, normalised: &str) -> bool {
         MULTI_VALUE_COLUMNS.contains(&normalised)
             || self.multi_value_columns.iter().any(|c| c == normalised)
-    }
-}
-
-/// A string-valued key; `None` when absent or null.
-fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Error::Config(format!(
-            "{key}: expected a string, found {other}"
-        ))),
     }
 }
 

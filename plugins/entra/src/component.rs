@@ -125,9 +125,9 @@ impl Connector for Entra {
         ))
     }
 
-    fn test(config: Config) -> Result<TestReport, roster_plugin::Error> {
-        let settings = settings(&config)?;
-        let info = run::test(settings, Date::today(), &mut Host::default()).map_err(sdk_error)?;
+    fn test(config: Config) -> Result<TestReport, Error> {
+        let settings = Settings::from_config(&config)?;
+        let info = run::test(settings, Date::today(), &mut Host::default())?;
         let columns = info.columns;
         Ok(TestReport {
             users: info.users,
@@ -140,8 +140,8 @@ impl Connector for Entra {
         })
     }
 
-    fn open(config: Config, request: Request) -> Result<Run, roster_plugin::Error> {
-        let settings = settings(&config)?;
+    fn open(config: Config, request: Request) -> Result<Run, Error> {
+        let settings = Settings::from_config(&config)?;
         let mode = match request.mode {
             roster_plugin::Mode::Full => Mode::Full,
             roster_plugin::Mode::Delta => Mode::Delta,
@@ -153,8 +153,7 @@ impl Connector for Entra {
             request.cursor.as_deref(),
             Date::today(),
             &mut host,
-        )
-        .map_err(sdk_error)?;
+        )?;
         Ok(Run::from_listing(Pages {
             columns: run.columns.clone(),
             run,
@@ -162,13 +161,6 @@ impl Connector for Entra {
             page: VecDeque::new(),
         }))
     }
-}
-
-/// The SDK hands the config with declared defaults filled in; [`Settings`] reads the same
-/// defaults itself.
-fn settings(config: &Config) -> Result<Settings, roster_plugin::Error> {
-    let json = serde_json::Value::Object(config.as_map().clone()).to_string();
-    Settings::from_json(&json).map_err(sdk_error)
 }
 
 /// Graph pages, handed on item by item.
@@ -181,9 +173,9 @@ struct Pages {
 }
 
 impl Listing for Pages {
-    fn next(&mut self) -> Result<Option<Item>, roster_plugin::Error> {
+    fn next(&mut self) -> Result<Option<Item>, Error> {
         while self.page.is_empty() {
-            match self.run.next(&mut self.host).map_err(sdk_error)? {
+            match self.run.next(&mut self.host)? {
                 Some(page) => self.page = page.into(),
                 None => return Ok(None),
             }
@@ -191,7 +183,7 @@ impl Listing for Pages {
         Ok(self.page.pop_front().map(|o| item(o, &self.columns)))
     }
 
-    fn finish(&mut self, end: &mut End) -> Result<(), roster_plugin::Error> {
+    fn finish(&mut self, end: &mut End) -> Result<(), Error> {
         self.host.ahead = None;
         let e = self.run.finish();
         end.mode = match e.mode {
@@ -250,33 +242,16 @@ impl Transport for Host {
             Some(pending) if pending.url() == url => pending.finish(),
             _ => request(url, headers).send(),
         };
-        match answer {
-            Ok(r) => Ok(Response {
-                status: r.status,
-                body: r.body,
-            }),
-            Err(e) => Err(match e {
-                roster_plugin::Error::Config(m) => Error::Config(m),
-                roster_plugin::Error::Authentication(m) => Error::Authentication(m),
-                roster_plugin::Error::Unavailable(m) => Error::Unavailable(m),
-                roster_plugin::Error::BadData(m) => Error::BadData(m),
-            }),
-        }
+        answer.map(|r| Response {
+            status: r.status,
+            body: r.body,
+        })
     }
 
     fn prefetch(&mut self, url: &str, headers: &[(&str, &str)]) {
         // Best effort: a request the host will not start now is sent again by `get`, which
         // reports why.
         self.ahead = request(url, headers).start().ok();
-    }
-}
-
-fn sdk_error(e: Error) -> roster_plugin::Error {
-    match e {
-        Error::Config(m) => roster_plugin::Error::Config(m),
-        Error::Authentication(m) => roster_plugin::Error::Authentication(m),
-        Error::Unavailable(m) => roster_plugin::Error::Unavailable(m),
-        Error::BadData(m) => roster_plugin::Error::BadData(m),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The connector's config: the `[sources.NAME.config]` table, handed over as a JSON object
 //! (the host withholds `client_secret`).
 
+use roster_plugin::Config;
 use serde_json::{Map, Value};
 
 use crate::date::Date;
@@ -33,20 +34,27 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_json(json: &str) -> Result<Settings, Error> {
-        let value: Value = serde_json::from_str(json)
-            .map_err(|e| Error::Config(format!("config is not valid JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(Error::Config("config is not a JSON object".to_string()));
+        Settings::from_config(&Config::from_json(json)?)
+    }
+
+    /// The same from the SDK's config (declared defaults filled in: the same as ours).
+    pub fn from_config(config: &Config) -> Result<Settings, Error> {
+        let map = config.as_map();
+        let string = |key: &str| -> Result<Option<String>, Error> {
+            Ok(config.string(key)?.map(String::from))
+        };
+        let boolean = |key: &str, default: bool| -> Result<bool, Error> {
+            Ok(config.boolean(key)?.unwrap_or(default))
         };
         let required = |key: &str, what: &str| -> Result<String, Error> {
-            string(&map, key)?
+            string(key)?
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| Error::Config(format!("{key}: required: {what}")))
         };
         let tenant_id = required("tenant_id", "the directory (tenant) id")?;
         let client_id = required("client_id", "the application (client) id")?;
-        let secret_expires = match string(&map, "secret_expires")? {
+        let secret_expires = match string("secret_expires")? {
             Some(s) if !s.trim().is_empty() => Some(Date::parse(s.trim()).ok_or_else(|| {
                 Error::Config(format!(
                     "secret_expires: {s:?} is not a date (expected YYYY-MM-DD)"
@@ -83,14 +91,14 @@ impl Settings {
             }
         }
         let alias_fields =
-            string(&map, "alias_fields")?.unwrap_or_else(|| DEFAULT_ALIAS_FIELDS.to_string());
+            string("alias_fields")?.unwrap_or_else(|| DEFAULT_ALIAS_FIELDS.to_string());
         let alias_templates = alias_fields
             .split(';')
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(|t| Template::parse(t).map_err(|e| Error::Config(format!("alias_fields: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let graph_url = string(&map, "graph_url")?
+        let graph_url = string("graph_url")?
             .unwrap_or_else(|| DEFAULT_GRAPH.to_string())
             .trim()
             .trim_end_matches('/')
@@ -100,18 +108,18 @@ impl Settings {
                 "graph_url: {graph_url:?} is not an http(s) URL"
             )));
         }
-        let fingerprint = fingerprint(&map);
+        let fingerprint = fingerprint(map);
         Ok(Settings {
             tenant_id,
             client_id,
             secret_expires,
             groups,
-            include_disabled: boolean(&map, "include_disabled", false)?,
+            include_disabled: boolean("include_disabled", false)?,
             alias_templates,
-            aliases_strip_invalid: boolean(&map, "aliases_strip_invalid", false)?,
-            use_display_name: boolean(&map, "use_display_name", true)?,
-            import_groups: boolean(&map, "import_groups", true)?,
-            use_delta: boolean(&map, "use_delta", true)?,
+            aliases_strip_invalid: boolean("aliases_strip_invalid", false)?,
+            use_display_name: boolean("use_display_name", true)?,
+            import_groups: boolean("import_groups", true)?,
+            use_delta: boolean("use_delta", true)?,
             graph_url,
             fingerprint,
         })
@@ -148,26 +156,6 @@ fn fingerprint(map: &Map<String, Value>) -> String {
         }
     }
     format!("{h:016x}")
-}
-
-fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Error::Config(format!(
-            "{key}: expected a string, found {other}"
-        ))),
-    }
-}
-
-fn boolean(map: &Map<String, Value>, key: &str, default: bool) -> Result<bool, Error> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(Error::Config(format!(
-            "{key}: expected true or false, found {other}"
-        ))),
-    }
 }
 
 /// An alias template such as `%givenName%.%surname%`: `%field%` is a Graph field, `%%` a `%`.

@@ -1,243 +1,196 @@
-//! The WebAssembly component: `roster:plugin/connector` on top of the host's `ldap`
-//! capability. [`crate::run`] does the work; this file converts types.
-
-use std::cell::RefCell;
+//! The WebAssembly component: [`crate::run`] as a `roster-plugin` connector over the host's
+//! `ldap` capability. Each step of the run is one batch; this file converts types.
 
 use crate::config::{self, Profile, Settings};
-use crate::run::{self, Directory, Out, Pages, Query, Run};
-use crate::{entry, Error, RawEntry};
+use crate::run::{self, Directory, Out, Pages, Query, Run as LdapRun};
+use crate::{Error, RawEntry};
+use roster_plugin::ldap::{self, Scope, Search};
+use roster_plugin::{log, Batch, Batches, Config, Connector, End, Group, Info, Item, Key};
+use roster_plugin::{KeyType, Mode, Request, Row, Run, TestReport, User};
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "source",
-});
+struct Ldap;
 
-use exports::roster::plugin::connector::{
-    Guest, GuestSession, RunEnd, RunRequest, Session, TestReport,
-};
-use roster::plugin::ldap::{self as host, Connection, LdapEntry, LdapError, Scope, SearchRequest};
-use roster::plugin::log::{log, Level};
-use roster::plugin::types::{
-    Attribute, Batch, Capability, ConfigKey, Entry, FailedEntry, KeyType, ObjectKind, PluginError,
-    PluginInfo, Removal, Row, RunMode, SourceObject,
-};
+roster_plugin::export!(Ldap);
 
-struct Component;
-
-export!(Component);
-
-impl Guest for Component {
-    type Session = LdapSession;
-
-    fn info() -> PluginInfo {
-        let key =
-            |name: &str, ty, required, default: Option<String>, description: &str| ConfigKey {
-                name: name.to_string(),
-                type_: ty,
-                required,
-                default,
-                description: description.to_string(),
-            };
-        let q = |s: &str| Some(s.to_string());
+impl Connector for Ldap {
+    fn info() -> Info {
         let by_profile = |k: &str| {
-            Some(format!(
+            format!(
                 "ad: {}; openldap: {}; generic: {}",
                 config::default_text(Profile::Ad, k),
                 config::default_text(Profile::OpenLdap, k),
                 config::default_text(Profile::Generic, k)
-            ))
+            )
         };
-        let mut keys = vec![
+        let key = Key::new;
+        let mut info = Info::new(
+            "ldap",
+            env!("CARGO_PKG_VERSION"),
+            "Reads users and groups from Active Directory, OpenLDAP or another LDAP \
+             directory, with nested groups and delta runs",
+        )
+        .key(
             key(
                 "url",
                 KeyType::List,
-                true,
-                None,
                 "LDAP server URL (ldap://host:389, ldaps://host:636), or a list tried in order.",
-            ),
+            )
+            .required(),
+        )
+        .key(
             key(
                 "starttls",
                 KeyType::Boolean,
-                false,
-                q("false"),
                 "Upgrade ldap:// connections with StartTLS.",
-            ),
-            key(
-                "ca_file",
-                KeyType::File,
-                false,
-                None,
-                "PEM file of the CA that signed the server's certificate.",
-            ),
+            )
+            .default("false"),
+        )
+        .key(key(
+            "ca_file",
+            KeyType::File,
+            "PEM file of the CA that signed the server's certificate.",
+        ))
+        .key(
             key(
                 "tls_verify",
                 KeyType::Boolean,
-                false,
-                q("true"),
                 "Check the server's certificate (false is for tests only).",
-            ),
-            key(
-                "bind_dn",
-                KeyType::String,
-                false,
-                None,
-                "DN (or AD user@domain) to bind as; anonymous when absent.",
-            ),
-            key(
-                "password",
-                KeyType::Secret,
-                false,
-                None,
-                "The bind password; the host binds with it, the connector never sees it.",
-            ),
+            )
+            .default("true"),
+        )
+        .key(key(
+            "bind_dn",
+            KeyType::String,
+            "DN (or AD user@domain) to bind as; anonymous when absent.",
+        ))
+        .key(key(
+            "password",
+            KeyType::Secret,
+            "The bind password; the host binds with it, the connector never sees it.",
+        ))
+        .key(
             key(
                 "base_dn",
                 KeyType::List,
-                true,
-                None,
                 "Where users and groups are searched: one DN or a list.",
-            ),
+            )
+            .required(),
+        )
+        .key(
             key(
                 "timeout",
                 KeyType::Duration,
-                false,
-                q("\"30s\""),
                 "Time limit of each LDAP operation.",
-            ),
+            )
+            .default("\"30s\""),
+        )
+        .key(
             key(
                 "profile",
                 KeyType::String,
-                false,
-                q("\"generic\""),
                 "\"ad\", \"openldap\" or \"generic\": the defaults of the keys below.",
-            ),
-            key(
-                "user_filter",
-                KeyType::String,
-                false,
-                None,
-                "LDAP filter for users.",
-            ),
-            key(
+            )
+            .default("\"generic\""),
+        );
+        // Defaults by profile are shown, and applied by `Settings`.
+        for (name, kind, description) in [
+            ("user_filter", KeyType::String, "LDAP filter for users."),
+            (
                 "group_filter",
                 KeyType::String,
-                false,
-                None,
                 "LDAP filter for groups; \"\" reads no groups.",
             ),
-            key(
+            (
                 "attributes",
                 KeyType::List,
-                false,
-                None,
                 "User attributes fetched and passed on (usable in [map] templates); \"*\" for all.",
             ),
-            key(
+            (
                 "anchor",
                 KeyType::String,
-                false,
-                None,
                 "The stable id: objectGUID, entryUUID, or \"dn\".",
             ),
-        ];
-        for k in ["user_filter", "group_filter", "attributes", "anchor"] {
-            let i = keys.iter().position(|c| c.name == k).expect("listed above");
-            keys[i].default = by_profile(k);
+        ] {
+            info = info.key(key(name, kind, description).shown_default(&by_profile(name)));
         }
         for (field, k) in config::FIELDS {
-            keys.push(key(
-                k,
-                KeyType::List,
-                false,
-                by_profile(k),
-                &format!("Attributes (or %attr% templates) tried in order for {field}."),
-            ));
+            info = info.key(
+                key(
+                    k,
+                    KeyType::List,
+                    &format!("Attributes (or %attr% templates) tried in order for {field}."),
+                )
+                .shown_default(&by_profile(k)),
+            );
         }
-        keys.extend([
-            key(
-                "groups",
-                KeyType::List,
-                false,
-                None,
-                "Only members of these group DNs, directly or through nested groups.",
-            ),
+        info.key(key(
+            "groups",
+            KeyType::List,
+            "Only members of these group DNs, directly or through nested groups.",
+        ))
+        .key(
             key(
                 "include_disabled",
                 KeyType::Boolean,
-                false,
-                q("false"),
                 "Import AD accounts disabled by userAccountControl, as inactive users.",
-            ),
+            )
+            .default("false"),
+        )
+        .key(
             key(
                 "full_sync_every",
                 KeyType::Duration,
-                false,
-                q("\"24h\""),
                 "Runs in between are deltas (changes only); \"0\" makes every run full.",
-            ),
+            )
+            .default("\"24h\""),
+        )
+        .key(
             key(
                 "page_size",
                 KeyType::Integer,
-                false,
-                q("1000"),
                 "Entries per page of the paged search.",
-            ),
-        ]);
-        PluginInfo {
-            name: "ldap".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "Reads users and groups from Active Directory, OpenLDAP or another LDAP \
-                          directory, with nested groups and delta runs"
-                .to_string(),
-            config_keys: keys,
-            capabilities: vec![
-                Capability {
-                    name: "ldap".to_string(),
-                    reason: "searches the configured LDAP server for users and groups".to_string(),
-                },
-                Capability {
-                    name: "log".to_string(),
-                    reason: "reports what a run read and why it ran full".to_string(),
-                },
-            ],
-            defaults: vec![
-                ("pair_by".to_string(), "\"anchor\"".to_string()),
-                // Raw attributes are sent for [map] templates, not as possible typos.
-                ("warn_unused_attributes".to_string(), "false".to_string()),
-            ],
-            credentials: Vec::new(),
-        }
+            )
+            .default("1000"),
+        )
+        .capability(
+            "ldap",
+            "searches the configured LDAP server for users and groups",
+        )
+        .capability("log", "reports what a run read and why it ran full")
+        .suggest("pair_by", "\"anchor\"")
+        // Raw attributes are sent for [map] templates, not as possible typos.
+        .suggest("warn_unused_attributes", "false")
     }
 
-    fn test(config: String) -> Result<TestReport, PluginError> {
-        let settings = Settings::from_json(&config).map_err(plugin_error)?;
-        let dir = HostDirectory(host::connect().map_err(|e| plugin_error(ldap_error(e)))?);
+    fn test(config: Config) -> Result<TestReport, Error> {
+        let settings = Settings::from_config(&config)?;
+        let dir = HostDirectory(ldap::connect()?);
         let bases = dir.0.base_dns();
-        let report = run::test(&dir, &settings, &bases).map_err(plugin_error)?;
+        let report = run::test(&dir, &settings, &bases)?;
         Ok(TestReport {
             users: Some(report.users),
             groups: report.groups,
-            sample: report
-                .sample
-                .map(|(columns, row, dn)| user_object(&columns, row, &dn)),
+            sample: report.sample.map(|(columns, row, dn)| User {
+                id: row.id,
+                locator: Some(dn),
+                attributes: columns.into_iter().zip(row.values).collect(),
+                member_of: Vec::new(),
+            }),
             messages: report.messages,
         })
     }
 
-    fn open(request: RunRequest) -> Result<Session, PluginError> {
-        let settings = Settings::from_json(&request.config).map_err(plugin_error)?;
-        let dir = HostDirectory(host::connect().map_err(|e| plugin_error(ldap_error(e)))?);
-        let run = Run::open(
+    fn open(config: Config, request: Request) -> Result<Run, Error> {
+        let settings = Settings::from_config(&config)?;
+        let dir = HostDirectory(ldap::connect()?);
+        let run = LdapRun::open(
             dir,
             settings,
-            request.mode == RunMode::Delta,
+            request.mode == Mode::Delta,
             request.cursor,
             unix_now(),
-        )
-        .map_err(plugin_error)?;
-        Ok(Session::new(LdapSession {
-            run: RefCell::new(run),
-        }))
+        )?;
+        Ok(Run::from_batches(Steps(run)))
     }
 }
 
@@ -249,16 +202,15 @@ fn unix_now() -> u64 {
 }
 
 /// The host's connection as a [`Directory`].
-struct HostDirectory(Connection);
+struct HostDirectory(ldap::Connection);
 
-struct HostSearch(host::Search);
+struct HostSearch(ldap::Entries);
 
 impl Pages for HostSearch {
     fn next_page(&mut self) -> Result<Option<Vec<RawEntry>>, Error> {
         Ok(self
             .0
-            .next_page()
-            .map_err(ldap_error)?
+            .next_page()?
             .map(|page| page.into_iter().map(raw).collect()))
     }
 }
@@ -267,26 +219,26 @@ impl Directory for HostDirectory {
     type Search = HostSearch;
 
     fn search(&self, q: &Query) -> Result<HostSearch, Error> {
-        let request = SearchRequest {
-            base: q.base.clone(),
-            scope: match q.scope {
+        let mut search = Search::new(&q.filter)
+            .scope(match q.scope {
                 run::Scope::Base => Scope::Base,
                 run::Scope::Subtree => Scope::Subtree,
-            },
-            filter: q.filter.clone(),
-            attributes: q.attributes.clone(),
-            page_size: q.page_size,
-            show_deleted: q.show_deleted,
-        };
-        self.0.search(&request).map(HostSearch).map_err(ldap_error)
+            })
+            .attributes(&q.attributes)
+            .page_size(q.page_size)
+            .show_deleted(q.show_deleted);
+        if let Some(base) = &q.base {
+            search = search.base(base);
+        }
+        self.0.search(&search).map(HostSearch)
     }
 
     fn root_dse(&self, attributes: &[String]) -> Result<RawEntry, Error> {
-        self.0.root_dse(attributes).map(raw).map_err(ldap_error)
+        self.0.root_dse(attributes).map(raw)
     }
 }
 
-fn raw(e: LdapEntry) -> RawEntry {
+fn raw(e: ldap::Entry) -> RawEntry {
     RawEntry {
         dn: e.dn,
         attributes: e
@@ -297,127 +249,61 @@ fn raw(e: LdapEntry) -> RawEntry {
     }
 }
 
-fn plugin_error(e: Error) -> PluginError {
-    match e {
-        Error::Config(m) => PluginError::Config(m),
-        Error::BadData(m) => PluginError::BadData(m),
-        Error::Authentication(m) => PluginError::Authentication(m),
-        Error::Unavailable(m) => PluginError::Unavailable(m),
-    }
-}
+/// The run's steps, one batch each: no call comes near the host's deadline.
+struct Steps(LdapRun<HostDirectory>);
 
-/// The host's message already says what to fix; the case says whether to retry.
-fn ldap_error(e: LdapError) -> Error {
-    match e {
-        LdapError::InvalidCredentials(m) => Error::Authentication(m),
-        LdapError::Unreachable(m) | LdapError::TimeLimit(m) => Error::Unavailable(m),
-        LdapError::NoSuchBase(m) | LdapError::Denied(m) | LdapError::Tls(m) => Error::Config(m),
-        LdapError::Other(m) => Error::Unavailable(format!("LDAP error: {m}")),
-    }
-}
-
-fn user_object(columns: &[String], row: entry::UserRow, dn: &str) -> SourceObject {
-    SourceObject {
-        kind: ObjectKind::User,
-        id: row.id,
-        locator: Some(dn.to_string()),
-        attributes: columns
-            .iter()
-            .cloned()
-            .zip(row.values)
-            .map(|(name, values)| Attribute { name, values })
-            .collect(),
-        member_of: Vec::new(),
-        members: Vec::new(),
-        parent: None,
-    }
-}
-
-struct LdapSession {
-    run: RefCell<Run<HostDirectory>>,
-}
-
-fn entry_of(out: Out) -> Entry {
-    let kind = |group| {
-        if group {
-            ObjectKind::Group
-        } else {
-            ObjectKind::User
+impl Batches for Steps {
+    fn next_batch(&mut self) -> Result<Option<Batch>, Error> {
+        match self.0.step() {
+            Ok(step) => Ok(step.map(|s| Batch {
+                columns: s.columns,
+                items: s.entries.into_iter().map(item).collect(),
+            })),
+            Err(e) => {
+                self.0.stop();
+                Err(e)
+            }
         }
-    };
+    }
+
+    fn finish(&mut self, end: &mut End) -> Result<(), Error> {
+        let e = self.0.end();
+        log::info(&e.summary);
+        end.mode = if e.delta { Mode::Delta } else { Mode::Full };
+        end.cursor = e.cursor;
+        end.notices = e.notices;
+        Ok(())
+    }
+}
+
+fn item(out: Out) -> Item {
     match out {
         Out::Row {
             id,
             dn,
             values,
             member_of,
-        } => Entry::Row(Row {
-            kind: ObjectKind::User,
+        } => Item::Row(Row {
             id,
             locator: Some(dn),
             values,
             member_of,
-            members: Vec::new(),
-            parent: None,
         }),
-        Out::Failed { locator, reason } => Entry::Failed(FailedEntry { locator, reason }),
-        Out::Removed { group, id } => Entry::Removed(Removal {
-            kind: kind(group),
-            id,
-        }),
+        Out::Failed { locator, reason } => Item::failed(locator, reason),
+        Out::Removed { group: true, id } => Item::removed_group(id),
+        Out::Removed { group: false, id } => Item::removed_user(id),
+        // No name of its own: the host names it by `cn`.
         Out::Group {
             id,
             dn,
             name,
             members,
-        } => Entry::Object(SourceObject {
-            kind: ObjectKind::Group,
-            id,
+        } => Item::Group(Group {
             locator: Some(dn.clone()),
-            attributes: vec![
-                Attribute {
-                    name: "cn".to_string(),
-                    values: vec![name],
-                },
-                Attribute {
-                    name: "dn".to_string(),
-                    values: vec![dn],
-                },
-            ],
-            member_of: Vec::new(),
+            attributes: vec![("cn".to_string(), vec![name]), ("dn".to_string(), vec![dn])],
             members,
-            parent: None,
+            ..Group::new(id, "")
         }),
-    }
-}
-
-impl GuestSession for LdapSession {
-    fn next_batch(&self) -> Result<Option<Batch>, PluginError> {
-        let mut run = self.run.borrow_mut();
-        match run.step() {
-            Ok(step) => Ok(step.map(|s| Batch {
-                columns: s.columns,
-                entries: s.entries.into_iter().map(entry_of).collect(),
-            })),
-            Err(e) => {
-                run.stop();
-                Err(plugin_error(e))
-            }
-        }
-    }
-
-    fn finish(&self) -> Result<RunEnd, PluginError> {
-        let end = self.run.borrow_mut().end();
-        log(Level::Info, &end.summary);
-        Ok(RunEnd {
-            mode: if end.delta {
-                RunMode::Delta
-            } else {
-                RunMode::Full
-            },
-            cursor: end.cursor,
-            notices: end.notices,
-        })
     }
 }
 

@@ -2,7 +2,8 @@
 //! `bind_dn`, `password`, TLS, `base_dn`, `timeout`) are the host's; this module reads the
 //! rest, starting from the profile's defaults.
 
-use serde_json::{Map, Value};
+use roster_plugin::Config;
+use serde_json::Value;
 
 use crate::Error;
 
@@ -261,31 +262,35 @@ impl Settings {
     /// Parse the JSON config. Unknown keys are ignored (the host validates against `info()`,
     /// and the connection keys are the host's); errors name the key.
     pub fn from_json(json: &str) -> Result<Settings, Error> {
-        let value: Value = serde_json::from_str(json)
-            .map_err(|e| Error::Config(format!("config is not valid JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(Error::Config("config is not a JSON object".to_string()));
-        };
-        let profile = Profile::parse(&string(&map, "profile")?.unwrap_or_default())?;
+        Settings::from_config(&Config::from_json(json)?)
+    }
+
+    /// The same from the SDK's config. Its declared defaults are ours; the fingerprint is of
+    /// the admin's own keys.
+    pub fn from_config(map: &Config) -> Result<Settings, Error> {
+        let string =
+            |key: &str| -> Result<Option<String>, Error> { Ok(map.string(key)?.map(String::from)) };
+        let list = |key: &str| map.strings(key);
+        let profile = Profile::parse(&string("profile")?.unwrap_or_default())?;
         let (user_filter, group_filter, attributes, anchor) = defaults(profile);
-        let user_filter = filter(&map, "user_filter")?.unwrap_or_else(|| user_filter.into());
+        let user_filter = filter(map, "user_filter")?.unwrap_or_else(|| user_filter.into());
         if user_filter.is_empty() {
             return Err(Error::Config(
                 "user_filter: must not be empty (for example \"(objectClass=person)\")".into(),
             ));
         }
-        let group_filter = filter(&map, "group_filter")?.unwrap_or_else(|| group_filter.into());
-        let attributes = match list(&map, "attributes")? {
+        let group_filter = filter(map, "group_filter")?.unwrap_or_else(|| group_filter.into());
+        let attributes = match list("attributes")? {
             Some(a) => a,
             None => attributes.iter().map(|s| s.to_string()).collect(),
         };
-        let anchor = string(&map, "anchor")?
+        let anchor = string("anchor")?
             .map(|a| a.trim().to_string())
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| anchor.into());
         let mut fields = Vec::new();
         for (i, (field, key)) in FIELDS.iter().enumerate() {
-            let texts = match list(&map, key)? {
+            let texts = match list(key)? {
                 Some(t) => t,
                 None => default_fields(profile)[i]
                     .iter()
@@ -303,21 +308,21 @@ impl Settings {
             }
             fields.push(rules);
         }
-        let groups = list(&map, "groups")?.unwrap_or_default();
+        let groups = list("groups")?.unwrap_or_default();
         if !groups.is_empty() && group_filter.is_empty() {
             return Err(Error::Config(
                 "groups: needs a group_filter that finds those groups".into(),
             ));
         }
-        let include_disabled = boolean(&map, "include_disabled")?.unwrap_or(false);
-        let full_sync_every = match string(&map, "full_sync_every")? {
+        let include_disabled = map.boolean("include_disabled")?.unwrap_or(false);
+        let full_sync_every = match string("full_sync_every")? {
             Some(d) => {
                 parse_duration(&d).map_err(|e| Error::Config(format!("full_sync_every: {e}")))?
             }
             None => 24 * 3600,
         };
-        let page_size = match map.get("page_size") {
-            None | Some(Value::Null) => 1000,
+        let page_size = match map.value("page_size") {
+            None => 1000,
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(n @ 1..=100_000) => n as u32,
                 _ => {
@@ -348,7 +353,7 @@ impl Settings {
             full_sync_every,
             page_size,
             tracking,
-            fingerprint: fingerprint(&Value::Object(map).to_string()),
+            fingerprint: fingerprint(&Value::Object(map.given()).to_string()),
         })
     }
 
@@ -429,8 +434,8 @@ impl Settings {
 }
 
 /// A filter key: trimmed, wrapped in parentheses when the admin left them out.
-fn filter(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
-    Ok(string(map, key)?.map(|f| {
+fn filter(config: &Config, key: &str) -> Result<Option<String>, Error> {
+    Ok(config.string(key)?.map(|f| {
         let f = f.trim();
         if f.is_empty() || f.starts_with('(') {
             f.to_string()
@@ -438,47 +443,6 @@ fn filter(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Error> 
             format!("({f})")
         }
     }))
-}
-
-fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>, Error> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Error::Config(format!(
-            "{key}: expected a string, found {other}"
-        ))),
-    }
-}
-
-fn boolean(map: &Map<String, Value>, key: &str) -> Result<Option<bool>, Error> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(Error::Config(format!(
-            "{key}: expected true or false, found {other}"
-        ))),
-    }
-}
-
-/// A list key: a list of strings, or one string.
-fn list(map: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, Error> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => Ok(s.clone()),
-                other => Err(Error::Config(format!(
-                    "{key}: expected a list of strings, found {other}"
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(other) => Err(Error::Config(format!(
-            "{key}: expected a list of strings, found {other}"
-        ))),
-    }
 }
 
 /// "30s", "15m", "24h", "7d", "0" → seconds.

@@ -6,7 +6,7 @@
 //! [`entry`] (attribute values as text, users as rows), [`groups`] (the group graph:
 //! member, memberUid, memberOf, nesting, range retrieval, scoping), [`cursor`] (delta
 //! cursors and the full-or-delta decision) and [`run`] (a run's steps over any
-//! [`run::Directory`]). `component` is the WebAssembly glue.
+//! [`run::Directory`]). `component` makes it a connector with the roster-plugin SDK.
 
 pub mod config;
 pub mod cursor;
@@ -17,31 +17,8 @@ pub mod run;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-/// Whole-run errors; the component maps them onto `plugin-error` cases of the same names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// The admin must fix the config.
-    Config(String),
-    /// The directory sent something that cannot be understood as a whole.
-    BadData(String),
-    /// The server refused the credentials.
-    Authentication(String),
-    /// The server is unreachable or busy; worth a retry.
-    Unavailable(String),
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::Config(m)
-            | Error::BadData(m)
-            | Error::Authentication(m)
-            | Error::Unavailable(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
+/// Whole-run errors: the SDK's typed error.
+pub use roster_plugin::Error;
 
 /// An LDAP entry as the host hands it over: values are raw bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,39 +1,28 @@
-//! The WebAssembly component (world `script`): `connector` for source scripts and `mapping`
-//! for mapping scripts, on top of [`crate::source`] and [`crate::mapper`].
+//! The WebAssembly component (world `script`): a `roster-plugin` connector for source
+//! scripts and a `roster-plugin` mapper for mapping scripts, on top of [`crate::source`] and
+//! [`crate::mapper`].
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::engine::SOURCE_OPERATIONS;
-use crate::mapper::{self, Mapper, Settings};
+use crate::mapper::{self, Settings};
 use crate::source::{self, Emitted, Kind};
 use crate::{Host, LdapEntry};
 
-// The repository's wit/ directory.
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "script",
-});
-
-use exports::roster::plugin::connector::{
-    Guest, GuestSession, RunEnd, RunRequest, Session, TestReport,
-};
-use exports::roster::plugin::mapping::{Guest as MappingGuest, MapResult};
-use roster::plugin::files::{self, FileError};
-use roster::plugin::http::{self, HttpError, Request};
-use roster::plugin::ldap::{self, LdapError, Scope, SearchRequest};
-use roster::plugin::log::{log, Level};
-use roster::plugin::types::{
-    Attribute, Batch, Capability, ConfigKey, Entry, KeyType, ObjectKind, PluginError, PluginInfo,
-    RunMode, SourceObject,
-};
+use roster_plugin::host::files::{self, FileError};
+use roster_plugin::host::http::{self, HttpError, Request};
+use roster_plugin::host::ldap::{self, LdapError, Scope, SearchRequest};
+use roster_plugin::{emit, log, Batch, Batches, Config, Connector, Error, Group, Info, Item};
+use roster_plugin::{Key, KeyType, Mapper, Run, TestReport, User};
 
 /// Bytes asked of the host per read.
 const READ_CHUNK: u32 = 1 << 20;
 
-struct Component;
+struct Script;
 
-export!(Component);
+roster_plugin::export!(Script);
+roster_plugin::export_mapper!(ScriptMapper);
 
 /// The host's capabilities, as the engine's [`Host`].
 #[derive(Default)]
@@ -105,7 +94,11 @@ impl Host for Capabilities {
     }
 
     fn log(&self, debug: bool, message: &str) {
-        log(if debug { Level::Debug } else { Level::Info }, message);
+        if debug {
+            log::debug(message)
+        } else {
+            log::info(message)
+        }
     }
 }
 
@@ -141,52 +134,53 @@ struct SourceSettings {
     max_operations: u64,
 }
 
-fn source_settings(config: &str) -> Result<SourceSettings, PluginError> {
-    let v: serde_json::Value =
-        serde_json::from_str(config).map_err(|e| PluginError::Config(e.to_string()))?;
-    let script = (v.get("script").and_then(|s| s.as_str()))
-        .ok_or_else(|| PluginError::Config("`script` (the .rhai file) is required".into()))?;
+fn source_settings(config: &Config) -> Result<SourceSettings, Error> {
+    let script = (config.str("script"))
+        .ok_or_else(|| Error::config("`script` (the .rhai file) is required"))?;
     Ok(SourceSettings {
         script: script.to_string(),
-        max_operations: (v.get("max_operations").and_then(|n| n.as_u64()))
+        max_operations: (config.value("max_operations").and_then(|n| n.as_u64()))
             .unwrap_or(SOURCE_OPERATIONS),
     })
 }
 
-fn load(host: &Capabilities, path: &str) -> Result<String, PluginError> {
-    let bytes = host.read_file(path).map_err(PluginError::Config)?;
-    String::from_utf8(bytes).map_err(|_| PluginError::Config(format!("{path}: not UTF-8 text")))
+fn load(host: &Capabilities, path: &str) -> Result<String, Error> {
+    let bytes = host.read_file(path).map_err(Error::Config)?;
+    String::from_utf8(bytes).map_err(|_| Error::config(format!("{path}: not UTF-8 text")))
 }
 
-fn object(e: Emitted) -> SourceObject {
-    SourceObject {
-        kind: match e.kind {
-            Kind::User => ObjectKind::User,
-            Kind::Group => ObjectKind::Group,
-        },
+fn item(e: Emitted) -> Item {
+    match e.kind {
+        Kind::User => Item::User(user(e)),
+        // No name of its own: the `name` attribute (the id by default) names it.
+        Kind::Group => Item::Group(Group {
+            attributes: e.attributes,
+            members: e.members,
+            member_of: e.member_of,
+            parent: e.parent,
+            ..Group::new(e.id, "")
+        }),
+    }
+}
+
+fn user(e: Emitted) -> User {
+    User {
         id: e.id,
         locator: None,
-        attributes: (e.attributes.into_iter())
-            .map(|(name, values)| Attribute { name, values })
-            .collect(),
+        attributes: e.attributes,
         member_of: e.member_of,
-        members: e.members,
-        parent: e.parent,
     }
 }
 
 fn batch(entries: Vec<Emitted>) -> Batch {
     Batch {
         columns: Vec::new(),
-        entries: entries
-            .into_iter()
-            .map(|e| Entry::Object(object(e)))
-            .collect(),
+        items: entries.into_iter().map(item).collect(),
     }
 }
 
 /// Runs the whole script: full batches are pushed to the host, the rest returned.
-fn run_script(config: &str, sink: source::Sink) -> Result<source::Finished, PluginError> {
+fn run_script(config: &Config, sink: source::Sink) -> Result<source::Finished, Error> {
     let settings = source_settings(config)?;
     let host = Rc::new(Capabilities::default());
     let text = load(&host, &settings.script)?;
@@ -196,82 +190,80 @@ fn run_script(config: &str, sink: source::Sink) -> Result<source::Finished, Plug
         .next()
         .unwrap_or(&settings.script)
         .to_string();
-    source::run(host, &name, &text, settings.max_operations, sink).map_err(PluginError::Config)
+    source::run(host, &name, &text, settings.max_operations, sink).map_err(Error::Config)
 }
 
-impl Guest for Component {
-    type Session = ScriptSession;
-
-    fn info() -> PluginInfo {
-        let key = |name: &str, ty, required, description: &str| ConfigKey {
-            name: name.to_string(),
-            type_: ty,
-            required,
-            default: None,
-            description: description.to_string(),
-        };
-        let cap = |name: &str, reason: &str| Capability {
-            name: name.into(),
-            reason: reason.into(),
-        };
-        PluginInfo {
-            name: "script".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "Runs a sandboxed Rhai script: as a source (emit_user / emit_group) \
-                          or, as `[sources.NAME] mapping`, over any source's users"
-                .to_string(),
-            config_keys: vec![
-                key("script", KeyType::File, true, "The source script (.rhai)."),
-                key(
-                    "files",
-                    KeyType::Files,
-                    false,
-                    "Files the script may read with read_lines, read_csv and read_json.",
-                ),
-                key(
-                    "urls",
-                    KeyType::Urls,
-                    false,
-                    "URLs whose origins (at or below the path) http_get and http_get_json may reach.",
-                ),
-                key(
-                    "max_operations",
-                    KeyType::Integer,
-                    false,
-                    "Rhai operations the whole run may take (default 1,000,000,000); \
-                     `[sources.NAME] script_max_operations` sets it too.",
-                ),
-                key(
-                    "url",
-                    KeyType::List,
-                    false,
-                    "LDAP server(s) for ldap_search: ldap:// or ldaps:// URLs.",
-                ),
-                key("base_dn", KeyType::List, false, "LDAP base DN(s) ldap_search searches."),
-                key("bind_dn", KeyType::String, false, "LDAP bind DN."),
-                key("password", KeyType::Secret, false, "LDAP bind password."),
-                key("starttls", KeyType::Boolean, false, "LDAP StartTLS on ldap://."),
-                key("ca_file", KeyType::File, false, "CA certificate(s) for LDAP TLS (PEM)."),
-                key(
-                    "tls_verify",
-                    KeyType::Boolean,
-                    false,
-                    "Check the LDAP server's certificate (default true).",
-                ),
-                key("timeout", KeyType::Duration, false, "LDAP operation timeout (default 30s)."),
-            ],
-            capabilities: vec![
-                cap("files", "reads the script and the files granted by `files`"),
-                cap("http", "http_get / http_get_json to the origins granted by `urls`"),
-                cap("ldap", "ldap_search on the source's LDAP connection (`url`)"),
-                cap("log", "the script's print and debug output"),
-            ],
-            defaults: Vec::new(),
-            credentials: Vec::new(),
-        }
+impl Connector for Script {
+    fn info() -> Info {
+        let key = Key::new;
+        Info::new(
+            "script",
+            env!("CARGO_PKG_VERSION"),
+            "Runs a sandboxed Rhai script: as a source (emit_user / emit_group) \
+             or, as `[sources.NAME] mapping`, over any source's users",
+        )
+        .key(key("script", KeyType::File, "The source script (.rhai).").required())
+        .key(key(
+            "files",
+            KeyType::Files,
+            "Files the script may read with read_lines, read_csv and read_json.",
+        ))
+        .key(key(
+            "urls",
+            KeyType::Urls,
+            "URLs whose origins (at or below the path) http_get and http_get_json may reach.",
+        ))
+        .key(key(
+            "max_operations",
+            KeyType::Integer,
+            "Rhai operations the whole run may take (default 1,000,000,000); \
+             `[sources.NAME] script_max_operations` sets it too.",
+        ))
+        .key(key(
+            "url",
+            KeyType::List,
+            "LDAP server(s) for ldap_search: ldap:// or ldaps:// URLs.",
+        ))
+        .key(key(
+            "base_dn",
+            KeyType::List,
+            "LDAP base DN(s) ldap_search searches.",
+        ))
+        .key(key("bind_dn", KeyType::String, "LDAP bind DN."))
+        .key(key("password", KeyType::Secret, "LDAP bind password."))
+        .key(key(
+            "starttls",
+            KeyType::Boolean,
+            "LDAP StartTLS on ldap://.",
+        ))
+        .key(key(
+            "ca_file",
+            KeyType::File,
+            "CA certificate(s) for LDAP TLS (PEM).",
+        ))
+        .key(key(
+            "tls_verify",
+            KeyType::Boolean,
+            "Check the LDAP server's certificate (default true).",
+        ))
+        .key(key(
+            "timeout",
+            KeyType::Duration,
+            "LDAP operation timeout (default 30s).",
+        ))
+        .capability("files", "reads the script and the files granted by `files`")
+        .capability(
+            "http",
+            "http_get / http_get_json to the origins granted by `urls`",
+        )
+        .capability(
+            "ldap",
+            "ldap_search on the source's LDAP connection (`url`)",
+        )
+        .capability("log", "the script's print and debug output")
     }
 
-    fn test(config: String) -> Result<TestReport, PluginError> {
+    fn test(config: Config) -> Result<TestReport, Error> {
         let sample = Rc::new(RefCell::new(None));
         let s = sample.clone();
         let keep_sample = move |b: Vec<Emitted>| {
@@ -290,7 +282,7 @@ impl Guest for Component {
         )?;
         let k = keep_sample;
         k(finished.last);
-        let sample = sample.borrow_mut().take().map(object);
+        let sample = sample.borrow_mut().take().map(user);
         Ok(TestReport {
             users: Some(finished.users),
             groups: Some(finished.groups),
@@ -302,96 +294,65 @@ impl Guest for Component {
         })
     }
 
-    fn open(request: RunRequest) -> Result<Session, PluginError> {
+    fn open(config: Config, _request: roster_plugin::Request) -> Result<Run, Error> {
         // Checked now, so a bad config fails before the run's first batch.
-        source_settings(&request.config)?;
-        Ok(Session::new(ScriptSession {
-            config: RefCell::new(Some(request.config)),
-        }))
+        source_settings(&config)?;
+        Ok(Run::from_batches(ScriptRun(Some(config))))
     }
 }
 
-/// A source run: the script runs whole in the first `next-batch`.
-struct ScriptSession {
-    config: RefCell<Option<String>>,
-}
+/// A source run: the script runs whole in the first `next-batch`, pushing full batches to
+/// the host as it goes.
+struct ScriptRun(Option<Config>);
 
-impl GuestSession for ScriptSession {
-    fn next_batch(&self) -> Result<Option<Batch>, PluginError> {
-        let Some(config) = self.config.borrow_mut().take() else {
+impl Batches for ScriptRun {
+    fn next_batch(&mut self) -> Result<Option<Batch>, Error> {
+        let Some(config) = self.0.take() else {
             return Ok(None);
         };
-        let sink: source::Sink = Box::new(|entries| roster::plugin::emit::push(&batch(entries)));
+        let sink: source::Sink =
+            Box::new(|entries| emit::push(batch(entries)).map_err(|e| e.message().to_string()));
         let finished = run_script(&config, sink)?;
-        log(
-            Level::Debug,
-            &format!(
-                "the script emitted {} users and {} groups",
-                finished.users, finished.groups
-            ),
-        );
+        log::debug(&format!(
+            "the script emitted {} users and {} groups",
+            finished.users, finished.groups
+        ));
         Ok((!finished.last.is_empty()).then(|| batch(finished.last)))
     }
-
-    fn finish(&self) -> Result<RunEnd, PluginError> {
-        Ok(RunEnd {
-            mode: RunMode::Full,
-            cursor: None,
-            notices: Vec::new(),
-        })
-    }
 }
 
-thread_local! {
-    static MAPPER: RefCell<Option<Mapper>> = const { RefCell::new(None) };
-}
+/// A mapping script's run; none after a check (`init` with `check`), which maps nothing.
+struct ScriptMapper(Option<mapper::Mapper>);
 
-impl MappingGuest for Component {
-    fn init(config: String) -> Result<(), PluginError> {
-        let settings = Settings::from_json(&config).map_err(PluginError::Config)?;
+impl Mapper for ScriptMapper {
+    fn init(config: &str) -> Result<ScriptMapper, Error> {
+        let settings = Settings::from_json(config).map_err(Error::Config)?;
         let host: Rc<dyn Host> = Rc::new(Capabilities::default());
         if settings.check {
-            return mapper::check(host, &settings.name, &settings.script)
-                .map_err(PluginError::Config);
+            mapper::check(host, &settings.name, &settings.script).map_err(Error::Config)?;
+            return Ok(ScriptMapper(None));
         }
-        let m = Mapper::new(host, &settings).map_err(PluginError::Config)?;
-        MAPPER.with(|cell| *cell.borrow_mut() = Some(m));
-        Ok(())
+        let m = mapper::Mapper::new(host, &settings).map_err(Error::Config)?;
+        Ok(ScriptMapper(Some(m)))
     }
 
-    fn transform(objects: Vec<SourceObject>) -> Vec<Result<MapResult, String>> {
-        MAPPER.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let Some(m) = cell.as_mut() else {
-                let e = "the mapping script was not initialised".to_string();
-                return objects.iter().map(|_| Err(e.clone())).collect();
-            };
-            let mut objects = objects;
-            let batch = objects
-                .iter_mut()
-                .map(|o| {
-                    std::mem::take(&mut o.attributes)
-                        .into_iter()
-                        .map(|a| (a.name, a.values))
-                        .collect()
-                })
-                .collect();
-            objects
-                .into_iter()
-                .zip(m.map_batch(batch))
-                .map(|(mut o, r)| {
-                    Ok(match r? {
-                        None => MapResult::Drop,
-                        Some(attrs) => {
-                            o.attributes = (attrs.into_iter())
-                                .map(|(name, values)| Attribute { name, values })
-                                .collect();
-                            MapResult::Keep(o)
-                        }
-                    })
-                })
-                .collect()
-        })
+    fn map(&mut self, mut users: Vec<User>) -> Vec<Result<Option<User>, String>> {
+        let Some(m) = &mut self.0 else {
+            let e = "the mapping script was not initialised".to_string();
+            return users.iter().map(|_| Err(e.clone())).collect();
+        };
+        let batch = (users.iter_mut())
+            .map(|u| std::mem::take(&mut u.attributes))
+            .collect();
+        (users.into_iter())
+            .zip(m.map_batch(batch))
+            .map(|(mut u, r)| {
+                Ok(r?.map(|attributes| {
+                    u.attributes = attributes;
+                    u
+                }))
+            })
+            .collect()
     }
 }
 

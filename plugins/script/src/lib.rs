@@ -8,7 +8,8 @@
 //! Both run on one Rhai engine with operation, size and depth limits ([`engine`]); the
 //! script reaches the outside only through a [`Host`], which the component implements with
 //! the host's granted capabilities (files, http, ldap) and the tests with a fake. The logic
-//! is plain Rust, tested natively; [`component`] is the WebAssembly glue.
+//! is plain Rust, tested natively; [`component`] makes it a connector and a mapper with the
+//! roster-plugin SDK.
 
 pub mod engine;
 pub mod mapper;

@@ -1,17 +1,18 @@
 //! A run: the author's listing of items, and the session that batches it for the host.
 //!
-//! Users whose attribute names match the batch's columns (the first user's names) travel as
-//! rows, so the names cross the boundary once per batch; others travel as objects. Either
+//! Users whose attribute names match the batch's columns (the run's fixed
+//! [`Run::columns`], else the first user's names) travel as rows, so the names cross the
+//! boundary once per batch; others travel as objects. [`Row`]s are rows as they are. Either
 //! way the host sees the same object.
 
 use crate::bindings::exports::roster::plugin::connector::{GuestSession, RunEnd};
 use crate::bindings::roster::plugin::types::{
-    Batch, Entry, FailedEntry, PluginError, Removal, Row, RunMode,
+    Batch, Entry, FailedEntry, PluginError, Removal, Row as WitRow, RunMode,
 };
-use crate::item::{Item, User, Yield};
+use crate::item::{Item, Row, User, Yield};
 use crate::{Error, Kind, TestReport};
 use std::cell::RefCell;
-
+use std::collections::VecDeque;
 /// Entries per batch (the host's cap is 10,000).
 pub const BATCH_ENTRIES: usize = 2000;
 /// Bytes of text per batch before it is sent early (the host's cap is 64 MiB).
@@ -71,6 +72,19 @@ pub trait Listing: 'static {
     }
 }
 
+/// A listing that cuts its own batches, for a connector whose work comes in bounded steps
+/// (a page of a paged search): each host call is one step, however few items it yields. An
+/// empty batch is sent as it is (the run goes on); `None` ends the listing. Batches must stay
+/// under the host's caps (10,000 entries, 64 MiB).
+pub trait Batches: 'static {
+    /// The next batch, or None when the listing is complete.
+    fn next_batch(&mut self) -> Result<Option<crate::Batch>, Error>;
+    /// Called after the last batch; may set the cursor, the mode and notices.
+    fn finish(&mut self, _end: &mut End) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 struct Iter<I>(I);
 
 impl<I> Listing for Iter<I>
@@ -83,15 +97,24 @@ where
     }
 }
 
+enum Source {
+    Items(Box<dyn Listing>),
+    Batches(Box<dyn Batches>),
+}
+
 /// One run: a listing of items and how it ends.
 pub struct Run {
-    listing: Box<dyn Listing>,
+    source: Source,
+    /// Fixed columns of an item-by-item run; the current batch's when flattening batches.
+    columns: Option<Vec<String>>,
+    /// The rest of a batch being flattened.
+    pending: VecDeque<Item>,
     end: End,
 }
 
 impl Run {
-    /// A full run over `items`: users, groups, [`Item`]s, or `Result`s of them. Iterators are
-    /// pulled lazily, one batch at a time.
+    /// A full run over `items`: users, rows, groups, [`Item`]s, or `Result`s of them.
+    /// Iterators are pulled lazily, one batch at a time.
     pub fn new<I>(items: I) -> Run
     where
         I: IntoIterator + 'static,
@@ -103,14 +126,32 @@ impl Run {
 
     /// A run over a [`Listing`].
     pub fn from_listing(listing: impl Listing) -> Run {
+        Run::with_source(Source::Items(Box::new(listing)))
+    }
+
+    /// A run over [`Batches`] the connector cuts itself.
+    pub fn from_batches(batches: impl Batches) -> Run {
+        Run::with_source(Source::Batches(Box::new(batches)))
+    }
+
+    fn with_source(source: Source) -> Run {
         Run {
-            listing: Box::new(listing),
+            source,
+            columns: None,
+            pending: VecDeque::new(),
             end: End {
                 mode: RunMode::Full,
                 cursor: None,
                 notices: Vec::new(),
             },
         }
+    }
+
+    /// The columns of every batch of an item-by-item run: what its [`Row`]s' values are
+    /// (needed to yield rows), and what users with these attribute names are sent as.
+    pub fn columns(mut self, columns: Vec<String>) -> Run {
+        self.columns = Some(columns);
+        self
     }
 
     /// The run's mode (full by default). A delta run must return a cursor.
@@ -131,14 +172,47 @@ impl Run {
         self
     }
 
-    /// Every item, then the end: for an author's unit tests.
+    /// Every item (rows as users with their column names), then the end: for an author's
+    /// unit tests.
     pub fn collect(mut self) -> Result<(Vec<Item>, End), Error> {
         let mut items = Vec::new();
-        while let Some(item) = self.listing.next()? {
+        while let Some(item) = self.next_item()? {
             items.push(item);
         }
-        self.listing.finish(&mut self.end)?;
-        Ok((items, self.end))
+        let mut end = self.end.clone();
+        self.finish_listing(&mut end)?;
+        Ok((items, end))
+    }
+
+    /// The next item, rows as users, whatever the source (batches are flattened): for
+    /// `collect` and the default `test`.
+    fn next_item(&mut self) -> Result<Option<Item>, Error> {
+        let item = match &mut self.source {
+            Source::Items(l) => l.next()?,
+            Source::Batches(b) => loop {
+                if let Some(item) = self.pending.pop_front() {
+                    break Some(item);
+                }
+                match b.next_batch()? {
+                    Some(batch) => {
+                        self.columns = Some(batch.columns);
+                        self.pending = batch.items.into();
+                    }
+                    None => break None,
+                }
+            },
+        };
+        Ok(item.map(|item| match item {
+            Item::Row(r) => Item::User(r.into_user(self.columns.as_deref().unwrap_or(&[]))),
+            other => other,
+        }))
+    }
+
+    fn finish_listing(&mut self, end: &mut End) -> Result<(), Error> {
+        match &mut self.source {
+            Source::Items(l) => l.finish(end),
+            Source::Batches(b) => b.finish(end),
+        }
     }
 }
 
@@ -155,15 +229,17 @@ impl Builder {
         self.entries.len() >= BATCH_ENTRIES || self.bytes >= BATCH_BYTES
     }
 
-    fn push(&mut self, item: Item) {
+    fn push(&mut self, item: Item) -> Result<(), Error> {
         self.bytes += size(&item);
         let entry = match item {
             Item::User(u) => self.user(u),
+            Item::Row(r) => self.row(r)?,
             Item::Group(g) => Entry::Object(g.into_object()),
             Item::Removed { kind, id } => Entry::Removed(Removal { kind, id }),
             Item::Failed { locator, reason } => Entry::Failed(FailedEntry { locator, reason }),
         };
         self.entries.push(entry);
+        Ok(())
     }
 
     fn user(&mut self, u: User) -> Entry {
@@ -172,7 +248,7 @@ impl Builder {
         if !u.attributes.iter().map(|(n, _)| n).eq(columns.iter()) {
             return Entry::Object(u.into_object());
         }
-        Entry::Row(Row {
+        Entry::Row(WitRow {
             kind: Kind::User,
             id: u.id,
             locator: u.locator,
@@ -183,11 +259,34 @@ impl Builder {
         })
     }
 
+    /// A row as it is: the host checks that it has one value list per column.
+    fn row(&mut self, r: Row) -> Result<Entry, Error> {
+        if self.columns.is_none() {
+            return Err(Error::bad_data(format!(
+                "row {}: a row needs columns (Run::columns)",
+                r.id
+            )));
+        }
+        Ok(Entry::Row(WitRow {
+            kind: Kind::User,
+            id: r.id,
+            locator: r.locator,
+            values: r.values,
+            member_of: r.member_of,
+            members: Vec::new(),
+            parent: None,
+        }))
+    }
+
     fn finish(self) -> Option<Batch> {
-        (!self.entries.is_empty()).then(|| Batch {
+        (!self.entries.is_empty()).then(|| self.into_batch())
+    }
+
+    fn into_batch(self) -> Batch {
+        Batch {
             columns: self.columns.unwrap_or_default(),
             entries: self.entries,
-        })
+        }
     }
 }
 
@@ -201,10 +300,30 @@ fn size(item: &Item) -> usize {
     let ids = |l: &[String]| -> usize { l.iter().map(|s| s.len() + 8).sum() };
     64 + match item {
         Item::User(u) => u.id.len() + attrs(&u.attributes) + ids(&u.member_of),
+        Item::Row(r) => {
+            let values: usize = (r.values.iter())
+                .map(|v| v.iter().map(|s| s.len() + 8).sum::<usize>() + 16)
+                .sum();
+            r.id.len() + values + ids(&r.member_of)
+        }
         Item::Group(g) => g.id.len() + g.name.len() + attrs(&g.attributes) + ids(&g.members),
         Item::Removed { id, .. } => id.len(),
         Item::Failed { locator, reason } => locator.len() + reason.len(),
     }
+}
+
+/// A connector's own [`crate::Batch`] as the host's: rows as they are, users as rows when their names
+/// are the batch's columns.
+pub(crate) fn into_wit(batch: crate::Batch) -> Result<Batch, Error> {
+    let mut b = Builder {
+        columns: Some(batch.columns),
+        entries: Vec::with_capacity(batch.items.len()),
+        bytes: 0,
+    };
+    for item in batch.items {
+        b.push(item)?;
+    }
+    Ok(b.into_batch())
 }
 
 /// Batches of one run, pulled by the host.
@@ -215,10 +334,24 @@ pub(crate) struct BatchRun {
 
 impl BatchRun {
     pub(crate) fn next_batch(&mut self) -> Result<Option<Batch>, Error> {
-        let mut b = Builder::default();
+        if self.done {
+            return Ok(None);
+        }
+        let listing = match &mut self.run.source {
+            Source::Batches(b) => {
+                let batch = b.next_batch()?;
+                self.done = batch.is_none();
+                return batch.map(into_wit).transpose();
+            }
+            Source::Items(l) => l,
+        };
+        let mut b = Builder {
+            columns: self.run.columns.clone(),
+            ..Default::default()
+        };
         while !self.done && !b.full() {
-            match self.run.listing.next()? {
-                Some(item) => b.push(item),
+            match listing.next()? {
+                Some(item) => b.push(item)?,
                 None => self.done = true,
             }
         }
@@ -227,7 +360,7 @@ impl BatchRun {
 
     pub(crate) fn finish(&mut self) -> Result<End, Error> {
         let mut end = self.run.end.clone();
-        self.run.listing.finish(&mut end)?;
+        self.run.finish_listing(&mut end)?;
         Ok(end)
     }
 }
@@ -265,12 +398,14 @@ pub(crate) fn test_by_listing(mut run: Run) -> Result<TestReport, Error> {
         ..Default::default()
     };
     let mut failed = 0;
-    while let Some(item) = run.listing.next()? {
+    while let Some(item) = run.next_item()? {
         match item {
             Item::User(u) => {
                 *report.users.as_mut().unwrap() += 1;
                 report.sample.get_or_insert(u);
             }
+            // `next_item` hands rows over as users.
+            Item::Row(_) => *report.users.as_mut().unwrap() += 1,
             Item::Group(_) => *report.groups.as_mut().unwrap() += 1,
             Item::Failed { .. } => failed += 1,
             Item::Removed { .. } => {}
@@ -366,6 +501,99 @@ mod tests {
         assert_eq!(
             (end.mode, end.cursor.as_deref()),
             (RunMode::Delta, Some("c1"))
+        );
+    }
+
+    #[test]
+    fn rows_of_fixed_columns_travel_as_they_are() {
+        let columns = vec!["username".to_string(), "email".to_string()];
+        let items: Vec<Item> = vec![
+            Item::Row(Row::new("a", vec![vec!["a".into()], vec![]]).locator("line 2")),
+            Item::User(User::new("b").attr("username", "b").attr("email", "b@x")),
+            Item::User(User::new("c").attr("username", "c")),
+        ];
+        let out = batches(Run::new(items).columns(columns.clone()));
+        assert_eq!(out[0].columns, columns);
+        let Entry::Row(r) = &out[0].entries[0] else {
+            panic!("{:?}", out[0].entries[0])
+        };
+        assert_eq!(
+            (r.id.as_str(), r.locator.as_deref(), r.values.len()),
+            ("a", Some("line 2"), 2)
+        );
+        assert!(matches!(out[0].entries[1], Entry::Row(_)));
+        assert!(matches!(out[0].entries[2], Entry::Object(_)));
+        let (items, _) = Run::new([Row::new("a", vec![vec!["a".into()], vec![]])])
+            .columns(columns)
+            .collect()
+            .unwrap();
+        assert_eq!(
+            items,
+            [Item::User(
+                User::new("a")
+                    .attr("username", "a")
+                    .values("email", Vec::<String>::new())
+            )]
+        );
+    }
+
+    #[test]
+    fn a_row_without_columns_fails_the_batch() {
+        let mut b = BatchRun {
+            run: Run::new([Row::new("a", vec![])]),
+            done: false,
+        };
+        assert!(matches!(b.next_batch(), Err(Error::BadData(_))));
+    }
+
+    struct Steps(Vec<crate::Batch>);
+
+    impl Batches for Steps {
+        fn next_batch(&mut self) -> Result<Option<crate::Batch>, Error> {
+            Ok((!self.0.is_empty()).then(|| self.0.remove(0)))
+        }
+        fn finish(&mut self, end: &mut End) -> Result<(), Error> {
+            end.cursor = Some("c2".into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn own_batches_are_sent_one_per_call_empty_ones_too() {
+        let steps = || {
+            Steps(vec![
+                crate::Batch::default(),
+                crate::Batch {
+                    columns: vec!["uid".into()],
+                    items: vec![
+                        Item::Row(Row::new("u1", vec![vec!["u1".into()]]).member_of("g")),
+                        Item::Group(Group::new("g", "").attr("cn", "Staff")),
+                    ],
+                },
+            ])
+        };
+        let mut b = BatchRun {
+            run: Run::from_batches(steps()),
+            done: false,
+        };
+        let first = b.next_batch().unwrap().unwrap();
+        assert!(first.entries.is_empty());
+        let second = b.next_batch().unwrap().unwrap();
+        assert_eq!(second.columns, ["uid"]);
+        assert!(matches!(&second.entries[0], Entry::Row(r) if r.member_of == ["g"]));
+        // An empty name sends no `name` attribute.
+        let Entry::Object(g) = &second.entries[1] else {
+            unreachable!()
+        };
+        assert_eq!(g.attributes.len(), 1);
+        assert_eq!(g.attributes[0].name, "cn");
+        assert!(b.next_batch().unwrap().is_none());
+        assert_eq!(b.finish().unwrap().cursor.as_deref(), Some("c2"));
+        let report = test_by_listing(Run::from_batches(steps())).unwrap();
+        assert_eq!((report.users, report.groups), (Some(1), Some(1)));
+        assert_eq!(
+            report.sample.unwrap().attributes,
+            [("uid".to_string(), vec!["u1".to_string()])]
         );
     }
 }

@@ -1,15 +1,26 @@
 //! Reading files the admin granted: keys of type `file` and the source's `files = [...]`.
 //! Needs the `files` capability.
 
-use crate::bindings::roster::plugin::files::{self, FileError};
+use crate::bindings::roster::plugin::files;
+pub use crate::bindings::roster::plugin::files::FileError;
 use crate::Error;
 
-/// An open granted file; implements [`std::io::Read`].
-pub struct File(files::File);
+/// Bytes asked of the host per read: few calls across the boundary, whatever the reader's
+/// own buffer size.
+const CHUNK: u32 = 256 * 1024;
+
+/// An open granted file; implements [`std::io::Read`], fetching from the host in chunks of
+/// 256 KiB.
+pub struct File {
+    file: files::File,
+    chunk: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
 
 /// Opens a granted file (relative paths resolve against the roster config's directory).
 pub fn open(path: &str) -> Result<File, Error> {
-    files::open(path).map(File).map_err(|e| error(path, e))
+    File::open(path).map_err(|e| error(path, e))
 }
 
 /// The whole file.
@@ -27,19 +38,42 @@ pub fn read_to_string(path: &str) -> Result<String, Error> {
 }
 
 impl File {
+    /// Opens a granted file, with the host's own error: for a connector that words its
+    /// errors itself ([`open`] makes them typed errors).
+    pub fn open(path: &str) -> Result<File, FileError> {
+        files::open(path).map(|file| File {
+            file,
+            chunk: Vec::new(),
+            pos: 0,
+            eof: false,
+        })
+    }
+
     /// Total size in bytes.
     pub fn size(&self) -> u64 {
-        self.0.size()
+        self.file.size()
     }
 }
 
 impl std::io::Read for File {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let max = buf.len().min(1 << 20) as u32;
-        let chunk = (self.0.read(max)).map_err(|e| std::io::Error::other(message(e)))?;
-        // The host returns at most `max` bytes.
-        let n = chunk.len().min(buf.len());
-        buf[..n].copy_from_slice(&chunk[..n]);
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos == self.chunk.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            self.chunk = (self.file.read(CHUNK)).map_err(|e| std::io::Error::other(message(e)))?;
+            self.pos = 0;
+            if self.chunk.is_empty() {
+                self.eof = true;
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }

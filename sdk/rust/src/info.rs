@@ -85,6 +85,9 @@ pub struct Key {
     pub required: bool,
     /// As the admin would write it in TOML.
     pub default: Option<String>,
+    /// Whether [`Config`](crate::Config) fills `default` in when the admin left the key out
+    /// (false for a [`shown_default`](Key::shown_default)).
+    pub fills_default: bool,
     pub description: String,
 }
 
@@ -122,6 +125,7 @@ impl Key {
             kind,
             required: false,
             default: None,
+            fills_default: false,
             description: description.into(),
         }
     }
@@ -134,6 +138,16 @@ impl Key {
     /// The default, written as in TOML: `"text"`, `true`, `3`, `["a", "b"]`.
     pub fn default(mut self, toml_value: &str) -> Key {
         self.default = Some(toml_value.into());
+        self.fills_default = true;
+        self
+    }
+
+    /// A default the admin sees (`roster plugin inspect`) but the connector works out itself,
+    /// for one that depends on other keys (`"ad: [...]; openldap: [...]"`): it is not filled
+    /// into the [`Config`](crate::Config).
+    pub fn shown_default(mut self, text: &str) -> Key {
+        self.default = Some(text.into());
+        self.fills_default = false;
         self
     }
 }
@@ -158,6 +172,26 @@ impl Credential {
             kind: wit::CredentialKind::Basic(wit::BasicCredential {
                 username: username.into(),
                 password: password_key.into(),
+            }),
+        })
+    }
+
+    /// A service account's key (Google's JSON key file), named by a secret key holding its
+    /// path: the host signs an RS256 JWT assertion acting for `subject` (a template; `""`
+    /// for none) with the space-separated `scope` (a template) and exchanges it at the
+    /// key's `token_uri` (RFC 7523). Neither the key nor the token reaches the plugin.
+    pub fn service_account(
+        name: &str,
+        key_file_key: &str,
+        subject: &str,
+        scope: &str,
+    ) -> Credential {
+        Credential(wit::Credential {
+            name: name.into(),
+            kind: wit::CredentialKind::ServiceAccount(wit::ServiceAccountCredential {
+                key_file: key_file_key.into(),
+                subject: subject.into(),
+                scope: scope.into(),
             }),
         })
     }

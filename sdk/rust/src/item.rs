@@ -1,4 +1,5 @@
-//! What a run yields: users, groups, removals (delta runs) and entries that failed.
+//! What a run yields: users (as named attributes or as rows of fixed columns), groups,
+//! removals (delta runs) and entries that failed.
 
 use crate::bindings::roster::plugin::types::{Attribute, ObjectKind, SourceObject};
 use crate::Error;
@@ -9,6 +10,9 @@ pub use crate::bindings::roster::plugin::types::ObjectKind as Kind;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     User(User),
+    /// A user as the values of fixed columns ([`Run::columns`](crate::Run::columns), or the
+    /// [`Batch`](crate::Batch)'s columns): the cheapest form for a large listing.
+    Row(Row),
     Group(Group),
     /// An object that left the source (delta runs only).
     Removed {
@@ -104,8 +108,61 @@ impl User {
     }
 }
 
+/// One batch as its connector cut it: [`Row`]s are values of `columns`; users whose
+/// attribute names are `columns` travel as rows too.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    pub columns: Vec<String>,
+    pub items: Vec<Item>,
+}
+
+/// A user as the values of its run's or batch's columns, in their order (one list per
+/// column; an empty list is no value). The column names cross the sandbox boundary once per
+/// batch instead of once per user, and nothing is compared per user: what a connector with a
+/// fixed set of attributes (a CSV header, an LDAP attribute list) should yield.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Row {
+    pub id: String,
+    pub locator: Option<String>,
+    pub values: Vec<Vec<String>>,
+    pub member_of: Vec<String>,
+}
+
+impl Row {
+    pub fn new(id: impl Into<String>, values: Vec<Vec<String>>) -> Row {
+        Row {
+            id: id.into(),
+            values,
+            ..Default::default()
+        }
+    }
+
+    /// Where the user sits in the source ("line 17", a DN), for messages about it.
+    pub fn locator(mut self, locator: impl Into<String>) -> Row {
+        self.locator = Some(locator.into());
+        self
+    }
+
+    /// The id of a group this user is a direct member of.
+    pub fn member_of(mut self, group_id: impl Into<String>) -> Row {
+        self.member_of.push(group_id.into());
+        self
+    }
+
+    /// The same user with named attributes (for tests, and for `test`'s sample).
+    pub fn into_user(self, columns: &[String]) -> User {
+        User {
+            id: self.id,
+            locator: self.locator,
+            attributes: columns.iter().cloned().zip(self.values).collect(),
+            member_of: self.member_of,
+        }
+    }
+}
+
 /// A group: a stable id, a name, its direct members (user or group ids; taken as complete),
-/// and optionally its parent group.
+/// and optionally its parent group. An empty name sends no `name` attribute: the host then
+/// names the group by its `name`, `displayName` or `cn` attribute, else by its id.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Group {
     pub id: String,
@@ -160,15 +217,15 @@ impl Group {
 
     pub(crate) fn into_object(self) -> SourceObject {
         // The host names a group by its `name` attribute.
-        let name = Attribute {
+        let name = (!self.name.is_empty()).then(|| Attribute {
             name: "name".into(),
             values: vec![self.name],
-        };
+        });
         SourceObject {
             kind: ObjectKind::Group,
             id: self.id,
             locator: self.locator,
-            attributes: std::iter::once(name)
+            attributes: (name.into_iter())
                 .chain(
                     (self.attributes.into_iter()).map(|(name, values)| Attribute { name, values }),
                 )
@@ -195,6 +252,12 @@ impl Yield for Item {
 impl Yield for User {
     fn into_item(self) -> Result<Item, Error> {
         Ok(Item::User(self))
+    }
+}
+
+impl Yield for Row {
+    fn into_item(self) -> Result<Item, Error> {
+        Ok(Item::Row(self))
     }
 }
 

@@ -43,8 +43,15 @@ impl Search {
         self
     }
 
-    pub fn attributes(mut self, names: &[&str]) -> Search {
-        self.0.attributes = names.iter().map(|n| n.to_string()).collect();
+    pub fn attributes<S: AsRef<str>>(mut self, names: &[S]) -> Search {
+        self.0.attributes = names.iter().map(|n| n.as_ref().to_string()).collect();
+        self
+    }
+
+    /// AD's Show Deleted control: with no base, searches the Deleted Objects container of
+    /// each configured base's domain (for delta runs that must see deletions).
+    pub fn show_deleted(mut self, show: bool) -> Search {
+        self.0.show_deleted = show;
         self
     }
 
@@ -59,6 +66,13 @@ impl Connection {
     /// The configured base DNs.
     pub fn base_dns(&self) -> Vec<String> {
         self.0.base_dns()
+    }
+
+    /// Attributes of the root DSE (`highestCommittedUSN`, `dsServiceName`, ...), so a delta
+    /// cursor can be tied to the server it came from.
+    pub fn root_dse<S: AsRef<str>>(&self, attributes: &[S]) -> Result<Entry, Error> {
+        let names: Vec<String> = attributes.iter().map(|a| a.as_ref().to_string()).collect();
+        self.0.root_dse(&names).map_err(error)
     }
 
     /// Runs a paged search; entries are fetched a page at a time as the iterator is pulled.
@@ -78,6 +92,31 @@ pub struct Entries {
     page: std::vec::IntoIter<Entry>,
     /// Dropping the last handle unbinds: the search needs the connection.
     _connection: Rc<wit::Connection>,
+}
+
+impl Entries {
+    /// The rest of the current page, else the next page; None when the search is done. For
+    /// a connector that works a page at a time (one batch per page).
+    pub fn next_page(&mut self) -> Result<Option<Vec<Entry>>, Error> {
+        let rest: Vec<Entry> = self.page.by_ref().collect();
+        if !rest.is_empty() {
+            return Ok(Some(rest));
+        }
+        let Some(pages) = &self.pages else {
+            return Ok(None);
+        };
+        match pages.next_page() {
+            Ok(Some(page)) => Ok(Some(page)),
+            Ok(None) => {
+                self.pages = None;
+                Ok(None)
+            }
+            Err(e) => {
+                self.pages = None;
+                Err(error(e))
+            }
+        }
+    }
 }
 
 impl Iterator for Entries {
@@ -120,13 +159,13 @@ pub fn value(entry: &Entry, name: &str) -> Option<String> {
     values(entry, name).into_iter().next()
 }
 
+/// The host's message already says what to fix; the case says whether to retry. A TLS
+/// failure (an unknown CA, a wrong name) is the admin's to fix.
 fn error(e: LdapError) -> Error {
     match e {
         LdapError::InvalidCredentials(m) => Error::authentication(m),
-        LdapError::Tls(m)
-        | LdapError::Unreachable(m)
-        | LdapError::TimeLimit(m)
-        | LdapError::Other(m) => Error::unavailable(format!("ldap: {m}")),
-        LdapError::NoSuchBase(m) | LdapError::Denied(m) => Error::config(format!("ldap: {m}")),
+        LdapError::Unreachable(m) | LdapError::TimeLimit(m) => Error::unavailable(m),
+        LdapError::NoSuchBase(m) | LdapError::Denied(m) | LdapError::Tls(m) => Error::config(m),
+        LdapError::Other(m) => Error::unavailable(format!("LDAP error: {m}")),
     }
 }

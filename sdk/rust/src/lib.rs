@@ -28,23 +28,32 @@
 //! roster_plugin::export!(Staff);
 //! ```
 //!
+//! A connector with a fixed set of attributes (a CSV header, an LDAP attribute list) yields
+//! [`Row`]s of [`Run::columns`]; one whose work comes in bounded steps (pages) cuts its own
+//! [`Batch`]es ([`Run::from_batches`]); one that cannot return between batches pushes them
+//! through [`emit`]. [`Mapper`] and [`export_mapper!`] make a mapping plugin (world `mapper`).
+//!
 //! The crate builds natively too (the host calls become traps), so connector logic that
 //! returns [`Item`]s can be unit-tested with `cargo test`.
 
 mod batch;
 mod config;
+pub mod emit;
 mod error;
 pub mod files;
 pub mod http;
 mod info;
 mod item;
 pub mod ldap;
+pub mod log;
+mod mapper;
 
-pub use batch::{End, Listing, Request, Run};
+pub use batch::{Batches, End, Listing, Request, Run};
 pub use config::Config;
 pub use error::Error;
 pub use info::{Credential, Info, Key};
-pub use item::{Group, Item, Kind, User, Yield};
+pub use item::{Batch, Group, Item, Kind, Row, User, Yield};
+pub use mapper::{Mapper, MapperAdapter};
 
 /// The generated bindings of `wit/` (the `source` world). Authors rarely need them: the
 /// types worth re-exporting are re-exported at the crate root.
@@ -58,13 +67,37 @@ pub mod bindings {
     });
 }
 
+/// The generated bindings of the `mapper` world, sharing the `source` world's types.
+#[doc(hidden)]
+pub mod mapper_bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "mapper",
+        pub_export_macro: true,
+        default_bindings_module: "roster_plugin::mapper_bindings",
+        with: {
+            "roster:plugin/types@0.1.0": crate::bindings::roster::plugin::types,
+            "roster:plugin/log@0.1.0": crate::bindings::roster::plugin::log,
+            "roster:plugin/files@0.1.0": crate::bindings::roster::plugin::files,
+        },
+    });
+}
+
 pub use bindings::roster::plugin::types::{KeyType, RunMode as Mode};
 
-/// What an author's code usually needs, in one `use`.
+/// The host's imports as generated, with the host's own error cases: for a connector that
+/// words host errors itself (an interpreter passing them on to its scripts). [`files`],
+/// [`http`], [`ldap`], [`log`] and [`emit`] are the typed way.
+pub mod host {
+    pub use crate::bindings::roster::plugin::{emit, files, http, ldap, log};
+}
+
+/// What an author's code usually needs, in one `use` (not `log`, which would shadow the
+/// `log` crate: `roster_plugin::log`).
 pub mod prelude {
     pub use crate::{
-        files, http, ldap, Config, Connector, Credential, Error, Group, Info, Item, Key, Kind,
-        Mode, Request, Run, User,
+        files, http, ldap, Batch, Batches, Config, Connector, Credential, End, Error, Group, Info,
+        Item, Key, Kind, Listing, Mode, Request, Row, Run, User,
     };
 }
 
@@ -112,6 +145,16 @@ macro_rules! export {
     ($connector:ty) => {
         type __RosterPluginExport = $crate::Adapter<$connector>;
         $crate::bindings::export!(__RosterPluginExport with_types_in $crate::bindings);
+    };
+}
+
+/// Exports a [`Mapper`] as the component's `roster:plugin/mapping` (world `mapper`); a
+/// component may export a connector too.
+#[macro_export]
+macro_rules! export_mapper {
+    ($mapper:ty) => {
+        type __RosterMapperExport = $crate::MapperAdapter<$mapper>;
+        $crate::mapper_bindings::export!(__RosterMapperExport with_types_in $crate::mapper_bindings);
     };
 }
 

@@ -107,6 +107,13 @@ pub enum Credential {
     },
     Bearer(Secret),
     Basic(String, Secret),
+    /// A service account's signed assertion exchanged for a token (RFC 7523; oauth.rs).
+    ServiceAccount {
+        account: Box<super::oauth::ServiceAccount>,
+        subject: Option<String>,
+        scope: String,
+        token: Option<(Secret, Instant)>,
+    },
     /// A key it needs is not set (a plugin may declare credentials only some configs use).
     Missing(String),
 }
@@ -229,6 +236,19 @@ impl HttpCtx {
                 CredentialKind::Bearer(key) => Credential::Bearer(secret(key, name)?),
                 CredentialKind::Basic(b) => {
                     Credential::Basic(template(&b.username, name)?, secret(&b.password, name)?)
+                }
+                CredentialKind::ServiceAccount(sa) => {
+                    let key = secret(&sa.key_file, name)?;
+                    let account = super::oauth::ServiceAccount::load(&key, dir).map_err(|e| {
+                        ConfigError::at(format!("{ctx}.{}", sa.key_file), format!("{e:#}"))
+                    })?;
+                    let subject = template(&sa.subject, name)?;
+                    Credential::ServiceAccount {
+                        account: Box::new(account),
+                        subject: (!subject.is_empty()).then_some(subject),
+                        scope: template(&sa.scope, name)?,
+                        token: None,
+                    }
                 }
             })
         };

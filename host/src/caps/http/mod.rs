@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 mod config;
+pub mod oauth;
 pub use config::{Credential, Origins};
 
 /// Largest response body handed to a plugin.
@@ -108,6 +109,27 @@ impl Shared {
                     base64::engine::general_purpose::STANDARD.encode(raw)
                 ))
             }
+            Credential::ServiceAccount {
+                account,
+                subject,
+                scope,
+                token,
+            } => {
+                if let Some(t) = cached(token, fresh) {
+                    return Ok(t);
+                }
+                let assertion = (account.assertion(subject.as_deref(), scope)).map_err(|e| {
+                    HttpError::Authentication(format!("credential {name:?}: {e:#}"))
+                })?;
+                let form = [
+                    ("grant_type", oauth::JWT_BEARER),
+                    ("assertion", assertion.as_str()),
+                ];
+                let advice = account.advice(subject.as_deref(), scope);
+                let who = format!("service account {}", account.client_email);
+                let token_url = account.token_uri.clone();
+                fetch_token(&client, timeout, &token_url, &form, &who, &advice, token).await
+            }
             Credential::OAuth2 {
                 token_url,
                 client_id,
@@ -115,10 +137,8 @@ impl Shared {
                 scope,
                 token,
             } => {
-                if let Some((t, until)) = token.as_ref() {
-                    if !fresh && Instant::now() + TOKEN_MARGIN < *until {
-                        return Ok(format!("Bearer {}", t.0));
-                    }
+                if let Some(t) = cached(token, fresh) {
+                    return Ok(t);
                 }
                 let form = [
                     ("grant_type", "client_credentials"),
@@ -126,46 +146,72 @@ impl Shared {
                     ("client_secret", client_secret.0.as_str()),
                     ("scope", scope.as_str()),
                 ];
-                let body = url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(form)
-                    .finish();
-                let (status, _, bytes) = retrying(token_url, timeout, || {
-                    client
-                        .post(token_url.as_str())
-                        .header("content-type", "application/x-www-form-urlencoded")
-                        .body(body.clone())
-                })
-                .await?;
-                let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                if !(200..300).contains(&status) {
-                    let why = ["error", "error_description"]
-                        .iter()
-                        .filter_map(|k| json.get(k).and_then(|v| v.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(": ");
-                    return Err(HttpError::Authentication(format!(
-                        "the token endpoint {token_url} refused client {client_id} (HTTP \
-                         {status}{}{why}): check the client id, the secret and its expiry",
-                        if why.is_empty() { "" } else { ": " }
-                    )));
-                }
-                let Some(access) = json.get("access_token").and_then(|v| v.as_str()) else {
-                    return Err(HttpError::Authentication(format!(
-                        "the token endpoint {token_url} answered without an access_token"
-                    )));
-                };
-                let life = json
-                    .get("expires_in")
-                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-                    .unwrap_or(300);
-                *token = Some((
-                    Secret(access.to_string()),
-                    Instant::now() + Duration::from_secs(life),
-                ));
-                Ok(format!("Bearer {access}"))
+                let who = format!("client {client_id}");
+                let advice = "check the client id, the secret and its expiry";
+                fetch_token(&client, timeout, token_url, &form, &who, advice, token).await
             }
         }
     }
+}
+
+/// The cached token's header, unless it is near its expiry or a fresh one is asked for.
+fn cached(token: &Option<(Secret, Instant)>, fresh: bool) -> Option<String> {
+    match token {
+        Some((t, until)) if !fresh && Instant::now() + TOKEN_MARGIN < *until => {
+            Some(format!("Bearer {}", t.0))
+        }
+        _ => None,
+    }
+}
+
+/// Posts a token request and keeps the token it answers; a refusal names `who` and what to
+/// check (`advice`), never a secret.
+async fn fetch_token(
+    client: &reqwest::Client,
+    timeout: Duration,
+    token_url: &str,
+    form: &[(&str, &str)],
+    who: &str,
+    advice: &str,
+    token: &mut Option<(Secret, Instant)>,
+) -> Result<String, HttpError> {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let (status, _, bytes) = retrying(token_url, timeout, || {
+        client
+            .post(token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+    })
+    .await?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if !(200..300).contains(&status) {
+        let why = ["error", "error_description"]
+            .iter()
+            .filter_map(|k| json.get(k).and_then(|v| v.as_str()))
+            .collect::<Vec<_>>()
+            .join(": ");
+        return Err(HttpError::Authentication(format!(
+            "the token endpoint {token_url} refused {who} (HTTP \
+                         {status}{}{why}): {advice}",
+            if why.is_empty() { "" } else { ": " }
+        )));
+    }
+    let Some(access) = json.get("access_token").and_then(|v| v.as_str()) else {
+        return Err(HttpError::Authentication(format!(
+            "the token endpoint {token_url} answered without an access_token"
+        )));
+    };
+    let life = json
+        .get("expires_in")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        .unwrap_or(300);
+    *token = Some((
+        Secret(access.to_string()),
+        Instant::now() + Duration::from_secs(life),
+    ));
+    Ok(format!("Bearer {access}"))
 }
 
 /// Sends a request, retrying 429, 503 and failed connections with `Retry-After` or
@@ -371,7 +417,10 @@ impl Shared {
             let (status, headers, body) = retrying(url.as_str(), self.timeout, build).await?;
             let oauth = match request.credential.as_ref() {
                 Some(n) => match self.credentials.get(n) {
-                    Some(c) => matches!(&*c.lock().await, Credential::OAuth2 { .. }),
+                    Some(c) => matches!(
+                        &*c.lock().await,
+                        Credential::OAuth2 { .. } | Credential::ServiceAccount { .. }
+                    ),
                     None => false,
                 },
                 None => false,

@@ -3,9 +3,12 @@
 
 use super::groups::{ensure_group, GroupIds};
 use super::{Run, NOW};
+use crate::model::{Field, Value};
 use crate::reconcile::{self, Action, Existing, UserRecord};
 use anyhow::Result;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::{params, OptionalExtension, ToSql};
+use std::sync::LazyLock;
 
 /// Work rows read per chunk while applying changes.
 const CHUNK: i64 = 2_000;
@@ -225,6 +228,48 @@ impl Run<'_> {
     }
 }
 
+/// The `users` columns that hold fields, in field order.
+pub(super) fn field_columns() -> impl Iterator<Item = (Field, &'static str)> {
+    (Field::ALL.into_iter()).filter_map(|f| f.info().column.map(|c| (f, c)))
+}
+
+/// A field's value as its column holds it.
+fn column_value(v: Value<'_>) -> ToSqlOutput<'_> {
+    match v {
+        Value::One(Some(s)) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        Value::One(None) | Value::Many(_) => ToSqlOutput::Owned(SqlValue::Null),
+        Value::Flag(b) => ToSqlOutput::Owned(SqlValue::Integer(b.into())),
+    }
+}
+
+/// `?1`.. the field columns, then source, record and hash.
+static INSERT_USER: LazyLock<String> = LazyLock::new(|| {
+    let cols: Vec<_> = field_columns().map(|(_, c)| c).collect();
+    let n = cols.len();
+    let marks: Vec<_> = (1..=n + 3).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO users({}, source_id, record, hash, created_at, updated_at) VALUES ({}, {NOW}, {NOW})",
+        cols.join(", "),
+        marks.join(", ")
+    )
+});
+
+/// `?1` the id, `?2`.. the field columns, then source, record and hash.
+static UPDATE_USER: LazyLock<String> = LazyLock::new(|| {
+    let cols: Vec<_> = field_columns().map(|(_, c)| c).collect();
+    let n = cols.len();
+    let sets: Vec<_> = (cols.iter().enumerate())
+        .map(|(i, c)| format!("{c} = ?{}", i + 2))
+        .collect();
+    format!(
+        "UPDATE users SET {}, source_id = ?{}, record = ?{}, hash = ?{}, updated_at = {NOW} WHERE id = ?1",
+        sets.join(", "),
+        n + 2,
+        n + 3,
+        n + 4
+    )
+});
+
 /// One staged user: its anchor, raw hash, record and (fingerprint, argon2 hash) PINs.
 #[derive(Clone, Copy)]
 struct Staged<'a> {
@@ -259,29 +304,24 @@ fn write_user(
         touch(&["groups"]),
     );
     let (record, hash) = rec.to_stored(anchor);
+    let columns: Vec<ToSqlOutput<'_>> = (field_columns())
+        .map(|(f, _)| column_value(rec.get(f)))
+        .collect();
+    let rest: [&dyn ToSql; 3] = [&source_id, &record, &hash];
     let id = match id {
         None => {
-            db.prepare_cached(&format!(
-                "INSERT INTO users(username, full_name, email, personal_number, language, phone, notes, storage,
-                                   active, source_id, record, hash, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, {NOW}, {NOW})"
-            ))?
-            .execute(params![
-                rec.username, rec.full_name, rec.email, rec.personal_number, rec.language, rec.phone,
-                rec.notes, rec.storage, rec.active, source_id, record, hash
-            ])?;
+            let p: Vec<&dyn ToSql> = (columns.iter().map(|c| c as &dyn ToSql))
+                .chain(rest)
+                .collect();
+            db.prepare_cached(&INSERT_USER)?.execute(&*p)?;
             db.last_insert_rowid()
         }
         Some(id) => {
-            db.prepare_cached(&format!(
-                "UPDATE users SET username = ?2, full_name = ?3, email = ?4, personal_number = ?5, language = ?6,
-                        phone = ?7, notes = ?8, storage = ?9, active = ?10, source_id = ?11, record = ?12,
-                        hash = ?13, updated_at = {NOW} WHERE id = ?1"
-            ))?
-            .execute(params![
-                id, rec.username, rec.full_name, rec.email, rec.personal_number, rec.language, rec.phone,
-                rec.notes, rec.storage, rec.active, source_id, record, hash
-            ])?;
+            let p: Vec<&dyn ToSql> = std::iter::once(&id as &dyn ToSql)
+                .chain(columns.iter().map(|c| c as &dyn ToSql))
+                .chain(rest)
+                .collect();
+            db.prepare_cached(&UPDATE_USER)?.execute(&*p)?;
             for (t, on) in [("names", names), ("cards", cards), ("pins", pins_changed)] {
                 if on {
                     db.prepare_cached(&format!("DELETE FROM {t} WHERE user_id = ?1"))?

@@ -1,10 +1,34 @@
 //! Bulk creation: new users that cannot conflict with anyone are created in a few set-wise
 //! statements; the rest stays in the work list for the per-entry path.
 
+use super::apply::field_columns;
 use super::groups::ensure_group;
 use super::{PlanItem, Run, NOW};
+use crate::model::Field;
 use anyhow::Result;
 use rusqlite::params;
+use std::sync::LazyLock;
+
+/// New users from the stage, every field column from the staged record (or the staged
+/// column that already holds it).
+static BULK_USERS: LazyLock<String> = LazyLock::new(|| {
+    let fields: Vec<_> = field_columns().collect();
+    let cols: Vec<_> = fields.iter().map(|(_, c)| *c).collect();
+    let values: Vec<_> = (fields.iter())
+        .map(|(f, _)| match f {
+            Field::Username => "s.username".to_string(),
+            Field::PersonalNumber => "s.pn".to_string(),
+            f => format!("s.record ->> '$.{}'", f.name()),
+        })
+        .collect();
+    format!(
+        "INSERT INTO users(id, {}, source_id, record, hash, created_at, updated_at)
+         SELECT b.uid, {}, ?1, s.record, s.hash, {NOW}, {NOW}
+         FROM {B} ORDER BY b.seq",
+        cols.join(", "),
+        values.join(", ")
+    )
+});
 
 impl Run<'_> {
     /// The work list: every staged row (unchanged entries were never staged).
@@ -168,18 +192,7 @@ impl Run<'_> {
             return Ok(0);
         }
         let t = std::time::Instant::now();
-        self.tx.execute(
-            &format!(
-                "INSERT INTO users(id, username, full_name, email, personal_number, language, phone, notes,
-                                   storage, active, source_id, record, hash, created_at, updated_at)
-                 SELECT b.uid, s.username, s.record ->> '$.full_name', s.record ->> '$.email',
-                        s.pn, s.record ->> '$.language', s.record ->> '$.phone',
-                        s.record ->> '$.notes', s.record ->> '$.storage', s.record ->> '$.active', ?1,
-                        s.record, s.hash, {NOW}, {NOW}
-                 FROM {B} ORDER BY b.seq"
-            ),
-            [self.source_id],
-        )?;
+        self.tx.execute(&BULK_USERS, [self.source_id])?;
         tracing::debug!("bulk users: {:?}", t.elapsed());
         // Each side table is filled in its key order: appending to a b-tree is cheap.
         self.tx.execute_batch(&format!(

@@ -17,9 +17,12 @@ impl Run<'_> {
     ) -> Result<Outcome> {
         let Run {
             tx,
+            conn,
+            lease,
             run_id,
             report,
             source_id,
+            source,
             ..
         } = self;
         let Report {
@@ -30,6 +33,13 @@ impl Run<'_> {
         } = report;
         let mode = if full { "full" } else { "delta" };
         let notices_json = serde_json::to_string(&notices)?;
+        if lease.lost() {
+            tx.rollback()?;
+            anyhow::bail!(
+                "the run of source '{source}' lost its lease (this process stalled for over {:?}), so nothing of it was applied",
+                super::super::lease::TTL
+            );
+        }
         match (status, run_id) {
             (Status::Ok, Some(id)) => {
                 // No cursor means the next run is a full one.
@@ -48,8 +58,21 @@ impl Run<'_> {
                 let t = std::time::Instant::now();
                 tx.commit()?;
                 tracing::debug!("committed in {:?}", t.elapsed());
+                // The run's status is recorded: the lease is released.
+                drop(lease.release());
             }
-            _ => tx.rollback()?,
+            (status, Some(id)) => {
+                tx.rollback()?;
+                // Recorded here too, so the lease is released with the status final.
+                conn.execute(
+                    &format!(
+                        "UPDATE runs SET status = ?2, finished = {NOW}, message = ?3 WHERE id = ?1"
+                    ),
+                    params![id, status, message],
+                )?;
+                drop(lease.release());
+            }
+            (_, None) => tx.rollback()?,
         }
         Ok(Outcome {
             run_id,

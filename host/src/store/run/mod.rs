@@ -24,13 +24,14 @@ mod groups;
 mod missing;
 mod staging;
 
-use super::{Store, NOW};
+use super::{Lease, LeaseError, Store, NOW};
 use crate::reconcile::{deletion_guard, OnMissing, Options};
 use anyhow::{Context, Result};
 use fast::{Fast, SeenSet};
 use groups::GroupIds;
-use rusqlite::{params, Transaction};
+use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
+use std::cell::RefCell;
 
 /// Failed entries kept in memory for the command's output; all go to the run log.
 const MAX_REPORTED_ERRORS: usize = 10_000;
@@ -138,6 +139,10 @@ pub struct Outcome {
 /// A run in progress. Dropping it without `finish` rolls everything back.
 pub struct Run<'c> {
     tx: Transaction<'c>,
+    /// The connection of `tx`, for what is written after it ends.
+    conn: &'c Connection,
+    /// The source's lease, for a real run.
+    lease: LeaseSlot<'c>,
     run_id: Option<i64>,
     source_id: i64,
     source: String,
@@ -152,6 +157,34 @@ pub struct Run<'c> {
     group_ids: GroupIds,
     /// The store held no users when the run began.
     no_users: bool,
+}
+
+/// A run's lease. A run that ends without committing parks it in its store until
+/// [`Store::close_run`] records how it ended.
+struct LeaseSlot<'c> {
+    lease: Option<Lease>,
+    run_id: i64,
+    parked: &'c RefCell<Vec<(i64, Lease)>>,
+}
+
+impl LeaseSlot<'_> {
+    /// The lease expired while the run went on: it must not commit.
+    fn lost(&self) -> bool {
+        self.lease.as_ref().is_some_and(Lease::lost)
+    }
+
+    /// Takes the lease out, to be dropped (released) once the run's status is recorded.
+    fn release(mut self) -> Option<Lease> {
+        self.lease.take()
+    }
+}
+
+impl Drop for LeaseSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            self.parked.borrow_mut().push((self.run_id, lease));
+        }
+    }
 }
 
 /// What a run reports, built up as it goes.
@@ -175,22 +208,52 @@ struct Seen {
 impl Store {
     /// Starts a run. The run record is committed first (status "running") so a crash leaves
     /// a trace; everything else happens in one transaction. Dry runs write nothing at all.
+    ///
+    /// A real run holds the source's lease (see [`Store::acquire_lease`]) until its status
+    /// is recorded: a source another process runs fails at once with [`super::Busy`].
     pub fn begin_run(&mut self, source: &str, opts: Options, dry_run: bool) -> Result<Run<'_>> {
-        let run_id = if dry_run {
-            None
+        let (run_id, lease) = if dry_run {
+            (None, None)
         } else {
+            // A run of ours that ended uncommitted with its status never recorded.
+            (self.parked.get_mut()).retain(|(_, l)| l.source() != source);
+            let lease = self.acquire_lease(source).map_err(|e| match e {
+                LeaseError::Busy(busy) => anyhow::Error::new(busy),
+                LeaseError::Store(e) => e,
+            })?;
+            // Holding the lease, any other run of the source still marked running is dead.
+            for id in self.dead_runs(Some(source))? {
+                self.close_run(id, Status::Interrupted, super::INTERRUPTED)?;
+            }
             self.conn.execute(
                 &format!(
-                    "INSERT INTO runs(source, status, pid, started) VALUES (?1, ?3, ?2, {NOW})"
+                    "INSERT INTO runs(source, status, lease, started) VALUES (?1, ?3, ?2, {NOW})"
                 ),
-                params![source, std::process::id(), Status::Running],
+                params![source, lease.token(), Status::Running],
             )?;
-            Some(self.conn.last_insert_rowid())
+            (Some(self.conn.last_insert_rowid()), Some(lease))
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .context("another roster process is writing this database")?;
+        let Store { conn, parked, .. } = self;
+        let lease = LeaseSlot {
+            lease,
+            run_id: run_id.unwrap_or(0),
+            parked,
+        };
+        let conn: &Connection = conn;
+        let tx = match Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                if let Some(id) = run_id {
+                    let message = "another roster process is writing this database";
+                    conn.execute(
+                        &format!("UPDATE runs SET status = ?2, finished = {NOW}, message = ?3 WHERE id = ?1"),
+                        params![id, Status::Failed, message],
+                    )?;
+                }
+                drop(lease.release());
+                return Err(e).context("another roster process is writing this database");
+            }
+        };
         tx.execute("INSERT OR IGNORE INTO sources(name) VALUES (?1)", [source])?;
         let source_id: i64 =
             tx.query_row("SELECT id FROM sources WHERE name = ?1", [source], |r| {
@@ -202,6 +265,8 @@ impl Store {
             tx.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))?;
         Ok(Run {
             tx,
+            conn,
+            lease,
             run_id,
             source_id,
             source: source.to_string(),
@@ -351,6 +416,53 @@ pub(super) mod tests {
         assert_eq!(again.status, Status::Ok);
         assert_eq!(again.counts.unchanged, 2);
         assert_eq!(again.counts.created + again.counts.updated, 0);
+    }
+
+    #[test]
+    fn a_source_someone_else_runs_is_refused_naming_them_and_since_when() {
+        let mut store = Store::memory().unwrap();
+        store.set_process("roster serve");
+        let held = store.acquire_lease("src").ok().unwrap();
+        let err = store.begin_run("src", Options::default(), false).err();
+        let busy = err
+            .as_ref()
+            .and_then(|e| e.downcast_ref::<crate::store::Busy>());
+        let info = &busy.expect("busy").0;
+        assert_eq!(info.holder.process, "roster serve");
+        assert_eq!(info.holder.pid, std::process::id());
+        assert!(!info.since.is_empty());
+        assert!(
+            store.runs().unwrap().is_empty(),
+            "a refused run is not recorded"
+        );
+        // A dry run takes no lease; other sources are not blocked.
+        drop(store.begin_run("src", Options::default(), true).unwrap());
+        drop(store.begin_run("other", Options::default(), false).unwrap());
+        drop(held);
+        let out = full_run(&mut store, Options::default(), vec![user("ann", &[])]);
+        assert_eq!(out.status, Status::Ok);
+        assert!(store.lease_holder("src").unwrap().is_none(), "released");
+    }
+
+    #[test]
+    fn a_run_whose_lease_is_gone_was_interrupted() {
+        let mut store = Store::memory().unwrap();
+        store
+            .conn
+            .execute(
+                &format!("INSERT INTO runs(source, status, lease, started) VALUES ('src', 'running', 'gone', {NOW})"),
+                [],
+            )
+            .unwrap();
+        // Readers see it so at once; the next run of the source records it.
+        assert_eq!(store.runs().unwrap()[0].status, Status::Interrupted);
+        full_run(&mut store, Options::default(), vec![user("ann", &[])]);
+        let stored: String = (store.conn)
+            .query_row("SELECT status FROM runs WHERE lease = 'gone'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, "interrupted");
     }
 
     #[test]
