@@ -19,6 +19,15 @@ run_timed() {
 # ratio X Y: X / Y with two decimals.
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y <= 0) y = 0.01; printf "%.2f", x / y }'; }
 
+# check LABEL VALUE TARGET UNIT: one result line against its target; a miss sets missed=1.
+# CHECK_WIDTH is the label column's width.
+check() {
+    local verdict
+    verdict=$(awk -v v="$2" -v t="$3" 'BEGIN { print (v <= t) ? "ok" : "MISSED" }')
+    [ "$verdict" = ok ] || missed=1
+    printf "  %-${CHECK_WIDTH:-34}s %10s %-3s (target <= %s%s) %s\n" "$1" "$2" "$4" "$3" "$4" "$verdict"
+}
+
 # synced COUNT NAME: a count ("created", "unchanged", ...) from run NAME's `sync --json`.
 synced() { grep -o "\"$1\": *[0-9]*" "$out/$2.out" | grep -o '[0-9]*$' || echo "?"; }
 

@@ -118,12 +118,7 @@ COMMIT;
 SQL
 
 missed=0
-check() { # check LABEL VALUE TARGET UNIT
-    local verdict
-    verdict=$(awk -v v="$2" -v t="$3" 'BEGIN { print (v <= t) ? "ok" : "MISSED" }')
-    [ "$verdict" = ok ] || missed=1
-    printf '  %-38s %10s %-3s (target <= %s%s) %s\n' "$1" "$2" "$4" "$3" "$4" "$verdict"
-}
+CHECK_WIDTH=38
 max_a=$(awk -v x="$a_secs" -v y="$a2_secs" 'BEGIN { print (x > y) ? x : y }')
 peak_mb=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
 

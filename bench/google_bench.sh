@@ -89,12 +89,7 @@ TOML
 initial_and_resync "$roster" "$work/roster.toml"
 
 missed=0
-check() { # check LABEL VALUE TARGET UNIT
-    local verdict
-    verdict=$(awk -v v="$2" -v t="$3" 'BEGIN { print (v <= t) ? "ok" : "MISSED" }')
-    [ "$verdict" = ok ] || missed=1
-    printf '  %-38s %10s %-3s (target <= %s%s) %s\n' "$1" "$2" "$4" "$3" "$4" "$verdict"
-}
+CHECK_WIDTH=38
 peak_mb=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
 
 echo

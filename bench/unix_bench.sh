@@ -93,12 +93,6 @@ write_config "$work/warmup.toml" warmup.db warmup.passwd warmup.group
 initial_and_resync "$roster" "$work/roster.toml"
 
 missed=0
-check() { # check LABEL VALUE TARGET UNIT
-    local verdict
-    verdict=$(awk -v v="$2" -v t="$3" 'BEGIN { print (v <= t) ? "ok" : "MISSED" }')
-    [ "$verdict" = ok ] || missed=1
-    printf '  %-34s %10s %-3s (target <= %s%s) %s\n' "$1" "$2" "$4" "$3" "$4" "$verdict"
-}
 peak_mb=$(( (b_rss > c_rss ? b_rss : c_rss) / 1024 ))
 
 echo

@@ -215,7 +215,9 @@ fn fails_unchanged(script: &str, options: &str, config_lines: &str, expected: &[
 fn an_endless_source_script_is_stopped_by_the_deadline() {
     fails_unchanged(
         "emit_user(#{ username: \"x\" });\nloop { }",
-        "timeout = \"2s\"",
+        // A budget the loop cannot exhaust in 2 s: on a quiet machine the default 1e9
+        // operations take about 1.3 s, and this test is about the deadline.
+        "timeout = \"2s\"\nscript_max_operations = 1000000000000",
         "",
         &["deadline"],
     );

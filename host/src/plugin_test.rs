@@ -313,7 +313,7 @@ struct Checks<'a> {
 }
 
 impl EntrySink for Checks<'_> {
-    fn batch(&mut self, _columns: &std::sync::Arc<[String]>) -> Result<bool> {
+    fn batch(&mut self, _columns: &std::sync::Arc<[String]>, _entries: usize) -> Result<bool> {
         self.r.batches += 1;
         Ok(true)
     }

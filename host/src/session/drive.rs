@@ -10,8 +10,8 @@ use std::sync::Arc;
 /// the run by returning `Ok(false)` (the plugin is not asked to finish) or fail it with an
 /// error. Calls come in order: per batch `batch`, then its entries, then `batch_end`.
 pub trait EntrySink {
-    /// A batch begins; a row of it has one value list per column.
-    fn batch(&mut self, _columns: &Arc<[String]>) -> Result<bool> {
+    /// A batch of `entries` begins; a row of it has one value list per column.
+    fn batch(&mut self, _columns: &Arc<[String]>, _entries: usize) -> Result<bool> {
         Ok(true)
     }
     /// A user or a group, as a row or an object.
@@ -53,7 +53,7 @@ pub fn drive(
     while let Some(batch) = plugin.next_batch(&session)? {
         busy += t.elapsed();
         let columns: Arc<[String]> = batch.columns.into();
-        if !(sink.batch(&columns)?
+        if !(sink.batch(&columns, batch.entries.len())?
             && hand_over(batch.entries, &columns, sink)?
             && sink.batch_end()?)
         {
@@ -100,7 +100,7 @@ mod tests {
     }
 
     impl EntrySink for Log {
-        fn batch(&mut self, columns: &Arc<[String]>) -> Result<bool> {
+        fn batch(&mut self, columns: &Arc<[String]>, _entries: usize) -> Result<bool> {
             self.events.push(format!("batch {}", columns.join(",")));
             Ok(true)
         }

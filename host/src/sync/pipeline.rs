@@ -143,6 +143,12 @@ impl Batches {
 }
 
 impl EntrySink for Batches {
+    /// A batch's items are sent as one vector: sized once, not grown.
+    fn batch(&mut self, _columns: &Arc<[String]>, entries: usize) -> Result<bool> {
+        self.items.reserve_exact(entries);
+        Ok(true)
+    }
+
     fn entry(&mut self, entry: Incoming) -> Result<bool> {
         if entry.kind() == ObjectKind::User {
             return self.push(Item::User(entry));

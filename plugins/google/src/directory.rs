@@ -527,6 +527,7 @@ mod tests {
                 Item::Group(g) => format!("group {} {:?} {:?}", g.id, g.parent, g.members),
                 Item::Failed { locator, reason } => format!("failed {locator}: {reason}"),
                 Item::Removed { id, .. } => format!("removed {id}"),
+                Item::Row(r) => format!("row {}", r.id),
             })
             .collect()
     }
