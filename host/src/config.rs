@@ -4,6 +4,7 @@
 //! that may be secret are kept in [`Secret`], whose `Debug`/`Display` never show the value.
 
 use crate::model::{Field, Secret};
+use crate::notify::config::{NotifyConfig, RawNotify, RawSourceNotify, SourceNotify};
 use crate::reconcile::{MaxDeletions, OnMissing, Options, PairBy, DEFAULT_DELETIONS_FLOOR};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -25,6 +26,7 @@ struct RawConfig {
     database: Option<toml::Value>,
     #[serde(default)]
     sources: indexmap::IndexMap<String, RawSource>,
+    notify: Option<RawNotify>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +53,13 @@ struct RawSource {
     config: toml::Table,
     #[serde(default)]
     map: toml::Table,
+    // Notifications (notify/config.rs).
+    notify: Option<Vec<String>>,
+    secret_expires: Option<toml::Value>,
+    welcome_email: Option<bool>,
+    welcome_template: Option<toml::Value>,
+    generate_pin: Option<bool>,
+    pin_length: Option<u64>,
 }
 
 /// What a mapping script's error on one entry does to the run.
@@ -71,6 +80,7 @@ pub struct Config {
     pub dir: PathBuf,
     pub database: PathBuf,
     pub sources: Vec<SourceConfig>,
+    pub notify: NotifyConfig,
 }
 
 /// One `[sources.NAME]`, with the reconcile options still partly unset (plugins may suggest
@@ -98,6 +108,7 @@ pub struct SourceConfig {
     pub config: toml::Table,
     /// `[map]` overrides: field name → templates.
     pub map: Vec<(String, Vec<String>)>,
+    pub notify: SourceNotify,
 }
 
 impl Config {
@@ -132,14 +143,20 @@ impl Config {
             None => "roster.db".to_string(),
         };
         let mut sources = Vec::new();
+        let notify = NotifyConfig::from_raw(raw.notify, dir)?;
         for (name, raw) in raw.sources {
             let ctx = format!("sources.{name}");
-            sources.push(SourceConfig::from_raw(name, raw, dir).context(ctx)?);
+            let src = SourceConfig::from_raw(name, raw, dir).context(ctx.clone())?;
+            if src.notify.welcome_email && notify.email.is_none() {
+                bail!("{ctx}.welcome_email: welcome emails need [notify.email]");
+            }
+            sources.push(src);
         }
         Ok(Config {
             database: dir.join(database),
             dir: dir.to_path_buf(),
             sources,
+            notify,
         })
     }
 
@@ -193,6 +210,18 @@ impl SourceConfig {
             };
             map.push((field, templates));
         }
+        let notify = SourceNotify::from_raw(
+            RawSourceNotify {
+                notify: raw.notify,
+                secret_expires: raw.secret_expires,
+                welcome_email: raw.welcome_email,
+                welcome_template: raw.welcome_template,
+                generate_pin: raw.generate_pin,
+                pin_length: raw.pin_length,
+            },
+            &raw.config,
+            dir,
+        )?;
         Ok(SourceConfig {
             name,
             plugin,
@@ -213,6 +242,7 @@ impl SourceConfig {
             on_script_error: raw.on_script_error.unwrap_or_default(),
             config: raw.config,
             map,
+            notify,
         })
     }
 

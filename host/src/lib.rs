@@ -12,6 +12,7 @@ pub mod caps;
 pub mod config;
 pub mod mapping;
 pub mod model;
+pub mod notify;
 pub mod plugin_test;
 pub mod plugins;
 pub mod reconcile;

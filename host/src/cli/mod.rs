@@ -4,6 +4,7 @@
 mod docs;
 mod groups;
 mod init;
+mod notify;
 mod output;
 mod plugin;
 mod runs;
@@ -65,6 +66,9 @@ enum Command {
     /// Installed plugins.
     #[command(subcommand)]
     Plugin(plugin::Plugin),
+    /// Notifications: test the channels, see and deliver the outbox.
+    #[command(subcommand)]
+    Notify(notify::Notify),
     /// Sandboxed Rhai scripts: check or try one.
     #[command(subcommand)]
     Script(script::Script),
@@ -110,6 +114,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Sources(c) => c.run(config),
         Command::Plugin(c) => c.run(config),
         Command::Script(c) => c.run(config),
+        Command::Notify(c) => c.run(config),
         Command::Completions(c) => c.run(Cli::command()),
         Command::Man(c) => c.run(Cli::command()),
     }

@@ -1,7 +1,9 @@
 //! The SQLite store: schema, migrations and queries. Only this module speaks SQL.
 
+mod outbox;
 mod run;
 
+pub use outbox::{now as unix_now, NewMessage, NewUser, OutboxRow, Pending, RunEnd, RunNotifier};
 pub use run::{Counts, ErrorItem, Outcome, PlanItem, Run, Status};
 
 use anyhow::{Context, Result};
@@ -124,6 +126,7 @@ CREATE TABLE plugins(
 -- without mapping it. Any other change to the user clears it.
 ALTER TABLE links ADD COLUMN raw_hash INTEGER;
 "#,
+    outbox::MIGRATION,
 ];
 
 pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ','now')";

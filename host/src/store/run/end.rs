@@ -1,6 +1,7 @@
 //! The end of a run: the source's cursor and the run record are written and the transaction
 //! commits, or everything is rolled back (a dry run, an abort).
 
+use super::super::outbox::RunEnd;
 use super::{Outcome, Report, Run, Status, NOW};
 use anyhow::Result;
 use rusqlite::params;
@@ -20,6 +21,9 @@ impl Run<'_> {
             run_id,
             report,
             source_id,
+            source,
+            max_user_id,
+            notifier,
             ..
         } = self;
         let Report {
@@ -29,9 +33,23 @@ impl Run<'_> {
             ..
         } = report;
         let mode = if full { "full" } else { "delta" };
-        let notices_json = serde_json::to_string(&notices)?;
+        let mut notices = notices;
         match (status, run_id) {
             (Status::Ok, Some(id)) => {
+                // Notifications commit with the run, or not at all.
+                if let Some(n) = &notifier {
+                    notices.extend(n.on_end(&RunEnd {
+                        conn: &tx,
+                        run_id: id,
+                        source: &source,
+                        status,
+                        counts: c,
+                        errors: &errors,
+                        message: message.as_deref(),
+                        first_new_id: Some(max_user_id),
+                    })?);
+                }
+                let notices_json = serde_json::to_string(&notices)?;
                 // No cursor means the next run is a full one.
                 tx.execute(
                     "UPDATE sources SET cursor = ?1 WHERE id = ?2",

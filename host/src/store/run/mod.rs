@@ -24,6 +24,8 @@ mod groups;
 mod missing;
 mod staging;
 
+pub(crate) use staging::hash_pin;
+
 use super::{Store, NOW};
 use crate::reconcile::{deletion_guard, OnMissing, Options};
 use anyhow::{Context, Result};
@@ -152,6 +154,10 @@ pub struct Run<'c> {
     group_ids: GroupIds,
     /// The store held no users when the run began.
     no_users: bool,
+    /// The highest user id when the run began: users above it are new.
+    max_user_id: i64,
+    /// Told how the run ends, inside its transaction (notifications).
+    notifier: Option<Box<dyn super::outbox::RunNotifier>>,
 }
 
 /// What a run reports, built up as it goes.
@@ -215,11 +221,18 @@ impl Store {
             fast,
             group_ids: GroupIds::new(),
             no_users: max_id == 0,
+            max_user_id: max_id,
+            notifier: None,
         })
     }
 }
 
 impl Run<'_> {
+    /// Has `notifier` told how the run ends, in the run's own transaction.
+    pub fn notify_with(&mut self, notifier: Box<dyn super::outbox::RunNotifier>) {
+        self.notifier = Some(notifier);
+    }
+
     /// A failed entry: counted, logged in the run, and the run goes on.
     pub fn fail(&mut self, entry: &str, reason: &str) -> Result<()> {
         self.report.counts.failed += 1;

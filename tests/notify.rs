@@ -1,0 +1,1 @@
+//! Notifications end to end (written next).
