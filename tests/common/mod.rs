@@ -8,6 +8,7 @@ pub mod slapd;
 use serde_json::Value;
 
 pub mod graph;
+pub mod notify;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

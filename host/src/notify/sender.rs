@@ -68,7 +68,7 @@ impl Sender {
     pub fn deliver_due(&self, store: &Store) -> Result<Delivery> {
         let mut d = Delivery::default();
         // A message stays claimed while it is being sent, so a second sender skips it.
-        let lease = (self.cfg.timeout.as_secs() as i64) * 2 + 30;
+        let lease = (self.cfg.timeout.as_secs() as i64) * 2 + 5;
         loop {
             let due = store.claim_due(BATCH, lease)?;
             if due.is_empty() {
