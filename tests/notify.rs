@@ -485,3 +485,22 @@ fn a_plain_http_webhook_elsewhere_than_loopback_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_service_sender_retries_on_its_own_until_delivered() {
+    let sb = sandbox();
+    let hooks = Hooks::start(sb.root(), &[SECRET]);
+    config(&sb, None, Some(&hooks.url("/fail-first")), "", "");
+    sync_ok(&sb);
+    assert_eq!(hooks.requests().len(), 1);
+    // What `roster serve` runs: a sender on its own thread, no CLI call in between.
+    let cfg = roster::config::Config::load(&sb.config_path()).unwrap();
+    let sender = roster::notify::Sender::spawn(std::sync::Arc::new(cfg)).unwrap();
+    wait_for("the retry", Duration::from_secs(30), || {
+        (hooks.delivered().len() == 1).then_some(())
+    });
+    sender.wake();
+    sender.stop();
+    assert_eq!(hooks.delivered().len(), 1);
+    assert_eq!(outbox(&sb)["counts"], serde_json::json!({"delivered": 1}));
+}

@@ -183,7 +183,7 @@ impl Sender {
 
     fn run_forever(&self, cfg: &Config, signal: &(Mutex<Signal>, Condvar)) {
         let mut store = None;
-        let mut last_expiry_check = i64::MIN;
+        let mut last_expiry_check: Option<i64> = None;
         loop {
             let mut wait = Duration::from_secs(3600);
             if store.is_none() {
@@ -193,10 +193,10 @@ impl Sender {
             }
             if let Some(store) = &store {
                 let now = unix_now();
-                if now - last_expiry_check >= 3600 {
+                if last_expiry_check.is_none_or(|t| now - t >= 3600) {
                     let all: Vec<_> = cfg.sources.iter().collect();
                     match super::check_expiring(cfg, store, &all, super::today()) {
-                        Ok(_) => last_expiry_check = now,
+                        Ok(_) => last_expiry_check = Some(now),
                         Err(e) => tracing::error!("notifications: checking secret expiry: {e:#}"),
                     }
                 }
