@@ -374,11 +374,11 @@ impl SourceNotify {
         };
         let secret_expires = match &raw.secret_expires {
             None => match plugin_config.get("secret_expires") {
-                // The Entra connector's own key: its client secret.
-                Some(v) => vec![(
-                    "client_secret".to_string(),
-                    date(v, "config.secret_expires")?,
-                )],
+                // The Entra connector's own key: its client secret. The connector checks its
+                // own key; one that is not a date is its error to report.
+                Some(v) => (date(v, "config.secret_expires").ok())
+                    .map(|d| vec![("client_secret".to_string(), d)])
+                    .unwrap_or_default(),
                 None => Vec::new(),
             },
             Some(toml::Value::Table(t)) if !(t.len() == 1 && t.contains_key("env")) => {
