@@ -469,6 +469,28 @@ mod tests {
     }
 
     #[test]
+    fn the_entra_connectors_secret_expires_counts() {
+        let c = Config::parse(
+            "[sources.a]\nplugin='entra'\n[sources.a.config]\nsecret_expires=2027-01-02",
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        let e = &c.sources[0].notify.secret_expires;
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            (e[0].0.as_str(), e[0].1.to_string()),
+            ("client_secret", "2027-01-02".into())
+        );
+        // The per-source key wins, and may name several secrets.
+        let c = Config::parse(
+            "[sources.a]\nplugin='x'\nsecret_expires={a='2027-01-01', b='2027-02-01'}\n[sources.a.config]\nsecret_expires='2027-03-03'",
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        assert_eq!(c.sources[0].notify.secret_expires.len(), 2);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let e = err("[notify]\nevents=['run.changd']");
         assert!(
