@@ -12,6 +12,7 @@ pub mod bindings;
 pub mod caps;
 pub mod config;
 pub mod error;
+pub mod group_tree;
 pub mod mapping;
 pub mod model;
 pub mod notify;

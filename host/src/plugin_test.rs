@@ -140,7 +140,7 @@ pub fn test(
     let component = rt.load(&bytes)?;
     let load_ms = ms(t);
     let t = std::time::Instant::now();
-    let info = crate::plugins::inspect_loaded(rt, &component, &cfg.dir)?;
+    let info = crate::plugins::inspect_loaded(rt, &component)?;
     let startup = Startup {
         load_ms,
         first_info_ms: ms(t),
@@ -204,13 +204,15 @@ pub fn test(
     Ok(report)
 }
 
+/// (group id, name, parent, members, member-of) of a group a run listed.
+type ListedGroup = (String, String, Option<String>, Vec<String>, Vec<String>);
+
 /// Everything a run listed that the checks need after its end.
 #[derive(Default)]
 struct Seen {
     users: HashMap<String, String>,
     groups: HashMap<String, String>,
-    /// (group id, name, parent, members) of every group.
-    group_list: Vec<(String, String, Option<String>, Vec<String>)>,
+    group_list: Vec<ListedGroup>,
     /// (what refers, kind of reference, id referred to, must be a group).
     references: Vec<(String, &'static str, String, bool)>,
     /// Users shown, with their own member-of ids.
@@ -283,15 +285,14 @@ fn run(
             Err(e) => r.error = Some(format!("{e:#}")),
         },
     }
-    let names: HashMap<&str, &str> = (seen.group_list.iter())
-        .map(|(id, name, ..)| (id.as_str(), name.as_str()))
-        .collect();
+    // A user's groups by the paths a sync would store (`Staff|IT`).
+    let paths: HashMap<String, String> = group_paths(&seen.group_list).into_iter().collect();
     for (mut user, member_of) in seen.shown {
         let listed_in = (seen.group_list.iter())
-            .filter(|(.., members)| members.contains(&user.id))
+            .filter(|(_, _, _, members, _)| members.contains(&user.id))
             .map(|(id, ..)| id.as_str());
         for g in member_of.iter().map(String::as_str).chain(listed_in) {
-            let name = names.get(g).copied().unwrap_or(g).to_string();
+            let name = paths.get(g).map(String::as_str).unwrap_or(g).to_string();
             if !user.groups.contains(&name) {
                 user.groups.push(name);
             }
@@ -354,6 +355,23 @@ impl EntrySink for Checks<'_> {
     }
 }
 
+/// The path of every group, as a sync places them: the same nesting edges (a group's
+/// members and member-of among groups), sorted.
+fn group_paths(list: &[ListedGroup]) -> Vec<(String, String)> {
+    let groups: HashMap<String, (String, Option<String>)> = (list.iter())
+        .map(|(id, name, parent, ..)| (id.clone(), (name.clone(), parent.clone())))
+        .collect();
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for (id, _, _, members, member_of) in list {
+        edges.extend(members.iter().map(|m| (id.clone(), m.clone())));
+        edges.extend(member_of.iter().map(|g| (g.clone(), id.clone())));
+    }
+    edges.retain(|(g, m)| groups.contains_key(g) && groups.contains_key(m));
+    edges.sort();
+    edges.dedup();
+    crate::group_tree::paths(groups, edges)
+}
+
 /// Notes one user or group: counts it, checks its id, maps and keeps the first few to show.
 fn object(
     obj: SourceObject,
@@ -404,7 +422,7 @@ fn object(
             });
         }
         seen.group_list
-            .push((obj.id, name, obj.parent, obj.members));
+            .push((obj.id, name, obj.parent, obj.members, obj.member_of));
         return;
     }
     r.users += 1;
@@ -445,4 +463,33 @@ fn dangling(seen: &Seen) -> Vec<Violation> {
             ),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_show_by_the_path_a_sync_stores() {
+        let g = |id: &str, name: &str, parent: Option<&str>, members: &[&str], of: &[&str]| {
+            (
+                id.to_string(),
+                name.to_string(),
+                parent.map(String::from),
+                members.iter().map(|m| m.to_string()).collect(),
+                of.iter().map(|m| m.to_string()).collect(),
+            )
+        };
+        let list = vec![
+            g("s", "Staff", None, &["i"], &[]),
+            g("i", "IT", None, &["u1"], &[]),
+            g("n", "Net", None, &[], &["i"]),
+            g("x", "Extra", Some("n"), &[], &[]),
+        ];
+        let paths: HashMap<String, String> = group_paths(&list).into_iter().collect();
+        assert_eq!(paths["i"], "Staff|IT");
+        assert_eq!(paths["n"], "Staff|IT|Net");
+        assert_eq!(paths["x"], "Staff|IT|Net|Extra");
+        assert_eq!(paths["s"], "Staff");
+    }
 }

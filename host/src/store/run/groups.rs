@@ -35,7 +35,7 @@ impl Run<'_> {
             return Ok(());
         }
         // Tree: explicit parent, else the first staged group that lists this one as member.
-        let mut groups: HashMap<String, (String, Option<String>)> =
+        let groups: HashMap<String, (String, Option<String>)> =
             staged.into_iter().map(|(a, n, p)| (a, (n, p))).collect();
         let nesting: Vec<(String, String)> = self
             .tx
@@ -46,32 +46,7 @@ impl Run<'_> {
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        for (parent, child) in nesting {
-            if parent != child {
-                if let Some((_, p @ None)) = groups.get_mut(&child) {
-                    *p = Some(parent);
-                }
-            }
-        }
-        let mut paths: Vec<(String, String)> = Vec::with_capacity(groups.len());
-        for anchor in groups.keys() {
-            let mut chain = vec![groups[anchor].0.clone()];
-            let mut seen = vec![anchor.as_str()];
-            let mut at = anchor.as_str();
-            // Walk up; a cycle or an unknown parent ends the walk at a root.
-            while let Some(p) = groups[at]
-                .1
-                .as_deref()
-                .filter(|p| groups.contains_key(*p) && !seen.contains(p))
-            {
-                chain.push(groups[p].0.clone());
-                seen.push(p);
-                at = p;
-            }
-            chain.reverse();
-            paths.push((anchor.clone(), chain.join("|")));
-        }
-        paths.sort_by(|a, b| a.1.cmp(&b.1));
+        let paths = crate::group_tree::paths(groups, nesting);
         // A group that moved or was renamed is replaced (its old place and memberships go).
         for (anchor, path) in &paths {
             self.tx.execute(
