@@ -504,3 +504,38 @@ fn a_service_sender_retries_on_its_own_until_delivered() {
     assert_eq!(hooks.delivered().len(), 1);
     assert_eq!(outbox(&sb)["counts"], serde_json::json!({"delivered": 1}));
 }
+
+#[test]
+fn roster_serve_delivers_a_scheduled_runs_notification_with_a_link() {
+    let sb = sandbox();
+    let hooks = Hooks::start(sb.root(), &[SECRET]);
+    config(&sb, None, Some(&hooks.url("/ok")), "schedule = \"2s\"", "");
+    let toml = std::fs::read_to_string(sb.config_path()).unwrap();
+    sb.write_config(&format!(
+        "{toml}\n[serve]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://roster.example.com/\"\n"
+    ));
+    let mut child = sb
+        .command()
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start roster serve");
+    // No CLI in between: the service's run and its sender deliver.
+    let got = wait_for(
+        "the scheduled run's webhook",
+        Duration::from_secs(60),
+        || hooks.delivered().into_iter().next(),
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let data = &got["body"]["data"];
+    assert_eq!(got["body"]["type"], "run.changed", "{got}");
+    let run = data["run_id"].as_i64().unwrap();
+    assert_eq!(
+        data["link"],
+        format!("https://roster.example.com/console/runs/{run}")
+    );
+}

@@ -119,7 +119,7 @@ impl RunNotifier for RunHook {
             }
             Status::Failed => events.push(Event::RunFailed),
             Status::Aborted => events.push(Event::RunHeld),
-            Status::Running | Status::Interrupted => {}
+            Status::Running | Status::Interrupted | Status::Cancelled => {}
         }
         let mut msgs = Vec::new();
         for e in events {

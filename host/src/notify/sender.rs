@@ -248,24 +248,27 @@ impl SenderHandle {
         cv.notify_all();
     }
 
-    /// Stops the sender after the message it is sending, if any.
+    /// Stops the sender and waits for the message it is sending, if any (at most the
+    /// channel's `timeout`).
     pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        let (lock, cv) = &*self.signal;
-        lock.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
-        cv.notify_all();
+        self.signal_stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+
+    fn signal_stop(&self) {
+        let (lock, cv) = &*self.signal;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        cv.notify_all();
+    }
 }
 
 impl Drop for SenderHandle {
+    /// Stops the sender without waiting: a process that exits does not wait for a slow
+    /// channel (an interrupted delivery is tried again later, with the same id).
     fn drop(&mut self) {
-        self.halt();
+        self.signal_stop();
     }
 }
 
