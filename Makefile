@@ -52,6 +52,9 @@ setup:
 	@test -x $(SDK_TOOLS)/scim-venv/bin/scim2-server || ( \
 	    python3 -m venv $(SDK_TOOLS)/scim-venv && \
 	    $(SDK_TOOLS)/scim-venv/bin/pip install -q scim2-server==0.8.3 )
+	@# Notification tests: a recording SMTP server (aiosmtpd, STARTTLS and AUTH) in the same venv.
+	@$(SDK_TOOLS)/venv/bin/python -c 'import aiosmtpd' 2>/dev/null || \
+	    $(SDK_TOOLS)/venv/bin/python -m pip install -q aiosmtpd==1.4.6
 	@test -x $(SDK_TOOLS)/node/node_modules/.bin/componentize-js || ( \
 	    mkdir -p $(SDK_TOOLS)/node && cd $(SDK_TOOLS)/node && \
 	    npm install --silent --no-audit --no-fund \

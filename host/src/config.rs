@@ -4,6 +4,7 @@
 //! that may be secret are kept in [`Secret`], whose `Debug`/`Display` never show the value.
 
 use crate::model::{Field, Secret};
+use crate::notify::config::{NotifyConfig, RawNotify, RawSourceNotify, SourceNotify};
 use crate::reconcile::{MaxDeletions, OnMissing, Options, PairBy, DEFAULT_DELETIONS_FLOOR};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -57,6 +58,7 @@ struct RawConfig {
     serve: Option<RawServe>,
     #[serde(default)]
     sources: indexmap::IndexMap<String, RawSource>,
+    notify: Option<RawNotify>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +145,13 @@ struct RawSource {
     config: toml::Table,
     #[serde(default)]
     map: toml::Table,
+    // Notifications (notify/config.rs).
+    notify: Option<Vec<String>>,
+    secret_expires: Option<toml::Value>,
+    welcome_email: Option<bool>,
+    welcome_template: Option<toml::Value>,
+    generate_pin: Option<bool>,
+    pin_length: Option<u64>,
 }
 
 /// What a mapping script's error on one entry does to the run.
@@ -164,6 +173,7 @@ pub struct Config {
     pub database: PathBuf,
     pub serve: ServeConfig,
     pub sources: Vec<SourceConfig>,
+    pub notify: NotifyConfig,
 }
 
 /// One `[sources.NAME]`, with the reconcile options still partly unset (plugins may suggest
@@ -193,6 +203,7 @@ pub struct SourceConfig {
     pub config: toml::Table,
     /// `[map]` overrides: field name → templates.
     pub map: Vec<(String, Vec<String>)>,
+    pub notify: SourceNotify,
 }
 
 impl Config {
@@ -227,19 +238,27 @@ impl Config {
             None => "roster.db".to_string(),
         };
         let mut sources = Vec::new();
+        let notify = NotifyConfig::from_raw(raw.notify, dir)?;
         for (name, raw) in raw.sources {
             let ctx = format!("sources.{name}");
-            sources.push(SourceConfig::from_raw(name, raw, dir).context(ctx)?);
+            let src = SourceConfig::from_raw(name, raw, dir).context(ctx.clone())?;
+            if src.notify.welcome_email && notify.email.is_none() {
+                bail!("{ctx}.welcome_email: welcome emails need [notify.email]");
+            }
+            sources.push(src);
         }
         let serve = match raw.serve {
             Some(s) => ServeConfig::from_raw(s, dir)?,
             None => ServeConfig::default(),
         };
+        let mut notify = notify;
+        notify.public_url = serve.public_url.as_ref().map(|u| format!("{u}/console"));
         Ok(Config {
             database: dir.join(database),
             serve,
             dir: dir.to_path_buf(),
             sources,
+            notify,
         })
     }
 
@@ -298,6 +317,18 @@ impl SourceConfig {
             (None, Some(_)) => bail!("timezone: set only with a cron `schedule`"),
             (None, None) => None,
         };
+        let notify = SourceNotify::from_raw(
+            RawSourceNotify {
+                notify: raw.notify,
+                secret_expires: raw.secret_expires,
+                welcome_email: raw.welcome_email,
+                welcome_template: raw.welcome_template,
+                generate_pin: raw.generate_pin,
+                pin_length: raw.pin_length,
+            },
+            &raw.config,
+            dir,
+        )?;
         Ok(SourceConfig {
             schedule,
             name,
@@ -319,6 +350,7 @@ impl SourceConfig {
             on_script_error: raw.on_script_error.unwrap_or_default(),
             config: raw.config,
             map,
+            notify,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod group_tree;
 pub mod mapping;
 pub mod model;
+pub mod notify;
 pub mod plugin_test;
 pub mod plugins;
 pub mod reconcile;

@@ -329,11 +329,16 @@ impl Mapper {
     }
 
     fn fingerprint(&self, pin: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(&self.pin_key);
-        h.update(pin.as_bytes());
-        hex::encode(&h.finalize()[..16])
+        pin_fingerprint(&self.pin_key, pin)
     }
+}
+
+/// A PIN's keyed fingerprint: notices a changed PIN without storing it.
+pub(crate) fn pin_fingerprint(pin_key: &[u8], pin: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(pin_key);
+    h.update(pin.as_bytes());
+    hex::encode(&h.finalize()[..16])
 }
 
 /// Every field within its limits (see [`Field::check`]); PINs are checked as sent, since

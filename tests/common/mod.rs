@@ -9,6 +9,7 @@ use serde_json::Value;
 
 pub mod google;
 pub mod graph;
+pub mod notify;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

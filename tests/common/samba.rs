@@ -475,7 +475,7 @@ fn run_limited(cmd: &mut Command, limit: Duration, log: &Path) {
 
 /// A test CA and a server certificate for `localhost` and `127.0.0.1` signed by it, in `dir`
 /// (`ca.pem`, `cert.pem`, `key.pem`).
-fn make_certs(dir: &Path) {
+pub fn make_certs(dir: &Path) {
     let openssl = tool("openssl");
     let ossl = |args: &[&str], what: &str| {
         run(Command::new(&openssl).current_dir(dir).args(args), what);

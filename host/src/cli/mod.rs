@@ -4,6 +4,7 @@
 mod docs;
 mod groups;
 mod init;
+mod notify;
 mod output;
 mod plugin;
 mod runs;
@@ -72,6 +73,9 @@ enum Command {
     /// API tokens of `roster serve`.
     #[command(subcommand)]
     Tokens(tokens::Tokens),
+    /// Notifications: test the channels, see and deliver the outbox.
+    #[command(subcommand)]
+    Notify(notify::Notify),
     /// Sandboxed Rhai scripts: check or try one.
     #[command(subcommand)]
     Script(script::Script),
@@ -121,6 +125,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Script(c) => c.run(config),
         Command::Serve(c) => c.run(config),
         Command::Tokens(c) => c.run(config),
+        Command::Notify(c) => c.run(config),
         Command::Completions(c) => c.run(Cli::command()),
         Command::Man(c) => c.run(Cli::command()),
     }

@@ -67,6 +67,9 @@ impl Sync {
             print_results(&printer.results)?;
             printer.results
         };
+        if !self.dry_run {
+            notify(&cfg, &store, &self.sources);
+        }
         Ok(if results.iter().any(|r| r.config_error) {
             2
         } else if results.iter().all(|r| r.status == Status::Ok) {
@@ -74,6 +77,25 @@ impl Sync {
         } else {
             1
         })
+    }
+}
+
+/// After the runs (which are committed by now): expiring secrets of the synced sources, then
+/// delivery of what is due. A channel's failure is logged and retried later; it never changes
+/// the sync's exit code.
+fn notify(cfg: &Config, store: &Store, names: &[String]) {
+    if !cfg.notify.has_channels() && store.next_due().ok().flatten().is_none() {
+        return;
+    }
+    let sources: Vec<_> = (cfg.sources.iter())
+        .filter(|s| names.is_empty() || names.contains(&s.name))
+        .collect();
+    if let Err(e) = roster::notify::check_expiring(cfg, store, &sources, roster::notify::today()) {
+        tracing::error!("notifications: checking secret expiry: {e:#}");
+    }
+    match roster::notify::Sender::new(cfg).and_then(|s| s.deliver_due(store)) {
+        Ok(d) => tracing::debug!("notifications: {d:?}"),
+        Err(e) => tracing::error!("notifications: {e:#}"),
     }
 }
 

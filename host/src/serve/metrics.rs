@@ -23,6 +23,7 @@ pub struct Metrics {
     in_progress: Family<Labels, Gauge>,
     guard_tripped: Family<Labels, Counter>,
     users: Family<Labels, Gauge>,
+    notifications: Family<Labels, Gauge>,
     http: Family<Labels, Counter>,
 }
 
@@ -43,6 +44,7 @@ impl Metrics {
             in_progress: Family::default(),
             guard_tripped: Family::default(),
             users: Family::default(),
+            notifications: Family::default(),
             http: Family::default(),
             registry: Registry::default(),
         };
@@ -85,6 +87,11 @@ impl Metrics {
             "roster_users",
             "Users in the database by state",
             m.users.clone(),
+        );
+        registry.register(
+            "roster_notifications",
+            "Outbox messages by state: pending, delivered, gave_up",
+            m.notifications.clone(),
         );
         registry.register(
             "roster_http_requests",
@@ -147,8 +154,15 @@ impl Metrics {
         self.http.get_or_create(&l).inc();
     }
 
-    /// The text exposition, with the user counts read just now.
-    pub fn render(&self, active: u64, inactive: u64) -> String {
+    /// The text exposition, with the user and outbox counts read just now.
+    pub fn render(&self, active: u64, inactive: u64, outbox: &[(String, u64)]) -> String {
+        for state in ["pending", "delivered", "gave_up"] {
+            let n = (outbox.iter().find(|(s, _)| s == state)).map_or(0, |(_, n)| *n);
+            (self
+                .notifications
+                .get_or_create(&vec![("state", state.to_string())]))
+            .set(n as i64);
+        }
         for (state, n) in [("active", active), ("inactive", inactive)] {
             (self
                 .users

@@ -184,8 +184,11 @@ async fn metrics(
     Extension(caller): Extension<Caller>,
 ) -> error::ApiResult<Response> {
     api::need(&caller, Role::Read)?;
-    let (active, inactive) = st.pool.with(|s| s.user_states()).await?;
-    let text = st.runner.metrics.render(active, inactive);
+    let ((active, inactive), outbox) = st
+        .pool
+        .with(|s| Ok((s.user_states()?, s.outbox_counts()?)))
+        .await?;
+    let text = st.runner.metrics.render(active, inactive, &outbox);
     Ok((
         [(
             header::CONTENT_TYPE,

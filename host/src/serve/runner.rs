@@ -95,6 +95,8 @@ pub struct Runner {
     stopping: Arc<AtomicBool>,
     stop: Notify,
     idle: Notify,
+    /// Delivers notifications on a thread of its own; woken after each run.
+    notify: Option<crate::notify::SenderHandle>,
 }
 
 impl Runner {
@@ -104,7 +106,11 @@ impl Runner {
         metrics: Arc<Metrics>,
         events: broadcast::Sender<serde_json::Value>,
     ) -> Result<Arc<Runner>> {
+        let notify = (cfg.notify.has_channels())
+            .then(|| crate::notify::Sender::spawn(cfg.clone()))
+            .transpose()?;
         Ok(Arc::new(Runner {
+            notify,
             cfg,
             pool,
             metrics,
@@ -267,6 +273,10 @@ impl Runner {
     }
 
     fn done(&self, source: &str) {
+        // The run's notifications are in the outbox now.
+        if let Some(n) = &self.notify {
+            n.wake();
+        }
         let mut running = self.running.lock().unwrap();
         running.remove(source);
         if running.is_empty() {

@@ -152,6 +152,7 @@ CREATE TABLE held_runs(
 CREATE INDEX held_runs_open ON held_runs(source) WHERE decision IS NULL;
 CREATE INDEX runs_source ON runs(source, id);
 "#,
+    super::outbox::MIGRATION,
 ];
 
 /// The schema version this roster writes.

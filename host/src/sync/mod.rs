@@ -180,8 +180,9 @@ fn failed(
     }
 }
 
-/// Records a run that failed before it began.
+/// Records a run that failed before it began, with its notifications in one transaction.
 fn failed_early(
+    cfg: &Config,
     src: &SourceConfig,
     store: &Store,
     flags: SyncFlags,
@@ -190,9 +191,28 @@ fn failed_early(
     let run_id = if flags.dry_run {
         None
     } else {
-        store.record_failed_run(&src.name, &format!("{e:#}")).ok()
+        let hook = crate::notify::RunHook::for_source(cfg, src);
+        store
+            .record_failed_run_notifying(&src.name, &format!("{e:#}"), hook.as_deref())
+            .map_err(|err| tracing::error!("recording failed run: {err:#}"))
+            .ok()
     };
     failed(src, flags, run_id, e)
+}
+
+/// Ends a rolled-back run, with its notifications in the same transaction.
+fn close_run(
+    cfg: &Config,
+    src: &SourceConfig,
+    store: &Store,
+    id: i64,
+    status: Status,
+    message: &str,
+) {
+    let hook = crate::notify::RunHook::for_source(cfg, src);
+    if let Err(e) = store.close_run_notifying(id, &src.name, status, message, hook.as_deref()) {
+        tracing::error!("recording {status} run {id}: {e:#}");
+    }
 }
 
 fn sync_source(
@@ -213,7 +233,7 @@ fn sync_source(
     })();
     let (mut prepared, opts, mapper, cursor, mut stage) = match setup {
         Ok(s) => s,
-        Err(e) => return failed_early(src, store, flags, e),
+        Err(e) => return failed_early(cfg, src, store, flags, e),
     };
     // Directory connectors send their raw attributes for templates on purpose; they suggest
     // `warn_unused_attributes = false` so the run does not list them as possible typos.
@@ -224,6 +244,9 @@ fn sync_source(
         Ok(r) => r,
         Err(e) => return failed(src, flags, None, e),
     };
+    if let Some(hook) = crate::notify::RunHook::for_source(cfg, src) {
+        run.notify_with(hook);
+    }
     tracing::debug!("run began in {:?}", t.elapsed());
     if flags.hold {
         run.keep_plan();
@@ -256,7 +279,7 @@ fn sync_source(
         Ok(o) => o,
         Err(e) => {
             // `run` was consumed or is dropped here: its transaction rolls back.
-            let run_id = close_failed_run(store, &src.name, flags, &e);
+            let run_id = close_failed_run(cfg, src, store, flags, &e);
             return failed(src, flags, run_id, e);
         }
     };
@@ -274,9 +297,7 @@ fn sync_source(
             }
         }
         let message = outcome.message.as_deref().unwrap_or("");
-        if let Err(e) = store.close_run(id, Status::Aborted, message) {
-            tracing::error!("recording aborted run {id}: {e:#}");
-        }
+        close_run(cfg, src, store, id, Status::Aborted, message);
     }
     SourceResult {
         source: src.name.clone(),
@@ -297,15 +318,16 @@ fn sync_source(
 
 /// Marks the run that was running as failed (its changes were rolled back).
 fn close_failed_run(
+    cfg: &Config,
+    src: &SourceConfig,
     store: &Store,
-    source: &str,
     flags: SyncFlags,
     e: &anyhow::Error,
 ) -> Option<i64> {
     if flags.dry_run {
         return None;
     }
-    let id = store.latest_running(source).ok().flatten()?;
+    let id = store.latest_running(&src.name).ok().flatten()?;
     let message = match e.downcast_ref::<CallError>() {
         Some(c) => c.message(),
         None => format!("{e:#}"),
@@ -315,9 +337,7 @@ fn close_failed_run(
     } else {
         Status::Failed
     };
-    if let Err(err) = store.close_run(id, status, &message) {
-        tracing::error!("recording failed run {id}: {err:#}");
-    }
+    close_run(cfg, src, store, id, status, &message);
     Some(id)
 }
 

@@ -1,6 +1,7 @@
 //! The end of a run: the source's cursor and the run record are written and the transaction
 //! commits, or everything is rolled back (a dry run, an abort).
 
+use super::super::outbox::RunEnd;
 use super::{Outcome, Report, Run, Status, NOW};
 use anyhow::Result;
 use rusqlite::params;
@@ -17,12 +18,13 @@ impl Run<'_> {
     ) -> Result<Outcome> {
         let Run {
             tx,
-            conn,
             lease,
             run_id,
             report,
             source_id,
             source,
+            max_user_id,
+            notifier,
             ..
         } = self;
         let Report {
@@ -32,7 +34,7 @@ impl Run<'_> {
             ..
         } = report;
         let mode = if full { "full" } else { "delta" };
-        let notices_json = serde_json::to_string(&notices)?;
+        let mut notices = notices;
         if lease.lost() {
             tx.rollback()?;
             anyhow::bail!(
@@ -42,6 +44,20 @@ impl Run<'_> {
         }
         match (status, run_id) {
             (Status::Ok, Some(id)) => {
+                // Notifications commit with the run, or not at all.
+                if let Some(n) = &notifier {
+                    notices.extend(n.on_end(&RunEnd {
+                        conn: &tx,
+                        run_id: id,
+                        source: &source,
+                        status,
+                        counts: c,
+                        errors: &errors,
+                        message: message.as_deref(),
+                        first_new_id: Some(max_user_id),
+                    })?);
+                }
+                let notices_json = serde_json::to_string(&notices)?;
                 // No cursor means the next run is a full one.
                 tx.execute(
                     "UPDATE sources SET cursor = ?1 WHERE id = ?2",
@@ -61,18 +77,13 @@ impl Run<'_> {
                 // The run's status is recorded: the lease is released.
                 drop(lease.release());
             }
-            (status, Some(id)) => {
+            _ => {
                 tx.rollback()?;
-                // Recorded here too, so the lease is released with the status final.
-                conn.execute(
-                    &format!(
-                        "UPDATE runs SET status = ?2, finished = {NOW}, message = ?3 WHERE id = ?1"
-                    ),
-                    params![id, status, message],
-                )?;
-                drop(lease.release());
+                // The lease parks when `lease` drops here: the caller records the status
+                // (with its notifications, `Store::close_run_notifying`), which releases it,
+                // so whoever sees the status final sees the hold's plan too.
+                drop(lease);
             }
-            (_, None) => tx.rollback()?,
         }
         Ok(Outcome {
             run_id,

@@ -24,6 +24,8 @@ mod groups;
 mod missing;
 mod staging;
 
+pub(crate) use staging::hash_pin;
+
 use super::{Lease, LeaseError, Store, NOW};
 use crate::reconcile::{deletion_guard, OnMissing, Options};
 use anyhow::{Context, Result};
@@ -143,8 +145,6 @@ pub struct Outcome {
 /// A run in progress. Dropping it without `finish` rolls everything back.
 pub struct Run<'c> {
     tx: Transaction<'c>,
-    /// The connection of `tx`, for what is written after it ends.
-    conn: &'c Connection,
     /// The source's lease, for a real run.
     lease: LeaseSlot<'c>,
     run_id: Option<i64>,
@@ -163,6 +163,10 @@ pub struct Run<'c> {
     no_users: bool,
     /// A run the deletion guard stops keeps its whole plan (`roster serve` holds it for review).
     keep_plan: bool,
+    /// The highest user id when the run began: users above it are new.
+    max_user_id: i64,
+    /// Told how the run ends, inside its transaction (notifications).
+    notifier: Option<Box<dyn super::outbox::RunNotifier>>,
 }
 
 /// A run's lease. A run that ends without committing parks it in its store until
@@ -271,7 +275,6 @@ impl Store {
             tx.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))?;
         Ok(Run {
             tx,
-            conn,
             lease,
             run_id,
             source_id,
@@ -287,11 +290,18 @@ impl Store {
             group_ids: GroupIds::new(),
             no_users: max_id == 0,
             keep_plan: false,
+            max_user_id: max_id,
+            notifier: None,
         })
     }
 }
 
 impl Run<'_> {
+    /// Has `notifier` told how the run ends, in the run's own transaction.
+    pub fn notify_with(&mut self, notifier: Box<dyn super::outbox::RunNotifier>) {
+        self.notifier = Some(notifier);
+    }
+
     /// A failed entry: counted, logged in the run, and the run goes on.
     pub fn fail(&mut self, entry: &str, reason: &str) -> Result<()> {
         self.report.counts.failed += 1;

@@ -311,13 +311,18 @@ impl Run<'_> {
         {
             return Ok(h);
         }
-        use argon2::PasswordHasher;
-        let params = argon2::Params::new(8 * 1024, 2, 1, None).expect("valid argon2 params");
-        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        Ok(a.hash_password(pin.as_bytes())
-            .map_err(|e| anyhow::anyhow!("hashing a PIN: {e}"))?
-            .to_string())
+        hash_pin(pin)
     }
+}
+
+/// A PIN's argon2 hash, as every stored PIN has it.
+pub(crate) fn hash_pin(pin: &str) -> Result<String> {
+    use argon2::PasswordHasher;
+    let params = argon2::Params::new(8 * 1024, 2, 1, None).expect("valid argon2 params");
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    Ok(a.hash_password(pin.as_bytes())
+        .map_err(|e| anyhow::anyhow!("hashing a PIN: {e}"))?
+        .to_string())
 }
 
 /// A list as JSON, or None when empty.
