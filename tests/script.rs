@@ -356,6 +356,74 @@ fn on_script_error_skip_fails_the_entry_and_goes_on() {
     assert!(sb.users_by_name().contains(&"JDoe".to_string()));
 }
 
+/// Notes from the first line of a granted file, after a loop that costs about 5,000
+/// operations per entry (so a budget of 1,000 stops any entry that reaches the script).
+const NOTE_FROM_FILE: &str = r#"
+fn map(e) {
+    let n = 0;
+    while n < 1000 { n += 1; }
+    e.notes = read_lines("note.txt")[0];
+    e
+}
+"#;
+
+fn notes(sb: &Sandbox, name: &str) -> Value {
+    let shown = sb.roster_ok(&["users", "show", name, "--json"]);
+    parse_json(&shown, &["users", "show"])["notes"].clone()
+}
+
+#[test]
+fn unchanged_entries_skip_the_mapping_script_until_it_or_its_files_change() {
+    let sb = mapped_csv(NOTE_FROM_FILE, "mapping = \"map.rhai\"");
+    sb.write_file("note.txt", "first\n");
+    let configure = |budget: &str| {
+        sb.write_config(&config(&[format!(
+            "[sources.hr]\nplugin = \"csv\"\nmax_deletions = \"100%\"\nmapping = \"map.rhai\"\n\
+             files = [\"note.txt\"]\non_script_error = \"skip\"\n{budget}\n\
+             [sources.hr.config]\npath = \"users.csv\"\n"
+        )]));
+    };
+    configure("");
+    assert_counts(sb.sync_ok(&[]).only(), &[("created", 3), ("failed", 0)]);
+    assert_eq!(notes(&sb, "JDoe"), "first");
+    // One row changes, and the script can no longer map any entry: only the changed row
+    // reaches it (and fails); the others are known unchanged before the script.
+    sb.write_csv(
+        "users.csv",
+        "username,given,sn,email\n\
+         JDoe,Jane,Doe,jane@example.com\n\
+         BSmith,Bob,Smith,bob@example.org\n\
+         svc-backup,Backup,Service,\n",
+    );
+    configure("script_max_operations = 1000");
+    let run = sb.sync_ok(&[]).only().clone();
+    assert_counts(&run, &[("unchanged", 2), ("failed", 1), ("updated", 0)]);
+    assert_eq!(run["errors"][0]["entry"], "line 3", "{run}");
+    // The file the script reads changes: every entry goes through the script again.
+    configure("");
+    sb.write_file("note.txt", "second\n");
+    // (Bob's failed entry left his user deactivated: it comes back.)
+    assert_counts(
+        sb.sync_ok(&[]).only(),
+        &[
+            ("updated", 2),
+            ("reactivated", 1),
+            ("unchanged", 0),
+            ("failed", 0),
+        ],
+    );
+    assert_eq!(notes(&sb, "JDoe"), "second");
+    assert_eq!(notes(&sb, "BSmith"), "second");
+    assert_eq!(sb.user("BSmith")["email"], "bob@example.org");
+    // So does the script's own text.
+    sb.write_file("map.rhai", NOTE_FROM_FILE.replace("[0];", "[0] + \"!\";"));
+    assert_counts(sb.sync_ok(&[]).only(), &[("updated", 3), ("failed", 0)]);
+    assert_eq!(notes(&sb, "JDoe"), "second!");
+    // And nothing changed: nothing reaches the script.
+    configure("script_max_operations = 1000");
+    assert_counts(sb.sync_ok(&[]).only(), &[("unchanged", 3), ("failed", 0)]);
+}
+
 #[test]
 fn an_endless_mapping_script_fails_the_run_by_its_operation_budget() {
     let sb = mapped_csv(

@@ -43,6 +43,29 @@ pub enum Scripted {
 pub struct MappingStage {
     plugin: MappingPlugin,
     on_error: OnScriptError,
+    fingerprint: String,
+}
+
+/// A hash of everything a mapping script's result depends on besides the entry: its text
+/// and the files it may read. An entry whose raw hash (bound to this) is unchanged skips the
+/// script. A file that cannot be read counts by its error, so it changes the hash when it
+/// comes back.
+fn fingerprint(text: &str, dir: &Path, files: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut put = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    put(text.as_bytes());
+    for f in files {
+        put(f.as_bytes());
+        match std::fs::read(dir.join(f)) {
+            Ok(bytes) => put(&bytes),
+            Err(e) => put(e.to_string().as_bytes()),
+        }
+    }
+    hex::encode(h.finalize())
 }
 
 fn locator(o: &SourceObject) -> String {
@@ -79,6 +102,7 @@ impl MappingStage {
         let ctx = format!("sources.{}.mapping", src.name);
         let text = std::fs::read_to_string(path)
             .map_err(|e| config_err(format!("{ctx}: cannot read {}: {e}", path.display())))?;
+        let fingerprint = fingerprint(&text, &cfg.dir, &src.files);
         let mut config = serde_json::json!({ "name": file_name(path), "script": text });
         if let Some(n) = src.script_max_operations {
             config["max_operations"] = n.into();
@@ -92,7 +116,13 @@ impl MappingStage {
         Ok(Some(MappingStage {
             plugin,
             on_error: src.on_script_error,
+            fingerprint,
         }))
+    }
+
+    /// See `fingerprint`: what the raw hashes of a scripted source are bound to.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Maps a batch of users. With `on_script_error = "fail"`, a script error on any entry

@@ -8,7 +8,7 @@ mod service;
 
 pub use lease::{Busy, Holder, Lease, LeaseError, LeaseInfo};
 pub use outbox::{now as unix_now, NewMessage, NewUser, OutboxRow, Pending, RunEnd, RunNotifier};
-pub use run::{Counts, ErrorItem, Outcome, PlanItem, Run, Status};
+pub use run::{Counts, ErrorItem, KnownRaw, Outcome, PlanItem, Run, Status};
 pub use service::{Held, RunPage, TokenRow};
 
 use anyhow::Result;

@@ -229,6 +229,11 @@ fn sync_source(
         let mapper = mapper.bind(&format!("pair_by {:?}", opts.pair_by));
         let cursor = store.cursor(&src.name)?;
         let stage = MappingStage::prepare(cfg, src, rt)?;
+        // A scripted source's raw hashes are of the entries before the script, bound to it.
+        let mapper = match &stage {
+            Some(s) => mapper.bind(&format!("mapping script {}", s.fingerprint())),
+            None => mapper,
+        };
         Ok((prepared, opts, mapper, cursor, stage))
     })();
     let (mut prepared, opts, mapper, cursor, mut stage) = match setup {

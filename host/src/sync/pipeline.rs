@@ -8,7 +8,7 @@ use crate::mapping::Mapper;
 use crate::runtime::{ObjectKind, Plugin, RunMode, RunRequest};
 use crate::scripts::{MappingStage, Scripted};
 use crate::session::{self, EntrySink, Incoming};
-use crate::store::{Outcome, Run};
+use crate::store::{KnownRaw, Outcome, Run};
 use anyhow::{anyhow, Result};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -41,20 +41,29 @@ pub(super) fn run(
             None => (tx, None),
             Some(stage) => {
                 let (to_script, from_reader) = std::sync::mpsc::sync_channel::<Vec<Item>>(2);
+                let known = run.known_raw();
                 let script = scope.spawn(move || -> Result<()> {
                     let mut busy = std::time::Duration::ZERO;
                     let mut users = 0u64;
+                    let mut skipped = 0u64;
                     for items in from_reader {
                         let t = std::time::Instant::now();
-                        users += items.iter().filter(|i| matches!(i, Item::User(_))).count() as u64;
-                        let items = scripted(stage, items)?;
+                        let items = scripted(stage, items, mapper, &known)?;
+                        for i in &items {
+                            match i {
+                                Item::Unchanged { .. } => skipped += 1,
+                                Item::User { .. } | Item::Dropped { .. } => users += 1,
+                                _ => {}
+                            }
+                        }
                         busy += t.elapsed();
                         if tx.send(items).is_err() {
                             anyhow::bail!("staging stopped");
                         }
                     }
                     tracing::debug!(
-                        "mapping script busy {busy:?} for {users} users ({:.1} µs per user)",
+                        "mapping script busy {busy:?} for {users} users ({:.1} µs per user); \
+                         {skipped} unchanged entries skipped it",
                         busy.as_secs_f64() * 1e6 / users.max(1) as f64
                     );
                     Ok(())
@@ -151,7 +160,10 @@ impl EntrySink for Batches {
 
     fn entry(&mut self, entry: Incoming) -> Result<bool> {
         if entry.kind() == ObjectKind::User {
-            return self.push(Item::User(entry));
+            return self.push(Item::User {
+                incoming: entry,
+                raw: None,
+            });
         }
         let obj = entry.into_object();
         self.push(Item::Group {
@@ -195,7 +207,10 @@ struct SeenNames {
 
 impl SeenNames {
     fn note(&mut self, item: &Item) {
-        let Item::User(incoming) = item else { return };
+        // Unchanged entries skipped the mapping script: their names are not its output's.
+        let Item::User { incoming, .. } = item else {
+            return;
+        };
         if let Incoming::Row(columns, _) = incoming {
             if (self.last_columns.as_ref()).is_some_and(|l| Arc::ptr_eq(l, columns)) {
                 return;
@@ -254,30 +269,46 @@ impl SeenNames {
     }
 }
 
-/// Runs a batch's users through the mapping script; other items pass as they are.
-fn scripted(stage: &mut MappingStage, items: Vec<Item>) -> Result<Vec<Item>> {
+/// Runs a batch's users through the mapping script, except those unchanged since their
+/// link's last write (by their raw hash before the script); other items pass as they are.
+fn scripted(
+    stage: &mut MappingStage,
+    items: Vec<Item>,
+    mapper: &Mapper,
+    known: &KnownRaw,
+) -> Result<Vec<Item>> {
     let mut users = Vec::new();
+    let mut raws = Vec::new();
     let mut slots: Vec<Option<Item>> = Vec::with_capacity(items.len());
     for item in items {
         match item {
-            Item::User(incoming) => {
+            Item::User { incoming, .. } => {
+                let raw = incoming.raw_hash(mapper);
+                if known.contains(raw) {
+                    slots.push(Some(Item::Unchanged { incoming, raw }));
+                    continue;
+                }
                 users.push(incoming.into_object());
+                raws.push(raw);
                 slots.push(None);
             }
             other => slots.push(Some(other)),
         }
     }
-    let mut results = stage.map(users)?.into_iter();
+    let mut results = stage.map(users)?.into_iter().zip(raws);
     Ok(slots
         .into_iter()
         .map(|slot| {
             slot.unwrap_or_else(|| match results.next().expect("one result per user") {
-                Scripted::Keep(o) => Item::User(Incoming::Object(o)),
-                Scripted::Drop { id, locator } => Item::Dropped {
+                (Scripted::Keep(o), raw) => Item::User {
+                    incoming: Incoming::Object(o),
+                    raw: Some(raw),
+                },
+                (Scripted::Drop { id, locator }, _) => Item::Dropped {
                     anchor: id,
                     locator,
                 },
-                Scripted::Failed { locator, reason } => Item::Failed { locator, reason },
+                (Scripted::Failed { locator, reason }, _) => Item::Failed { locator, reason },
             })
         })
         .collect())
@@ -285,7 +316,17 @@ fn scripted(stage: &mut MappingStage, items: Vec<Item>) -> Result<Vec<Item>> {
 
 /// One entry from the plugin thread, to be staged on the database thread.
 enum Item {
-    User(Incoming),
+    /// `raw`: its raw hash, when a mapping script ran (taken before the script).
+    User {
+        incoming: Incoming,
+        raw: Option<i64>,
+    },
+    /// An entry whose raw hash (before the script) is the one its link last wrote: the
+    /// mapping script was skipped for it.
+    Unchanged {
+        incoming: Incoming,
+        raw: i64,
+    },
     Group {
         anchor: String,
         name: String,
@@ -312,8 +353,8 @@ impl Item {
     /// Users are mapped here, on the database thread: it balances the two threads' work.
     fn stage(self, run: &mut crate::store::Run<'_>, mapper: &Mapper) -> Result<()> {
         match self {
-            Item::User(incoming) => {
-                let raw = incoming.raw_hash(mapper);
+            Item::User { incoming, raw } => {
+                let raw = raw.unwrap_or_else(|| incoming.raw_hash(mapper));
                 if run.stage_unchanged(raw, incoming.locator()) {
                     return run.stage_edges(incoming.id(), incoming.member_of(), &[]);
                 }
@@ -326,6 +367,18 @@ impl Item {
                     }
                     Err(reason) => run.fail(locator, &reason),
                 }
+            }
+            Item::Unchanged { incoming, raw } => {
+                if run.stage_unchanged(raw, incoming.locator()) {
+                    // The script keeps ids and groups as they came, so these are its output's.
+                    return run.stage_edges(incoming.id(), incoming.member_of(), &[]);
+                }
+                // Its user was paired by an earlier entry of this run: without the script's
+                // output it cannot be staged, and it would be a duplicate there too.
+                run.fail(
+                    incoming.locator(),
+                    "duplicate: an earlier entry of this run is the same user",
+                )
             }
             Item::Group {
                 anchor,

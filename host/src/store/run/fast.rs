@@ -5,6 +5,7 @@ use super::Run;
 use anyhow::Result;
 use rusqlite::Transaction;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Sources with more links than this skip the in-memory unchanged check (about 20 bytes a
 /// link), so memory stays bounded; their unchanged entries take the mapped path.
@@ -13,7 +14,8 @@ const MAX_FAST_LINKS: usize = 4_000_000;
 /// The fast path's state for one run.
 pub(super) struct Fast {
     /// Raw hash → user id, for this source's links whose user is as that hash last wrote it.
-    links: FastLinks,
+    /// Shared read-only with a mapping script's thread (`Run::known_raw`).
+    links: Arc<FastLinks>,
     /// Whether `links` was loaded (the source is not too large for it).
     pub(super) loaded: bool,
     /// For each of `links.pairs` that took the unchanged path: its locator in `locators`
@@ -44,7 +46,7 @@ impl Fast {
                 fast.push((r.get::<_, i64>(0)? as u64, r.get(1)?));
             }
         }
-        let links = FastLinks::new(fast);
+        let links = Arc::new(FastLinks::new(fast));
         tracing::debug!("{} links loaded in {:?}", links.pairs.len(), t.elapsed());
         Ok(Fast {
             links,
@@ -77,7 +79,23 @@ impl Fast {
     }
 }
 
+/// The raw hashes this run's source last wrote, for a thread that decides before staging
+/// whether an entry can take the unchanged path (a mapping script's, which then skips it).
+#[derive(Clone)]
+pub struct KnownRaw(Arc<FastLinks>);
+
+impl KnownRaw {
+    pub fn contains(&self, raw: i64) -> bool {
+        self.0.get(raw).is_some()
+    }
+}
+
 impl Run<'_> {
+    /// The raw hashes an unchanged entry of this source would have.
+    pub fn known_raw(&self) -> KnownRaw {
+        KnownRaw(self.fast.links.clone())
+    }
+
     /// The cheap path for an unchanged entry: its raw hash is the one its link last wrote,
     /// and the user is still as written then. True if it was counted unchanged; false means
     /// the entry must be mapped and staged (a duplicate goes there too, to be reported).

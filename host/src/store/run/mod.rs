@@ -24,6 +24,7 @@ mod groups;
 mod missing;
 mod staging;
 
+pub use fast::KnownRaw;
 pub(crate) use staging::hash_pin;
 
 use super::{Lease, LeaseError, Store, NOW};
