@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn fast_names_the_entry_that_took_the_unchanged_path() {
         let mut f = Fast {
-            links: FastLinks::new(vec![(5, 50), (6, 60), (7, 70)]),
+            links: Arc::new(FastLinks::new(vec![(5, 50), (6, 60), (7, 70)])),
             loaded: true,
             at: Vec::new(),
             locators: String::new(),
