@@ -191,6 +191,21 @@ fn pulls_users_and_groups_page_by_page_then_only_what_changed() {
         "a delta cannot see deletions"
     );
 
+    // `roster sync --full` reads everything now, whatever the cursor: the deletion applies.
+    let r = sb.sync_ok(&["--full"]);
+    assert_eq!(r.only()["mode"], "full");
+    assert_counts(
+        r.only(),
+        &[("deactivated", 1), ("created", 0), ("updated", 0)],
+    );
+    assert_eq!(sb.user("user004")["active"], false);
+    // The next plain run is a delta again.
+    let (status, _) = s.call("DELETE", &format!("/Users/{}", ids[5]), None);
+    assert_eq!(status, 204);
+    let r = sb.sync_ok(&[]);
+    assert_eq!(r.only()["mode"], "delta", "{:#}", r.only());
+    assert_eq!(sb.user("user005")["active"], true);
+
     // A full run (full_sync_every = "0") applies the deletion.
     sb.write_config(&std::fs::read_to_string(sb.config_path()).unwrap().replace(
         "page_size = 100",
@@ -202,7 +217,7 @@ fn pulls_users_and_groups_page_by_page_then_only_what_changed() {
         r.only(),
         &[("deactivated", 1), ("created", 0), ("updated", 0)],
     );
-    assert_eq!(sb.user("user004")["active"], false);
+    assert_eq!(sb.user("user005")["active"], false);
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub struct Sync {
     /// Override the max_deletions guard for this run.
     #[arg(long)]
     force: bool,
+    /// A full run whatever the source's cursor: read everything, so entries deleted since
+    /// the last full run are found now (a delta run may not see deletions).
+    #[arg(long)]
+    full: bool,
     #[arg(long)]
     json: bool,
 }
@@ -32,6 +36,7 @@ impl Sync {
             sources: vec![source.to_string()],
             dry_run: false,
             force: true,
+            full: false,
             json: false,
         }
     }
@@ -52,6 +57,7 @@ impl Sync {
             dry_run: self.dry_run,
             force: self.force,
             hold: false,
+            full: self.full,
         };
         let mut sync = |observer: &mut dyn SyncObserver| {
             roster::sync::sync(&cfg, &mut store, &rt, &self.sources, flags, observer)

@@ -56,6 +56,8 @@ struct SyncQuery {
     dry_run: bool,
     #[serde(default)]
     force: bool,
+    #[serde(default)]
+    full: bool,
 }
 
 async fn sync_now(
@@ -69,6 +71,7 @@ async fn sync_now(
         dry_run: q.dry_run,
         force: q.force,
         hold: true,
+        full: q.full,
     };
     start(&st, &name, flags, &caller.name, None, None).await
 }
@@ -235,6 +238,7 @@ pub async fn approve_run(st: &AppState, id: i64, by: &str) -> ApiResult<Response
         dry_run: false,
         force: true,
         hold: true,
+        full: false,
     };
     tracing::info!("run {id} of {} approved by {by}", held.source);
     start(st, &held.source, flags, by, Some(before), Some(after)).await

@@ -44,6 +44,9 @@ pub struct SyncFlags {
     /// Service mode: a run the deletion guard stops keeps its whole plan, in its result and
     /// in the store, where it holds the source's scheduled runs until an admin decides.
     pub hold: bool,
+    /// Read everything, whatever the source's cursor says: a full run, which also finds
+    /// the entries deleted since the last one (`roster sync --full`).
+    pub full: bool,
 }
 
 /// A run stopped because its observer asked ([`SyncObserver::cancelled`]).
@@ -227,7 +230,10 @@ fn sync_source(
         let prepared = session::prepare(cfg, src, Some(store), rt)?;
         let (opts, mapper) = session::mapping(src, &prepared.info.defaults, store.pin_key()?)?;
         let mapper = mapper.bind(&format!("pair_by {:?}", opts.pair_by));
-        let cursor = store.cursor(&src.name)?;
+        let cursor = match flags.full {
+            true => None,
+            false => store.cursor(&src.name)?,
+        };
         let stage = MappingStage::prepare(cfg, src, rt)?;
         // A scripted source's raw hashes are of the entries before the script, bound to it.
         let mapper = match &stage {
