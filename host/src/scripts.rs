@@ -32,8 +32,10 @@ pub enum Scripted {
         id: String,
         locator: String,
     },
-    /// The script failed on this entry (with `on_script_error = "skip"`).
+    /// The script failed on this entry (with `on_script_error = "skip"`). `id` is its
+    /// anchor: the user it is linked to stays as it is, not missing.
     Failed {
+        id: String,
         locator: String,
         reason: String,
     },
@@ -150,6 +152,7 @@ impl MappingStage {
                 Err(reason) => match self.on_error {
                     OnScriptError::Skip => Ok(Scripted::Failed {
                         locator: locator(&o),
+                        id: o.id,
                         reason,
                     }),
                     OnScriptError::Fail => Err(anyhow!(
@@ -354,7 +357,9 @@ fn mapped(mapper: &Mapper, s: Scripted) -> RunEntry {
             group: None,
             reason: None,
         },
-        Scripted::Failed { locator, reason } => RunEntry {
+        Scripted::Failed {
+            locator, reason, ..
+        } => RunEntry {
             entry: locator,
             kind: "failed",
             user: None,

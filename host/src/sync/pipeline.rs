@@ -185,7 +185,11 @@ impl EntrySink for Batches {
     }
 
     fn failed(&mut self, locator: String, reason: String) -> Result<bool> {
-        self.push(Item::Failed { locator, reason })
+        self.push(Item::Failed {
+            locator,
+            reason,
+            anchor: None,
+        })
     }
 
     fn batch_end(&mut self) -> Result<bool> {
@@ -308,7 +312,18 @@ fn scripted(
                     anchor: id,
                     locator,
                 },
-                (Scripted::Failed { locator, reason }, _) => Item::Failed { locator, reason },
+                (
+                    Scripted::Failed {
+                        id,
+                        locator,
+                        reason,
+                    },
+                    _,
+                ) => Item::Failed {
+                    locator,
+                    reason,
+                    anchor: Some(id),
+                },
             })
         })
         .collect())
@@ -341,6 +356,8 @@ enum Item {
     Failed {
         locator: String,
         reason: String,
+        /// Known when the mapping script failed on it.
+        anchor: Option<String>,
     },
     /// A user the mapping script dropped.
     Dropped {
@@ -391,7 +408,18 @@ impl Item {
                 run.stage_edges(&anchor, &member_of, &members)
             }
             Item::Removed { kind, anchor } => run.stage_removal(kind, &anchor),
-            Item::Failed { locator, reason } => run.fail(&locator, &reason),
+            Item::Failed {
+                locator,
+                reason,
+                anchor,
+            } => {
+                // A known anchor's user is left as it is, like a dropped entry's: a failure
+                // must not look like a deletion.
+                if let Some(anchor) = anchor {
+                    run.stage_dropped(&anchor, &locator)?;
+                }
+                run.fail(&locator, &reason)
+            }
             Item::Dropped { anchor, locator } => run.stage_dropped(&anchor, &locator),
         }
     }
