@@ -322,7 +322,8 @@ async fn users(
         let mut n = 0u64;
         let mut last = None;
         let mut more = false;
-        let listed = pool.with_blocking(|s| {
+        // Streamed as the client reads: a connection of its own, not a pooled one.
+        let listed = pool.own().and_then(|s| {
             s.each_user(&filter, |u| {
                 if n == limit {
                     more = true;

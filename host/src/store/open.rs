@@ -205,6 +205,11 @@ impl Store {
         settings(&conn)?;
         // Refused at the SQLite level: a reader cannot write by mistake.
         conn.pragma_update(None, "query_only", read_only)?;
+        if read_only {
+            // A reader's lookups touch few pages, and the service keeps several readers:
+            // a small cache each, the OS page cache shared behind them.
+            conn.pragma_update(None, "cache_size", -4_000)?;
+        }
         check_version(&conn).with_context(|| format!("database {}", path.display()))?;
         Ok(Store::new(conn, lease::Leases::beside(path)))
     }
