@@ -317,13 +317,21 @@ async fn users(
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let pool = st.pool.clone();
+    let permit = pool.permit().await?;
+    let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        // A client that stops reading loses its page after a while instead of holding a
+        // pooled connection (and a turn at the pool) for good.
+        let send = |chunk| {
+            (handle.block_on(tx.send_timeout(chunk, SLOW_CLIENT)))
+                .map_err(|_| anyhow::anyhow!("client went away or stopped reading"))
+        };
         let mut buf = b"{\"users\":[".to_vec();
         let mut n = 0u64;
         let mut last = None;
         let mut more = false;
-        // Streamed as the client reads: a connection of its own, not a pooled one.
-        let listed = pool.own().and_then(|s| {
+        let listed = pool.with_blocking(|s| {
             s.each_user(&filter, |u| {
                 if n == limit {
                     more = true;
@@ -337,8 +345,7 @@ async fn users(
                 last = Some(u.username);
                 if buf.len() > 64 * 1024 {
                     let chunk = std::mem::take(&mut buf);
-                    tx.blocking_send(Ok(chunk))
-                        .map_err(|_| anyhow::anyhow!("client went away"))?;
+                    send(Ok(chunk))?;
                 }
                 Ok(())
             })?;
@@ -346,7 +353,7 @@ async fn users(
         });
         if let Err(e) = listed {
             tracing::warn!("users page stopped: {e:#}");
-            let _ = tx.blocking_send(Err(std::io::Error::other("listing failed")));
+            let _ = send(Err(std::io::Error::other("listing failed")));
             return;
         }
         // `each_user` read one more than the page: then there is a next page.
@@ -354,7 +361,7 @@ async fn users(
         buf.extend_from_slice(b"],\"next\":");
         let _ = serde_json::to_writer(&mut buf, &next);
         buf.push(b'}');
-        let _ = tx.blocking_send(Ok(buf));
+        let _ = send(Ok(buf));
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     Ok((
@@ -363,6 +370,9 @@ async fn users(
     )
         .into_response())
 }
+
+/// How long a streamed page waits for a client to read its next chunk.
+const SLOW_CLIENT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn user(
     State(st): State<AppState>,

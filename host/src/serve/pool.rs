@@ -10,6 +10,9 @@ pub struct Pool {
     path: PathBuf,
     idle: Mutex<Idle>,
     freed: Condvar,
+    /// Async callers wait here, not on a blocking thread each: the threads (and their
+    /// allocator heaps) stay as few as the connections.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -29,6 +32,7 @@ impl Pool {
             path,
             idle: Mutex::new(Idle::default()),
             freed: Condvar::new(),
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX)),
         })
     }
 
@@ -37,16 +41,19 @@ impl Pool {
         self: &Arc<Self>,
         f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let permit = self.permit().await?;
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || pool.with_blocking(f))
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            pool.with_blocking(f)
+        })
             .await
             .map_err(|e| anyhow!("database task: {e}"))?
     }
 
-    /// A connection of its own, outside the pool's limit: for a response streamed to a
-    /// client, which may read slowly and must not hold a pooled connection meanwhile.
-    pub fn own(&self) -> Result<Store> {
-        Store::open_read(&self.path)
+    /// A turn at the pool, for a blocking task that then calls `with_blocking`.
+    pub async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        (self.permits.clone().acquire_owned().await).map_err(|e| anyhow!("database pool: {e}"))
     }
 
     pub fn with_blocking<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {

@@ -240,7 +240,7 @@ impl Store {
                             AND instr(lower(n.name), ?5))
                  OR EXISTS (SELECT 1 FROM cards c WHERE c.user_id = u.id
                             AND instr(lower(c.card), ?5)))
-            AND (?6 IS NULL OR u.username > ?6)";
+            AND (?6 IS NULL OR 1)";
         let search = filter.search.as_ref().map(|s| s.to_lowercase());
         let p = params![
             filter.all || filter.inactive,
@@ -250,6 +250,12 @@ impl Store {
             search,
             filter.after
         ];
+        // A page after a username starts where the index has it: written as a plain range,
+        // not `?6 IS NULL OR ...`, which the planner cannot use and scans from the start.
+        let sql = match &filter.after {
+            Some(_) => format!("{sql} AND u.username > ?6"),
+            None => sql.to_string(),
+        };
         let sql = match filter.limit {
             Some(n) => format!("{sql} ORDER BY u.username LIMIT {n}"),
             None => format!("{sql} ORDER BY u.username"),
