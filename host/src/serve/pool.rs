@@ -47,8 +47,8 @@ impl Pool {
             let _permit = permit;
             pool.with_blocking(f)
         })
-            .await
-            .map_err(|e| anyhow!("database task: {e}"))?
+        .await
+        .map_err(|e| anyhow!("database task: {e}"))?
     }
 
     /// A turn at the pool, for a blocking task that then calls `with_blocking`.
