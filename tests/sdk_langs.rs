@@ -244,3 +244,64 @@ fn a_generated_javascript_project_builds_and_passes_plugin_test() {
         cmd
     });
 }
+
+/// The service-account credential from Python and JavaScript: each test connector
+/// (tests/components/service-account) reads users.list of the Google emulator with a token
+/// the host got by signing an assertion with the key; the plugin never sees key or token.
+#[test]
+fn python_and_javascript_connectors_use_a_service_account_the_host_holds() {
+    use common::google::{self, Workspace, ADMIN, CLIENT_EMAIL};
+    let w = Workspace::start(3);
+    let build_dir = Sandbox::new();
+    let py = build_dir.path("sa-python.wasm");
+    let mut cmd = Command::new(tool("venv/bin/componentize-py"));
+    cmd.arg("-d")
+        .arg(repo().join("wit"))
+        .args(["-w", "source", "componentize", "app", "-p"])
+        .arg(repo().join("tests/components/service-account"))
+        .arg("-p")
+        .arg(repo().join("sdk/python"))
+        .arg("-o")
+        .arg(&py);
+    build(cmd);
+    let js = build_dir.path("sa-js.wasm");
+    let mut cmd = Command::new(tool("node/node_modules/.bin/componentize-js"));
+    cmd.current_dir(repo())
+        .arg("tests/components/service-account/app.js")
+        .arg("--wit")
+        .arg(repo().join("wit"))
+        .args(["-n", "source", "-d", "http", "fetch-event", "-o"])
+        .arg(&js);
+    build(cmd);
+    for (wasm, plugin) in [(&py, "sa-python"), (&js, "sa-js")] {
+        let sb = Sandbox::new();
+        w.write_key(&sb.path("sa.json"));
+        sb.write_config(&common::config(&[format!(
+            "[sources.dir]\nplugin = \"{plugin}\"\n[sources.dir.config]\n\
+             key_file = \"sa.json\"\nsubject = \"{ADMIN}\"\napi_url = \"{}\"\n",
+            w.base()
+        )]));
+        sb.roster_ok(&["plugin", "install", wasm.to_str().unwrap(), "--yes"]);
+        let before = w.tokens_issued();
+        let s = sb.sync_ok(&[]);
+        assert_counts(s.only(), &[("created", 3), ("failed", 0)]);
+        assert_eq!(w.tokens_issued(), before + 1, "{plugin}: one token");
+        let claims = w.last_claims();
+        assert_eq!(claims["iss"], CLIENT_EMAIL, "{plugin}");
+        assert_eq!(claims["sub"], ADMIN, "{plugin}");
+        assert_eq!(
+            claims["scope"],
+            "https://www.googleapis.com/auth/admin.directory.user.readonly"
+        );
+        let email = google::user(1)["primaryEmail"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(sb.user(&email)["email"], email.as_str(), "{plugin}");
+        let out = stdout(&s.out);
+        assert!(
+            !out.contains("PRIVATE KEY") && !out.contains("ya29."),
+            "{out}"
+        );
+    }
+}

@@ -168,7 +168,8 @@ function witInfo(info) {
     if (c.bearer) return { name: c.name, kind: { tag: 'bearer', val: c.bearer } };
     if (c.basic) return { name: c.name, kind: { tag: 'basic', val: c.basic } };
     if (c.oauth2) return { name: c.name, kind: { tag: 'oauth2', val: c.oauth2 } };
-    throw new TypeError(`credential ${c.name}: give bearer, basic or oauth2`);
+    if (c.serviceAccount) return { name: c.name, kind: { tag: 'service-account', val: c.serviceAccount } };
+    throw new TypeError(`credential ${c.name}: give bearer, basic, oauth2 or serviceAccount`);
   };
   return {
     name: info.name,
@@ -192,7 +193,10 @@ function witInfo(info) {
  *
  * `spec`: name, version, description, keys ([{name, type, required, default (TOML), description}]),
  * capabilities ({files: 'why', ...}), credentials ([{name, bearer: 'secret_key'}, {name, basic:
- * {username, password}}, {name, oauth2: {tokenUrl, clientId, clientSecret, scope}}]), defaults
+ * {username, password}}, {name, oauth2: {tokenUrl, clientId, clientSecret, scope}}, {name,
+ * serviceAccount: {keyFile, subject, scope}}: a service account's JSON key, named by the secret
+ * key holding its path; the host signs the RS256 assertion and exchanges it at the key's
+ * token_uri, RFC 7523, and neither key nor token reaches the plugin]), defaults
  * ({pair_by: '"email"'}), `run(run)`: a generator (or any iterable) of User/Group/Removed/Failed,
  * and optionally `test(run)` returning {users, groups, sample, messages}; by default
  * `sources test` runs the listing and counts what it yields.

@@ -128,6 +128,19 @@ class OAuth2:
 
 
 @dataclass
+class ServiceAccount:
+    """A service account's key (Google's JSON key file), named by the secret key
+    `key_file_key` holding its path: the host signs an RS256 JWT assertion acting for `subject`
+    (a template; "" for none) with the space-separated `scope` (a template) and exchanges it
+    at the key's token_uri (RFC 7523). Neither the key nor the token reaches the plugin."""
+
+    name: str
+    key_file_key: str
+    subject: str
+    scope: str
+
+
+@dataclass
 class Info:
     name: str
     version: str
@@ -162,6 +175,10 @@ def _credential(c) -> _t.Credential:
     elif isinstance(c, OAuth2):
         kind = _t.CredentialKind_Oauth2(
             _t.Oauth2Credential(c.token_url, c.client_id, c.client_secret_key, c.scope)
+        )
+    elif isinstance(c, ServiceAccount):
+        kind = _t.CredentialKind_ServiceAccount(
+            _t.ServiceAccountCredential(c.key_file_key, c.subject, c.scope)
         )
     else:
         raise TypeError(f"not a credential: {c!r}")
