@@ -18,6 +18,7 @@ pub mod reconcile;
 pub mod runtime;
 pub mod scaffold;
 pub mod scripts;
+pub mod serve;
 pub mod sources;
 pub mod store;
 pub mod sync;

@@ -1,8 +1,10 @@
 //! The SQLite store: schema, migrations and queries. Only this module speaks SQL.
 
 mod run;
+mod scim;
 
 pub use run::{Counts, ErrorItem, Outcome, PlanItem, Run, Status};
+pub use scim::{ScimGroupRow, ScimQuery, ScimResource, ScimUserRow};
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -123,6 +125,10 @@ CREATE TABLE plugins(
 -- the user is active and as that write left it: a resync then knows the entry unchanged
 -- without mapping it. Any other change to the user clears it.
 ALTER TABLE links ADD COLUMN raw_hash INTEGER;
+"#,
+    r#"
+-- SCIM's userName is case-insensitive: `filter=userName eq "X"` is answered from this index.
+CREATE INDEX users_username_nocase ON users(username COLLATE NOCASE);
 "#,
 ];
 

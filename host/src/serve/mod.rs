@@ -1,0 +1,3 @@
+//! `roster serve`: the HTTP service. The engine never speaks HTTP; this tree does.
+
+pub mod scim;

@@ -1,0 +1,465 @@
+//! Filters run against a real SQLite database built by the real migrations.
+
+use super::*;
+use crate::serve::scim::error::ScimType;
+use crate::serve::scim::filter;
+
+struct U {
+    name: &'static str,
+    full: Option<&'static str>,
+    email: Option<&'static str>,
+    pn: Option<&'static str>,
+    active: bool,
+    source: &'static str,
+    anchor: Option<&'static str>,
+    aliases: &'static [&'static str],
+    cards: &'static [&'static str],
+    groups: &'static [&'static str],
+    updated: &'static str,
+}
+
+const USERS: &[U] = &[
+    U {
+        name: "asmith",
+        full: Some("Alice Smith"),
+        email: Some("alice@example.com"),
+        pn: Some("1001"),
+        active: true,
+        source: "hr",
+        anchor: Some("e-1"),
+        aliases: &["alice", "a.smith"],
+        cards: &["04A1B2"],
+        groups: &["Staff", "Staff|IT"],
+        updated: "2026-03-01T10:00:00Z",
+    },
+    U {
+        name: "bjones",
+        full: Some("Bob Jones"),
+        email: Some("bob@Example.org"),
+        pn: Some("1002"),
+        active: false,
+        source: "hr",
+        anchor: Some("e-2"),
+        aliases: &[],
+        cards: &[],
+        groups: &["Staff"],
+        updated: "2026-02-01T00:00:00Z",
+    },
+    U {
+        name: "c_100%",
+        full: Some("Carol O'Brien"),
+        email: None,
+        pn: None,
+        active: true,
+        source: "hr",
+        anchor: None,
+        aliases: &[],
+        cards: &["ff00"],
+        groups: &[],
+        updated: "2026-02-15T00:00:00Z",
+    },
+    U {
+        name: "Dave",
+        full: Some("Dave Žák"),
+        email: Some("dave@example.com"),
+        pn: Some("x7"),
+        active: true,
+        source: "okta",
+        anchor: Some("00u1"),
+        aliases: &["dz"],
+        cards: &[],
+        groups: &["Guests"],
+        updated: "2026-02-15T00:00:00Z",
+    },
+    U {
+        name: "o'hara\" or 1=1 --",
+        full: None,
+        email: None,
+        pn: None,
+        active: true,
+        source: "okta",
+        anchor: None,
+        aliases: &[],
+        cards: &[],
+        groups: &[],
+        updated: "2026-01-01T00:00:00Z",
+    },
+];
+
+fn db() -> Store {
+    let s = Store::memory().unwrap();
+    let c = &s.conn;
+    c.execute_batch(
+        "INSERT INTO sources(id, name) VALUES (1, 'hr'), (2, 'okta');
+         INSERT INTO groups(id, path, name, parent_id, source_id, anchor) VALUES
+            (10, 'Staff', 'Staff', NULL, 1, 'g-staff'),
+            (11, 'Staff|IT', 'IT', 10, 1, 'g-it'),
+            (12, 'Guests', 'Guests', NULL, 2, NULL);",
+    )
+    .unwrap();
+    for (i, u) in USERS.iter().enumerate() {
+        let id = i as i64 + 1;
+        let source = if u.source == "hr" { 1 } else { 2 };
+        c.execute(
+            "INSERT INTO users(id, username, full_name, email, personal_number, active, source_id,
+                               record, hash, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '{}', ?1, '2026-01-01T00:00:00Z', ?8)",
+            rusqlite::params![id, u.name, u.full, u.email, u.pn, u.active, source, u.updated],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO names(name, user_id, alias) VALUES (?1, ?2, 0)",
+            rusqlite::params![u.name, id],
+        )
+        .unwrap();
+        for a in u.aliases {
+            c.execute(
+                "INSERT INTO names(name, user_id, alias) VALUES (?1, ?2, 1)",
+                rusqlite::params![a, id],
+            )
+            .unwrap();
+        }
+        for card in u.cards {
+            c.execute(
+                "INSERT INTO cards(card, user_id) VALUES (?1, ?2)",
+                rusqlite::params![card, id],
+            )
+            .unwrap();
+        }
+        for g in u.groups {
+            c.execute(
+                "INSERT INTO memberships(group_id, user_id, source_id) SELECT id, ?2, ?3 FROM groups WHERE path = ?1",
+                rusqlite::params![g, id, source],
+            )
+            .unwrap();
+        }
+        if let Some(a) = u.anchor {
+            c.execute(
+                "INSERT INTO links(source_id, anchor, user_id) VALUES (?1, ?2, ?3)",
+                rusqlite::params![source, a, id],
+            )
+            .unwrap();
+        }
+    }
+    s
+}
+
+fn query(f: &str) -> ScimQuery {
+    ScimQuery {
+        filter: Some(filter::parse(f).unwrap()),
+        start_index: 1,
+        count: 100,
+        ..Default::default()
+    }
+}
+
+fn users(s: &Store, f: &str) -> Vec<String> {
+    let (total, rows) = s
+        .scim_users(&query(f))
+        .unwrap_or_else(|e| panic!("{f}: {e}"));
+    assert_eq!(total as usize, rows.len(), "{f}");
+    rows.into_iter().map(|r| r.username).collect()
+}
+
+fn refused(s: &Store, f: &str) -> ScimError {
+    let e = s.scim_users(&query(f)).expect_err(f);
+    e.downcast::<ScimError>().expect("a SCIM error")
+}
+
+#[test]
+fn core_attributes() {
+    let s = db();
+    assert_eq!(users(&s, r#"userName eq "ASMITH""#), ["asmith"]);
+    assert_eq!(users(&s, r#"USERNAME Eq "dave""#), ["Dave"]);
+    assert_eq!(
+        users(
+            &s,
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "a""#
+        ),
+        ["asmith"]
+    );
+    assert_eq!(users(&s, r#"userName ew "ES""#), ["bjones"]);
+    assert_eq!(users(&s, r#"displayName co "o'brien""#), ["c_100%"]);
+    assert_eq!(users(&s, r#"name.formatted eq "bob jones""#), ["bjones"]);
+    assert_eq!(users(&s, r#"displayName pr"#).len(), 4);
+    assert_eq!(users(&s, r#"active eq false"#), ["bjones"]);
+    assert_eq!(users(&s, r#"not (active eq true)"#), ["bjones"]);
+    assert_eq!(users(&s, r#"active ne true"#), ["bjones"]);
+    assert_eq!(users(&s, r#"externalId eq "e-1""#), ["asmith"]);
+    assert_eq!(users(&s, r#"externalId eq "E-1""#), Vec::<String>::new());
+    assert_eq!(users(&s, r#"id eq "2""#), ["bjones"]);
+    assert_eq!(users(&s, r#"id eq "two""#), Vec::<String>::new());
+    assert_eq!(users(&s, r#"id gt "3""#), ["Dave", "o'hara\" or 1=1 --"]);
+    // Attributes roster does not keep are never present.
+    assert_eq!(users(&s, "title pr"), Vec::<String>::new());
+    assert_eq!(users(&s, "not (title pr)").len(), USERS.len());
+    assert_eq!(
+        users(&s, r#"name.givenName eq "Alice""#),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn ne_and_not_include_users_without_the_attribute() {
+    let s = db();
+    let all_but_alice = users(&s, r#"displayName ne "alice smith""#);
+    assert_eq!(all_but_alice.len(), USERS.len() - 1);
+    assert!(all_but_alice.contains(&"o'hara\" or 1=1 --".to_string()));
+    assert_eq!(
+        users(&s, r#"not (emails pr)"#),
+        ["c_100%", "o'hara\" or 1=1 --"]
+    );
+    assert_eq!(users(&s, r#"displayName eq null"#), ["o'hara\" or 1=1 --"]);
+    assert_eq!(users(&s, r#"displayName ne null"#).len(), 4);
+}
+
+#[test]
+fn multi_valued_and_value_paths() {
+    let s = db();
+    assert_eq!(
+        users(&s, r#"emails[type eq "work"].value co "EXAMPLE.COM""#),
+        ["asmith", "Dave"]
+    );
+    assert_eq!(
+        users(&s, r#"emails[type eq "work" and value ew "example.org"]"#),
+        ["bjones"]
+    );
+    assert_eq!(users(&s, r#"emails[type eq "home"]"#), Vec::<String>::new());
+    assert_eq!(users(&s, r#"emails eq "Alice@Example.com""#), ["asmith"]);
+    assert_eq!(users(&s, r#"emails.primary eq true"#).len(), 3);
+    assert_eq!(users(&s, r#"groups[display eq "staff|it"]"#), ["asmith"]);
+    assert_eq!(
+        users(&s, r#"groups.display sw "Staff""#),
+        ["asmith", "bjones"]
+    );
+    assert_eq!(users(&s, r#"groups.value eq "12""#), ["Dave"]);
+    assert_eq!(
+        users(
+            &s,
+            r#"urn:roster:params:scim:schemas:extension:roster:2.0:User:aliases eq "ALICE""#
+        ),
+        ["asmith"]
+    );
+    assert_eq!(users(&s, r#"aliases[value sw "d"]"#), ["Dave"]);
+    assert_eq!(users(&s, r#"cards co "a1""#), ["asmith"]);
+    assert_eq!(users(&s, r#"cards pr and not (aliases pr)"#), ["c_100%"]);
+}
+
+#[test]
+fn extensions_and_dates() {
+    let s = db();
+    assert_eq!(
+        users(
+            &s,
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "1001""#
+        ),
+        ["asmith"]
+    );
+    // The personal number is case-exact.
+    assert_eq!(users(&s, r#"employeeNumber eq "X7""#), Vec::<String>::new());
+    assert_eq!(users(&s, r#"employeeNumber eq "x7""#), ["Dave"]);
+    assert_eq!(users(&s, r#"source eq "okta""#).len(), 2);
+    assert_eq!(
+        users(&s, r#"meta.lastModified gt "2026-02-15T00:00:00Z""#),
+        ["asmith"]
+    );
+    assert_eq!(
+        users(&s, r#"meta.lastModified ge "2026-02-15T01:00:00+01:00""#),
+        ["asmith", "c_100%", "Dave"]
+    );
+    // Milliseconds count: a second later than a stored instant is after it.
+    assert_eq!(
+        users(&s, r#"meta.lastModified lt "2026-02-15T00:00:00.001Z""#).len(),
+        4
+    );
+    assert_eq!(
+        users(&s, r#"meta.lastModified eq "2026-01-01T00:00:00Z""#),
+        ["o'hara\" or 1=1 --"]
+    );
+    assert_eq!(
+        users(&s, r#"meta.created le "2026-01-01T00:00:00Z""#).len(),
+        USERS.len()
+    );
+    assert_eq!(
+        users(&s, r#"meta.resourceType eq "User""#).len(),
+        USERS.len()
+    );
+}
+
+#[test]
+fn like_wildcards_and_injection_stay_literal() {
+    let s = db();
+    assert_eq!(users(&s, r#"userName co "_""#), ["c_100%"]);
+    assert_eq!(users(&s, r#"userName co "%""#), ["c_100%"]);
+    assert_eq!(users(&s, r#"userName sw "c_1""#), ["c_100%"]);
+    assert_eq!(users(&s, r#"userName co "\\""#), Vec::<String>::new());
+    assert_eq!(users(&s, r#"externalId co "-""#), ["asmith", "bjones"]);
+    assert_eq!(users(&s, r#"externalId sw "e-""#), ["asmith", "bjones"]);
+    assert_eq!(users(&s, r#"externalId ew "-2""#), ["bjones"]);
+    assert_eq!(users(&s, r#"externalId co """#).len(), 3);
+    for attack in [
+        r#"userName eq "x' OR '1'='1""#,
+        r#"userName eq "x\" or 1=1 --""#,
+        r#"userName eq "'; DROP TABLE users; --""#,
+        r#"userName co "%' OR 1=1 --""#,
+        r#"displayName eq "a\u0000b""#,
+    ] {
+        assert_eq!(users(&s, attack), Vec::<String>::new(), "{attack}");
+    }
+    // The user whose name is an attack is found by exactly that name.
+    assert_eq!(
+        users(&s, r#"userName eq "O'HARA\" or 1=1 --""#),
+        ["o'hara\" or 1=1 --"]
+    );
+    let n: i64 = s
+        .conn
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n as usize, USERS.len());
+}
+
+#[test]
+fn unanswerable_filters_are_invalid_filter() {
+    let s = db();
+    for f in [
+        "pins pr",
+        r#"password eq "x""#,
+        r#"unknownThing eq "x""#,
+        r#"urn:nope:User:userName eq "x""#,
+        r#"name eq "x""#,
+        r#"userName.sub eq "x""#,
+        r#"active eq "maybe""#,
+        r#"active gt true"#,
+        r#"meta.lastModified gt "yesterday""#,
+        r#"meta.lastModified co "2026""#,
+        r#"userName eq true"#,
+        r#"userName gt null"#,
+        r#"displayName[value eq "x"]"#,
+        r#"emails[nope eq "x"]"#,
+        r#"emails[urn:x:y:value eq "x"]"#,
+        r#"meta.version eq "x""#,
+    ] {
+        let e = refused(&s, f);
+        assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{f}: {e}");
+    }
+}
+
+#[test]
+fn user_name_eq_uses_the_nocase_index() {
+    let s = db();
+    let w = translate(
+        ScimResource::User,
+        &filter::parse(r#"userName eq "asmith""#).unwrap(),
+    )
+    .unwrap();
+    let plan: Vec<String> = s
+        .conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN SELECT u.id FROM users u WHERE {}",
+            w.sql
+        ))
+        .unwrap()
+        .query_map(rusqlite::params_from_iter(&w.params), |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("users_username_nocase")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
+}
+
+#[test]
+fn paging_and_sorting() {
+    let s = db();
+    let mut q = query("userName pr");
+    q.sort_by = Some(filter::parse_path("userName").unwrap().attr);
+    q.descending = true;
+    q.start_index = 2;
+    q.count = 2;
+    let (total, rows) = s.scim_users(&q).unwrap();
+    assert_eq!(total, 5);
+    let names: Vec<_> = rows.iter().map(|r| r.username.as_str()).collect();
+    // NOCASE order, descending: o'hara, Dave, c_100%, bjones, asmith.
+    assert_eq!(names, ["Dave", "c_100%"]);
+    q.sort_by = Some(filter::parse_path("emails.value").unwrap().attr);
+    q.descending = false;
+    q.start_index = 1;
+    q.count = 10;
+    let names: Vec<_> = s
+        .scim_users(&q)
+        .unwrap()
+        .1
+        .into_iter()
+        .map(|r| r.username)
+        .collect();
+    assert_eq!(names[2..], ["asmith", "bjones", "Dave"]);
+    q.sort_by = Some(filter::parse_path("meta.lastModified").unwrap().attr);
+    let first = s.scim_users(&q).unwrap().1.remove(0);
+    assert_eq!(first.username, "o'hara\" or 1=1 --");
+    q.count = 0;
+    assert_eq!(s.scim_users(&q).unwrap(), (5, vec![]));
+    q.sort_by = Some(filter::parse_path("pins").unwrap().attr);
+    q.count = 1;
+    let e = s
+        .scim_users(&q)
+        .unwrap_err()
+        .downcast::<ScimError>()
+        .unwrap();
+    assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+}
+
+#[test]
+fn user_rows_carry_everything() {
+    let s = db();
+    let u = s.scim_user("1").unwrap().unwrap();
+    assert_eq!(u.username, "asmith");
+    assert_eq!(u.aliases, ["a.smith", "alice"]);
+    assert_eq!(u.cards, ["04A1B2"]);
+    assert_eq!(
+        u.groups,
+        [(10, "Staff".to_string()), (11, "Staff|IT".to_string())]
+    );
+    assert_eq!(u.external_id.as_deref(), Some("e-1"));
+    assert_eq!(u.source.as_deref(), Some("hr"));
+    assert!(!u.has_pin);
+    assert_eq!(s.scim_user("99").unwrap(), None);
+    assert_eq!(s.scim_user("1 OR 1=1").unwrap(), None);
+}
+
+#[test]
+fn groups_filter_and_members_only_when_asked() {
+    let s = db();
+    let groups = |f: &str, members: bool| {
+        let (_, rows) = s.scim_groups(&query(f), members).unwrap();
+        rows
+    };
+    let g = groups(r#"displayName eq "staff|it""#, true);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].name, "IT");
+    assert_eq!(g[0].parent.as_deref(), Some("Staff"));
+    assert_eq!(g[0].members, Some(vec![(1, "asmith".to_string())]));
+    let staff = groups(r#"members[value eq "2"]"#, false);
+    assert_eq!(staff.len(), 1);
+    assert_eq!(staff[0].path, "Staff");
+    assert_eq!(staff[0].members, None);
+    assert_eq!(groups(r#"externalId eq "g-staff""#, false)[0].id, 10);
+    assert_eq!(
+        groups(r#"members.display eq "DAVE""#, false)[0].path,
+        "Guests"
+    );
+    assert_eq!(groups("not (externalId pr)", false)[0].path, "Guests");
+    // Without members, the membership table is not read at all.
+    s.conn.execute_batch("DROP TABLE memberships").unwrap();
+    let q = ScimQuery {
+        start_index: 1,
+        count: 10,
+        ..Default::default()
+    };
+    let (total, rows) = s.scim_groups(&q, false).unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(rows.len(), 3);
+    assert!(s.scim_group("10", false).unwrap().is_some());
+    assert!(s.scim_groups(&q, true).is_err());
+}
