@@ -376,9 +376,11 @@ impl Where {
                         self.push("))");
                     }
                     Target::Never(why) => return Err(ScimError::invalid_filter(why)),
-                    _ => return Err(ScimError::invalid_filter(format!(
+                    _ => {
+                        return Err(ScimError::invalid_filter(format!(
                         "{path} is not multi-valued; a value filter needs a multi-valued attribute"
-                    ))),
+                    )))
+                    }
                 }
             }
         }
@@ -906,3 +908,11 @@ impl Store {
 #[cfg(test)]
 #[path = "scim_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+impl Store {
+    /// A few users and groups for the SCIM tests outside the store.
+    pub(crate) fn scim_fixture_for_tests(&self) {
+        tests::fill(self)
+    }
+}

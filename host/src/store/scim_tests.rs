@@ -88,6 +88,12 @@ const USERS: &[U] = &[
 
 fn db() -> Store {
     let s = Store::memory().unwrap();
+    fill(&s);
+    s
+}
+
+/// The users above, in sources `hr` and `okta` and groups Staff, Staff|IT and Guests.
+pub(crate) fn fill(s: &Store) {
     let c = &s.conn;
     c.execute_batch(
         "INSERT INTO sources(id, name) VALUES (1, 'hr'), (2, 'okta');
@@ -141,7 +147,6 @@ fn db() -> Store {
             .unwrap();
         }
     }
-    s
 }
 
 fn query(f: &str) -> ScimQuery {

@@ -2,10 +2,12 @@
 //! users and groups become, the discovery documents and the error body. The SQL side of
 //! filters lives with the other queries, in `store::scim`.
 
+pub mod api;
 pub mod discovery;
 pub mod error;
 pub mod filter;
 pub mod resource;
+pub mod write;
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
