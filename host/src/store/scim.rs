@@ -451,6 +451,13 @@ impl Where {
                 ))),
             },
             Target::Multi(rows, subs) => {
+                // `ne` on a multi-valued attribute: no value equals (as `not (… eq …)`).
+                if let Some((CompareOp::Ne, lit)) = cmp {
+                    if *lit != Literal::Null {
+                        self.push("NOT ");
+                        return self.condition(path, scope, Some((CompareOp::Eq, lit)));
+                    }
+                }
                 self.open_rows(rows);
                 match (&path.sub, cmp) {
                     (None, None) => self.push("1"),

@@ -468,3 +468,272 @@ fn groups_filter_and_members_only_when_asked() {
     assert!(s.scim_group("10", false).unwrap().is_some());
     assert!(s.scim_groups(&q, true).is_err());
 }
+
+/// A reference evaluator over the rows, written from the SCIM semantics rather than from
+/// the SQL: random filters must select the same users both ways.
+mod differential {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Debug)]
+    enum V {
+        /// (text, caseExact)
+        S(String, bool),
+        B(bool),
+        T(String),
+    }
+
+    type Elem = HashMap<&'static str, V>;
+
+    fn s(v: &str, exact: bool) -> V {
+        V::S(v.to_string(), exact)
+    }
+
+    /// The values of `attr` as elements (a scalar is one element with sub "value").
+    fn elems(u: &ScimUserRow, attr: &str) -> Vec<Elem> {
+        let one = |v: Option<V>| -> Vec<Elem> {
+            v.map(|v| HashMap::from([("value", v)]))
+                .into_iter()
+                .collect()
+        };
+        match attr {
+            "username" => one(Some(s(&u.username, false))),
+            "displayname" => one(u.full_name.as_deref().map(|v| s(v, false))),
+            "externalid" => one(u.external_id.as_deref().map(|v| s(v, true))),
+            "employeenumber" => one(u.personal_number.as_deref().map(|v| s(v, true))),
+            "active" => one(Some(V::B(u.active))),
+            "lastmodified" => one(Some(V::T(u.updated.clone()))),
+            "title" => vec![],
+            "emails" => u
+                .email
+                .iter()
+                .map(|e| {
+                    HashMap::from([
+                        ("value", s(e, false)),
+                        ("type", s("work", false)),
+                        ("primary", V::B(true)),
+                    ])
+                })
+                .collect(),
+            "aliases" => u
+                .aliases
+                .iter()
+                .map(|a| HashMap::from([("value", s(a, false))]))
+                .collect(),
+            "cards" => u
+                .cards
+                .iter()
+                .map(|a| HashMap::from([("value", s(a, false))]))
+                .collect(),
+            "groups" => u
+                .groups
+                .iter()
+                .map(|(_, p)| HashMap::from([("display", s(p, false))]))
+                .collect(),
+            _ => panic!("{attr}"),
+        }
+    }
+
+    fn instant(t: &str) -> time::OffsetDateTime {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    fn cmp(v: Option<&V>, op: CompareOp, lit: &Literal) -> bool {
+        if op == CompareOp::Ne {
+            return !cmp(v, CompareOp::Eq, lit);
+        }
+        let Some(v) = v else { return false };
+        let ord = |o: std::cmp::Ordering| match op {
+            CompareOp::Eq => o.is_eq(),
+            CompareOp::Gt => o.is_gt(),
+            CompareOp::Ge => o.is_ge(),
+            CompareOp::Lt => o.is_lt(),
+            CompareOp::Le => o.is_le(),
+            _ => unreachable!(),
+        };
+        match (v, lit) {
+            (V::B(b), Literal::Bool(w)) => b == w,
+            (V::T(t), Literal::Str(w)) => ord(instant(t).cmp(&instant(w))),
+            (V::S(have, exact), Literal::Str(w)) => {
+                let (h, w) = if *exact {
+                    (have.clone(), w.clone())
+                } else {
+                    (have.to_ascii_lowercase(), w.to_ascii_lowercase())
+                };
+                match op {
+                    CompareOp::Co => h.contains(&w),
+                    CompareOp::Sw => h.starts_with(&w),
+                    CompareOp::Ew => h.ends_with(&w),
+                    _ => ord(h.as_str().cmp(w.as_str())),
+                }
+            }
+            _ => panic!("generated a mistyped comparison"),
+        }
+    }
+
+    fn eval(f: &Filter, u: &ScimUserRow) -> bool {
+        match f {
+            Filter::And(a, b) => eval(a, u) && eval(b, u),
+            Filter::Or(a, b) => eval(a, u) || eval(b, u),
+            Filter::Not(a) => !eval(a, u),
+            Filter::Present(p) => {
+                let (attr, sub) = key(p);
+                elems(u, &attr).iter().any(|e| e.contains_key(sub.as_str()))
+            }
+            Filter::Compare(p, op, lit) => {
+                let (attr, sub) = key(p);
+                let sub = sub.as_str();
+                let es = elems(u, &attr);
+                if es.is_empty() {
+                    return *op == CompareOp::Ne;
+                }
+                if *op == CompareOp::Ne {
+                    return !es.iter().any(|e| cmp(e.get(sub), CompareOp::Eq, lit));
+                }
+                es.iter().any(|e| cmp(e.get(sub), *op, lit))
+            }
+            Filter::ValuePath(p, inner) => elems(u, &key(p).0).iter().any(|e| sub_eval(inner, e)),
+        }
+    }
+
+    fn sub_eval(f: &Filter, e: &Elem) -> bool {
+        match f {
+            Filter::And(a, b) => sub_eval(a, e) && sub_eval(b, e),
+            Filter::Or(a, b) => sub_eval(a, e) || sub_eval(b, e),
+            Filter::Not(a) => !sub_eval(a, e),
+            Filter::Present(p) => e.contains_key(p.attr.to_ascii_lowercase().as_str()),
+            Filter::Compare(p, op, lit) => {
+                cmp(e.get(p.attr.to_ascii_lowercase().as_str()), *op, lit)
+            }
+            Filter::ValuePath(..) => unreachable!(),
+        }
+    }
+
+    /// (attribute, sub-attribute) in `elems` terms.
+    fn key(p: &AttrPath) -> (String, String) {
+        let a = p.attr.to_ascii_lowercase();
+        let sub = p.sub.as_deref().map(str::to_ascii_lowercase);
+        if a == "meta" {
+            (sub.unwrap(), "value".into())
+        } else {
+            (a, sub.unwrap_or("value".into()))
+        }
+    }
+
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[self.next(xs.len())]
+        }
+        fn string(&mut self) -> String {
+            let v = self.pick(&[
+                "a", "A", "smith", "ALICE", "alice", "e-1", "E-1", "staff", "Staff|IT", "example",
+                ".COM", "1001", "x7", "X7", "", "%", "_", "o'", "dz", "04a1", "ff", "bob", "Žák",
+                "c_1", "-",
+            ]);
+            serde_json::to_string(v).unwrap()
+        }
+        fn str_op(&mut self) -> &'static str {
+            self.pick(&["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr"])
+        }
+        fn leaf(&mut self) -> String {
+            let strs = [
+                "userName",
+                "displayName",
+                "externalId",
+                "emails.value",
+                "emails",
+                "employeeNumber",
+                "aliases",
+                "cards",
+                "groups.display",
+                "title",
+            ];
+            match self.next(6) {
+                0 => format!(
+                    "active {} {}",
+                    self.pick(&["eq", "ne"]),
+                    self.pick(&["true", "false"])
+                ),
+                1 => format!(
+                    "meta.lastModified {} {:?}",
+                    self.pick(&["eq", "ne", "gt", "ge", "lt", "le"]),
+                    self.pick(&[
+                        "2026-02-15T00:00:00Z",
+                        "2026-02-01T00:00:00Z",
+                        "2026-02-14T23:00:00-01:00",
+                        "2025-12-31T23:59:59.999Z",
+                    ])
+                ),
+                2 => {
+                    let (attr, subs): (&str, &[&str]) = match self.next(4) {
+                        0 => ("emails", &["value", "type"]),
+                        1 => ("groups", &["display"]),
+                        2 => ("aliases", &["value"]),
+                        _ => ("cards", &["value"]),
+                    };
+                    let mut inner = vec![];
+                    for _ in 0..1 + self.next(2) {
+                        let sub = self.pick(subs);
+                        let op = self.str_op();
+                        inner.push(if op == "pr" {
+                            format!("{sub} pr")
+                        } else {
+                            format!("{sub} {op} {}", self.string())
+                        });
+                    }
+                    format!("{attr}[{}]", inner.join(self.pick(&[" and ", " or "])))
+                }
+                _ => {
+                    let attr = self.pick(&strs);
+                    let op = self.str_op();
+                    if op == "pr" {
+                        format!("{attr} pr")
+                    } else {
+                        format!("{attr} {op} {}", self.string())
+                    }
+                }
+            }
+        }
+        fn filter(&mut self, depth: usize) -> String {
+            if depth == 0 {
+                return self.leaf();
+            }
+            match self.next(5) {
+                0 => format!("{} and {}", self.filter(depth - 1), self.filter(depth - 1)),
+                1 => format!("({} or {})", self.filter(depth - 1), self.filter(depth - 1)),
+                2 => format!("not ({})", self.filter(depth - 1)),
+                _ => self.leaf(),
+            }
+        }
+    }
+
+    #[test]
+    fn random_filters_match_the_reference() {
+        let s = db();
+        let all = ScimQuery {
+            start_index: 1,
+            count: 100,
+            ..Default::default()
+        };
+        let rows = s.scim_users(&all).unwrap().1;
+        let mut gen = Gen(0x2545_F491_4F6C_DD1D);
+        for _ in 0..3000 {
+            let text = gen.filter(3);
+            let f = filter::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let want: Vec<&str> = rows
+                .iter()
+                .filter(|u| eval(&f, u))
+                .map(|u| u.username.as_str())
+                .collect();
+            assert_eq!(users(&s, &text), want, "{text}");
+        }
+    }
+}
