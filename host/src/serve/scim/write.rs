@@ -8,6 +8,7 @@
 use super::error::{ScimError, ScimType};
 use super::filter::{self, AttrPath, CompareOp, Filter, Literal};
 use super::{ENTERPRISE_USER, PATCH_OP, ROSTER_USER, USER_SCHEMA};
+use crate::runtime::{Attribute, ObjectKind, SourceObject};
 use serde_json::{Map, Value};
 
 /// How many operations one PATCH may carry.
@@ -22,6 +23,35 @@ pub struct Entry {
     pub attributes: Vec<(String, Vec<String>)>,
     /// Whether the body carried PINs at all (without them, the user's PINs stay).
     pub pins_given: bool,
+}
+
+impl Entry {
+    /// The entry as the source object a connector would send, for the source's mapper (its
+    /// `[map]` templates, field limits, `lowercase_usernames`). `anchor` is the externalId
+    /// or, without one, an anchor the caller made.
+    pub fn to_object(&self, anchor: &str) -> SourceObject {
+        SourceObject {
+            kind: ObjectKind::User,
+            id: anchor.to_string(),
+            locator: Some(format!("SCIM user {anchor}")),
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(name, values)| Attribute {
+                    name: name.clone(),
+                    values: values.clone(),
+                })
+                .collect(),
+            member_of: vec![],
+            members: vec![],
+            parent: None,
+        }
+    }
+}
+
+/// A mapping refusal (a field over its limit, a bad value) as SCIM's invalidValue.
+pub fn mapping_error(message: String) -> ScimError {
+    ScimError::invalid_value(message)
 }
 
 fn invalid(detail: impl Into<String>) -> ScimError {

@@ -262,3 +262,40 @@ fn value_filter_matching() {
     assert!(matches(&f, &json!({ "display": "x" })));
     assert!(!matches(&f, &json!({ "display": null, "value": "b" })));
 }
+
+#[test]
+fn entries_go_through_the_source_mapping_and_limits() {
+    let mapper = crate::mapping::Mapper::new(&[], true, b"k".to_vec()).unwrap();
+    let body = json!({
+        "userName": "ISABELLA",
+        "name": { "formatted": "Isabella Rossi" },
+        "active": "False",
+        ROSTER_USER: { "aliases": ["IR"], "pins": ["1234"] }
+    });
+    let e = user_entry(&body).unwrap();
+    let m = mapper.map(&e.to_object("00u1")).unwrap();
+    // lowercase_usernames applies to pushed users too.
+    assert_eq!(m.record.username, "isabella");
+    assert_eq!(m.record.aliases, ["ir"]);
+    assert_eq!(m.record.full_name.as_deref(), Some("Isabella Rossi"));
+    assert!(!m.record.active);
+    assert_eq!(m.pins.len(), 1);
+    assert_ne!(
+        m.record.pins,
+        ["1234"],
+        "PINs are fingerprints in the record"
+    );
+    // A field over its limit is refused, without echoing the value.
+    let long = "x".repeat(300);
+    let e = user_entry(&json!({ "userName": long })).unwrap();
+    let err = mapping_error(mapper.map(&e.to_object("a")).err().expect("refused"));
+    assert_eq!(err.scim_type, Some(ScimType::InvalidValue));
+    assert!(
+        err.detail.contains("username") && !err.detail.contains(&long),
+        "{err}"
+    );
+    let e =
+        user_entry(&json!({ "userName": "p", ROSTER_USER: { "pins": ["1".repeat(65)] } })).unwrap();
+    let err = mapping_error(mapper.map(&e.to_object("a")).err().expect("refused"));
+    assert!(!err.detail.contains(&"1".repeat(65)), "{err}");
+}
