@@ -62,6 +62,12 @@ enum Rows {
     Exists(&'static str),
     /// At most one value, present when this holds.
     Guard(&'static str),
+    /// `select` opens `u.id IN (SELECT … WHERE` for the condition; `correlated` is the
+    /// `FROM … WHERE` of the user's own values (for sorting).
+    In {
+        select: &'static str,
+        correlated: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,13 +98,18 @@ const fn attr(schema: &'static str, name: &'static str, target: Target) -> Attr 
 
 const USER_ATTRS: &[Attr] = &[
     attr(USER_SCHEMA, "id", Target::Scalar(not_null("u.id", Ty::Id))),
+    // At most one link per user. Answered from links' primary key, source by source (CROSS
+    // JOIN fixes that order), so Entra's `externalId eq` is a lookup, not a scan.
     attr(
         USER_SCHEMA,
         "externalid",
-        Target::Scalar(col(
-            "(SELECT l.anchor FROM links l WHERE l.user_id = u.id)",
-            EXACT,
-        )),
+        Target::Multi(
+            Rows::In {
+                select: "u.id IN (SELECT fl.user_id FROM sources fls CROSS JOIN links fl ON fl.source_id = fls.id WHERE",
+                correlated: "FROM links fl WHERE fl.user_id = u.id",
+            },
+            &[("value", not_null("fl.anchor", EXACT))],
+        ),
     ),
     attr(
         USER_SCHEMA,
@@ -399,6 +410,10 @@ impl Where {
                 self.push(guard);
                 self.push(" AND (");
             }
+            Rows::In { select, .. } => {
+                self.push(select);
+                self.push(" (");
+            }
         }
     }
 
@@ -679,7 +694,10 @@ fn order_by(resource: ScimResource, path: &AttrPath) -> Result<String, ScimError
                 sub_col(subs, path, path.sub.as_deref().unwrap_or("value")).map_err(|_| bad())?;
             let e = match rows {
                 Rows::Guard(_) => c.expr.to_string(),
-                Rows::Exists(from) => format!("(SELECT min({}) {from})", c.expr),
+                Rows::Exists(from)
+                | Rows::In {
+                    correlated: from, ..
+                } => format!("(SELECT min({}) {from})", c.expr),
             };
             return Ok(with_collation(e, c.ty));
         }

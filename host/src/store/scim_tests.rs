@@ -349,16 +349,9 @@ fn unanswerable_filters_are_invalid_filter() {
     }
 }
 
-#[test]
-fn user_name_eq_uses_the_nocase_index() {
-    let s = db();
-    let w = translate(
-        ScimResource::User,
-        &filter::parse(r#"userName eq "asmith""#).unwrap(),
-    )
-    .unwrap();
-    let plan: Vec<String> = s
-        .conn
+fn plan(s: &Store, f: &str) -> Vec<String> {
+    let w = translate(ScimResource::User, &filter::parse(f).unwrap()).unwrap();
+    s.conn
         .prepare(&format!(
             "EXPLAIN QUERY PLAN SELECT u.id FROM users u WHERE {}",
             w.sql
@@ -367,12 +360,26 @@ fn user_name_eq_uses_the_nocase_index() {
         .query_map(rusqlite::params_from_iter(&w.params), |r| r.get(3))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn lookups_use_indexes() {
+    let s = db();
+    let p = plan(&s, r#"userName eq "asmith""#);
     assert!(
-        plan.iter().any(|p| p.contains("users_username_nocase")),
-        "{plan:?}"
+        p.iter().any(|p| p.contains("users_username_nocase")),
+        "{p:?}"
     );
-    assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
+    assert!(!p.iter().any(|p| p.starts_with("SCAN u")), "{p:?}");
+    let p = plan(&s, r#"externalId eq "e-1""#);
+    assert!(
+        p.iter().any(|p| p.contains("SEARCH fl USING PRIMARY KEY")),
+        "{p:?}"
+    );
+    assert!(!p.iter().any(|p| p.starts_with("SCAN u")), "{p:?}");
+    let p = plan(&s, r#"emails[type eq "work"].value eq "alice@example.com""#);
+    assert!(p.iter().any(|p| p.contains("users_email")), "{p:?}");
 }
 
 #[test]
