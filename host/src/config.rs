@@ -10,13 +10,44 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A config error: exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+/// A config error: exit code 2. `key` names what is wrong (`sources.hr.config.path`) when
+/// one key is; the message says what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub key: Option<String>,
+    pub message: String,
+}
 
+impl ConfigError {
+    /// An error about the config as a whole (no one key).
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError {
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error about one key.
+    pub fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{key}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A [`ConfigError`] with no one key, as an `anyhow::Error`.
 pub fn config_err(msg: impl Into<String>) -> anyhow::Error {
-    ConfigError(msg.into()).into()
+    ConfigError::new(msg).into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +219,7 @@ impl SourceConfig {
                 toml::Value::Array(a) => a
                     .iter()
                     .map(|v| resolve_string(v, dir, &key).map(|s| s.0))
-                    .collect::<Result<_>>()?,
+                    .collect::<Result<_, _>>()?,
                 v => vec![resolve_string(v, dir, &key)?.0],
             };
             map.push((field, templates));
@@ -218,7 +249,15 @@ impl SourceConfig {
 
     /// Reconcile options: the admin's values, else the plugin's suggested defaults, else
     /// roster's defaults.
-    pub fn options(&self, plugin_defaults: &[(String, String)]) -> Result<Options> {
+    pub fn options(
+        &self,
+        plugin_defaults: &[(String, String)],
+    ) -> std::result::Result<Options, ConfigError> {
+        self.options_of(plugin_defaults)
+            .map_err(|e| ConfigError::at(format!("sources.{}", self.name), format!("{e:#}")))
+    }
+
+    fn options_of(&self, plugin_defaults: &[(String, String)]) -> Result<Options> {
         let suggested = |key: &str| {
             plugin_defaults
                 .iter()
@@ -249,25 +288,30 @@ impl SourceConfig {
 }
 
 /// Resolves a string that may be `{ env = "VAR" }` or `{ file = "PATH" }`.
-pub fn resolve_string(v: &toml::Value, dir: &Path, key: &str) -> Result<Secret> {
+pub fn resolve_string(
+    v: &toml::Value,
+    dir: &Path,
+    key: &str,
+) -> std::result::Result<Secret, ConfigError> {
+    let err = |message: String| ConfigError::at(key, message);
     match v {
         toml::Value::String(s) => Ok(Secret(s.clone())),
         toml::Value::Table(t) if t.len() == 1 => {
             let (kind, arg) = t.iter().next().unwrap();
             let arg = arg
                 .as_str()
-                .ok_or_else(|| anyhow!("{key}: `{kind}` must name a string"))?;
+                .ok_or_else(|| err(format!("`{kind}` must name a string")))?;
             match kind.as_str() {
                 "env" => std::env::var(arg)
                     .map(Secret)
-                    .map_err(|_| anyhow!("{key}: environment variable {arg} is not set")),
+                    .map_err(|_| err(format!("environment variable {arg} is not set"))),
                 "file" => std::fs::read_to_string(dir.join(arg))
                     .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
-                    .map_err(|e| anyhow!("{key}: cannot read secret file {arg}: {e}")),
-                other => bail!("{key}: unknown reference `{other}` (use {{ env = \"VAR\" }} or {{ file = \"PATH\" }})"),
+                    .map_err(|e| err(format!("cannot read secret file {arg}: {e}"))),
+                other => Err(err(format!("unknown reference `{other}` (use {{ env = \"VAR\" }} or {{ file = \"PATH\" }})"))),
             }
         }
-        other => bail!("{key}: expected a string, got {}", other.type_str()),
+        other => Err(err(format!("expected a string, got {}", other.type_str()))),
     }
 }
 

@@ -7,9 +7,11 @@
 // Output belongs to the caller (see `sync::SyncObserver`); logs go through `tracing`.
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
+pub mod batch;
 pub mod bindings;
 pub mod caps;
 pub mod config;
+pub mod error;
 pub mod mapping;
 pub mod model;
 pub mod plugin_test;
@@ -19,6 +21,7 @@ pub mod runtime;
 pub mod scaffold;
 pub mod scripts;
 pub mod serve;
+pub mod session;
 pub mod sources;
 pub mod store;
 pub mod sync;

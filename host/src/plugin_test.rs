@@ -4,9 +4,9 @@
 
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::mapping::Mapper;
-use crate::runtime::{CallError, Entry, ObjectKind, RunMode, RunRequest, Runtime, SourceObject};
+use crate::runtime::{CallError, ObjectKind, Row, RunMode, RunRequest, Runtime, SourceObject};
+use crate::session::{self, EntrySink, Incoming, Prepared};
 use crate::store::Store;
-use crate::sync::{prepare, Prepared};
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -162,7 +162,7 @@ pub fn test(
         violations: Vec::new(),
     };
     let setup = |report: &mut Report| -> Result<Option<(Prepared, Mapper)>> {
-        let prepared = match prepare(cfg, src, store, rt) {
+        let prepared = match session::prepare(cfg, src, store, rt) {
             Ok(p) => p,
             Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
                 report.config_error = Some(format!("{e:#}"));
@@ -170,19 +170,11 @@ pub fn test(
             }
             Err(e) => return Err(e),
         };
-        let opts = match src.options(&prepared.info.defaults) {
-            Ok(o) => o,
-            Err(e) => {
-                report.config_error = Some(format!("sources.{}: {e:#}", src.name));
-                return Ok(None);
-            }
-        };
         // PINs are hashed with a throwaway key: nothing here is stored.
-        let mapper = match Mapper::new(&src.map, opts.lowercase_usernames, b"plugin-test".to_vec())
-        {
-            Ok(m) => m,
+        let mapper = match session::mapping(src, &prepared.info.defaults, b"plugin-test".to_vec()) {
+            Ok((_, m)) => m,
             Err(e) => {
-                report.config_error = Some(format!("sources.{}.map: {e:#}", src.name));
+                report.config_error = Some(e.to_string());
                 return Ok(None);
             }
         };
@@ -247,56 +239,17 @@ fn run(
     let mut broken = Vec::new();
     let started = std::time::Instant::now();
     let plugin = &mut prepared.plugin;
-    let outcome = (|| -> Result<crate::runtime::RunEnd, CallError> {
-        let session = plugin.open(&request)?;
-        while let Some(batch) = plugin.next_batch(&session)? {
-            r.batches += 1;
-            for entry in batch.entries {
-                let obj = match entry {
-                    Entry::Row(row) if row.values.len() != batch.columns.len() => {
-                        broken.push(Violation {
-                            rule: "row-columns",
-                            detail: format!(
-                                "row {} has {} value lists for the batch's {} columns",
-                                row.locator.as_deref().unwrap_or(&row.id),
-                                row.values.len(),
-                                batch.columns.len()
-                            ),
-                        });
-                        continue;
-                    }
-                    Entry::Row(row) => SourceObject {
-                        kind: row.kind,
-                        attributes: (batch.columns.iter().zip(row.values))
-                            .map(|(name, values)| crate::runtime::Attribute {
-                                name: name.clone(),
-                                values,
-                            })
-                            .collect(),
-                        id: row.id,
-                        locator: row.locator,
-                        member_of: row.member_of,
-                        members: row.members,
-                        parent: row.parent,
-                    },
-                    Entry::Object(o) => o,
-                    Entry::Removed(_) => {
-                        r.removed += 1;
-                        continue;
-                    }
-                    Entry::Failed(f) => {
-                        r.failed.push(FailedView {
-                            entry: f.locator,
-                            reason: f.reason,
-                        });
-                        continue;
-                    }
-                };
-                object(obj, mapper, limit, &mut r, &mut seen, &mut broken);
-            }
-        }
-        plugin.finish(&session)
-    })();
+    let mut sink = Checks {
+        mapper,
+        limit,
+        r: &mut r,
+        seen: &mut seen,
+        broken: &mut broken,
+    };
+    let outcome = session::drive(plugin, &request, &mut sink).map(|end| match end {
+        session::RunEnd::Finished(end) => end,
+        session::RunEnd::Stopped => unreachable!("the checks never stop a run"),
+    });
     r.millis = started.elapsed().as_millis() as u64;
     r.peak_memory = plugin.peak_memory();
     match outcome {
@@ -321,11 +274,14 @@ fn run(
                 broken.extend(dangling(&seen));
             }
         }
-        Err(CallError::BatchCap(m)) => broken.push(Violation {
-            rule: "batch-caps",
-            detail: CallError::BatchCap(m).to_string(),
-        }),
-        Err(e) => r.error = Some(e.to_string()),
+        Err(e) => match e.downcast::<CallError>() {
+            Ok(e @ CallError::BatchCap(_)) => broken.push(Violation {
+                rule: "batch-caps",
+                detail: e.to_string(),
+            }),
+            Ok(e) => r.error = Some(e.message()),
+            Err(e) => r.error = Some(format!("{e:#}")),
+        },
     }
     let names: HashMap<&str, &str> = (seen.group_list.iter())
         .map(|(id, name, ..)| (id.as_str(), name.as_str()))
@@ -344,6 +300,58 @@ fn run(
     }
     violations.extend(broken);
     r
+}
+
+/// The run's sink: counts, checks and shows what the plugin sends.
+struct Checks<'a> {
+    mapper: &'a Mapper,
+    limit: usize,
+    r: &'a mut RunReport,
+    seen: &'a mut Seen,
+    broken: &'a mut Vec<Violation>,
+}
+
+impl EntrySink for Checks<'_> {
+    fn batch(&mut self, _columns: &std::sync::Arc<[String]>) -> Result<bool> {
+        self.r.batches += 1;
+        Ok(true)
+    }
+
+    fn entry(&mut self, entry: Incoming) -> Result<bool> {
+        let (mapper, limit) = (self.mapper, self.limit);
+        object(
+            entry.into_object(),
+            mapper,
+            limit,
+            self.r,
+            self.seen,
+            self.broken,
+        );
+        Ok(true)
+    }
+
+    fn removed(&mut self, _kind: ObjectKind, _id: String) -> Result<bool> {
+        self.r.removed += 1;
+        Ok(true)
+    }
+
+    fn failed(&mut self, entry: String, reason: String) -> Result<bool> {
+        self.r.failed.push(FailedView { entry, reason });
+        Ok(true)
+    }
+
+    fn misfit(&mut self, row: Row, columns: usize) -> Result<bool> {
+        self.broken.push(Violation {
+            rule: "row-columns",
+            detail: format!(
+                "row {} has {} value lists for the batch's {} columns",
+                row.locator.as_deref().unwrap_or(&row.id),
+                row.values.len(),
+                columns
+            ),
+        });
+        Ok(true)
+    }
 }
 
 /// Notes one user or group: counts it, checks its id, maps and keeps the first few to show.

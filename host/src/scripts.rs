@@ -10,8 +10,9 @@ use crate::config::{config_err, Config, OnScriptError, SourceConfig};
 use crate::mapping::Mapper;
 use crate::reconcile::UserRecord;
 use crate::runtime::{
-    Entry, Limits, MapResult, MappingPlugin, ObjectKind, RunMode, RunRequest, Runtime, SourceObject,
+    Limits, MapResult, MappingPlugin, ObjectKind, RunMode, RunRequest, Runtime, SourceObject,
 };
+use crate::session::{self, EntrySink, Incoming};
 use crate::store::Store;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
@@ -148,11 +149,12 @@ pub fn check(rt: &Runtime, path: &Path) -> Result<std::result::Result<(), String
     let dir = path.parent().unwrap_or(Path::new("."));
     match mapping_plugin(rt, "script check", limits, Grants::new(dir), &config) {
         Ok(_) => Ok(Ok(())),
+        // The plugin reports a script that does not compile as its config error.
         Err(e) => match e.downcast_ref::<crate::runtime::CallError>() {
-            Some(crate::runtime::CallError::Plugin(m)) => Ok(Err(m
-                .strip_prefix("configuration error: ")
-                .unwrap_or(m)
-                .to_string())),
+            Some(crate::runtime::CallError::Plugin(p)) => Ok(Err(match p.kind {
+                crate::runtime::PluginErrorKind::Config => p.message.clone(),
+                _ => p.to_string(),
+            })),
             _ => Err(e),
         },
     }
@@ -202,15 +204,7 @@ pub fn run(rt: &Runtime, opts: &RunOptions) -> Result<Vec<RunEntry>> {
             (&bare, &bare.sources[0])
         }
     };
-    let opts_r = src
-        .options(&[])
-        .map_err(|e| config_err(format!("sources.{}: {e:#}", src.name)))?;
-    let mapper = Mapper::new(
-        &src.map,
-        opts_r.lowercase_usernames,
-        b"roster script run".to_vec(),
-    )
-    .map_err(|e| config_err(format!("sources.{}.map: {e:#}", src.name)))?;
+    let (_, mapper) = session::mapping(src, &[], b"roster script run".to_vec())?;
     let mut out = Vec::new();
     if let Some(input) = opts.input {
         let mut with_script = src.clone();
@@ -229,45 +223,83 @@ pub fn run(rt: &Runtime, opts: &RunOptions) -> Result<Vec<RunEntry>> {
     source
         .config
         .insert("script".into(), toml::Value::String(script));
-    let mut prepared = crate::sync::prepare(cfg, &source, None::<&Store>, rt)?;
-    let mut stage = MappingStage::prepare(cfg, &source, rt)?;
+    let mut prepared = session::prepare(cfg, &source, None::<&Store>, rt)?;
+    let stage = MappingStage::prepare(cfg, &source, rt)?;
     let request = RunRequest {
         config: prepared.config_json.clone(),
         mode: RunMode::Full,
         cursor: None,
     };
-    let plugin = &mut prepared.plugin;
-    let session = plugin.open(&request)?;
-    while let Some(batch) = plugin.next_batch(&session)? {
-        let mut users = Vec::new();
-        for e in batch.entries {
-            match e {
-                Entry::Object(o) if o.kind == ObjectKind::User => users.push(o),
-                Entry::Object(g) => out.push(RunEntry {
-                    entry: g.id.clone(),
-                    kind: "group",
-                    user: None,
-                    group: Some(crate::mapping::group_name(&g)),
-                    reason: None,
-                }),
-                Entry::Failed(f) => out.push(RunEntry {
-                    entry: f.locator,
-                    kind: "failed",
-                    user: None,
-                    group: None,
-                    reason: Some(f.reason),
-                }),
-                Entry::Row(_) | Entry::Removed(_) => {}
-            }
+    let mut sink = Shown {
+        mapper: &mapper,
+        stage,
+        users: Vec::new(),
+        out,
+    };
+    session::drive(&mut prepared.plugin, &request, &mut sink)?;
+    Ok(sink.out)
+}
+
+/// `script run`'s sink: a batch's users go through the mapping script (if any) at its end,
+/// then the mapping; groups, removals and failed entries are shown as they come.
+struct Shown<'a> {
+    mapper: &'a Mapper,
+    stage: Option<MappingStage>,
+    users: Vec<SourceObject>,
+    out: Vec<RunEntry>,
+}
+
+impl Shown<'_> {
+    fn show(&mut self, entry: String, kind: &'static str, group: Option<String>) -> Result<bool> {
+        self.out.push(RunEntry {
+            entry,
+            kind,
+            user: None,
+            group,
+            reason: None,
+        });
+        Ok(true)
+    }
+}
+
+impl EntrySink for Shown<'_> {
+    fn entry(&mut self, entry: Incoming) -> Result<bool> {
+        let obj = entry.into_object();
+        if obj.kind == ObjectKind::User {
+            self.users.push(obj);
+            return Ok(true);
         }
-        let scripted = match &mut stage {
+        let name = crate::mapping::group_name(&obj);
+        self.show(obj.id, "group", Some(name))
+    }
+
+    fn removed(&mut self, kind: ObjectKind, id: String) -> Result<bool> {
+        let _ = kind;
+        self.show(id, "removed", None)
+    }
+
+    fn failed(&mut self, locator: String, reason: String) -> Result<bool> {
+        self.out.push(RunEntry {
+            entry: locator,
+            kind: "failed",
+            user: None,
+            group: None,
+            reason: Some(reason),
+        });
+        Ok(true)
+    }
+
+    fn batch_end(&mut self) -> Result<bool> {
+        let users = std::mem::take(&mut self.users);
+        let scripted = match &mut self.stage {
             Some(stage) => stage.map(users)?,
             None => users.into_iter().map(Scripted::Keep).collect(),
         };
-        out.extend(scripted.into_iter().map(|s| mapped(&mapper, s)));
+        let mapper = self.mapper;
+        self.out
+            .extend(scripted.into_iter().map(|s| mapped(mapper, s)));
+        Ok(true)
     }
-    plugin.finish(&session)?;
-    Ok(out)
 }
 
 fn mapped(mapper: &Mapper, s: Scripted) -> RunEntry {

@@ -82,12 +82,15 @@ pub fn test(cfg: &Config, rt: &Runtime, name: &str) -> Result<Tested> {
     let store = (cfg.database.exists())
         .then(|| Store::open(&cfg.database))
         .transpose()?;
-    let mut p = crate::sync::prepare(cfg, src, store.as_ref(), rt)?;
+    let mut p = crate::session::prepare(cfg, src, store.as_ref(), rt)?;
     // A mapping that cannot be built fails before the source is contacted. A fixed PIN
     // key: the sample's fingerprints are never stored or shown.
-    let lowercase = src.options(&p.info.defaults)?.lowercase_usernames;
+    // Reported as before the typed config errors: by its message alone, exit code 1.
+    let lowercase = (src.options(&p.info.defaults))
+        .map_err(|e| anyhow!(e.message))?
+        .lowercase_usernames;
     let mapper = Mapper::new(&src.map, lowercase, b"sample".to_vec())?;
-    let report = (p.plugin.test(&p.config_json)).map_err(|e| anyhow!("{name}: {e}"))?;
+    let report = (p.plugin.test(&p.config_json)).map_err(|e| anyhow!("{name}: {}", e.message()))?;
     let sample = match &report.sample {
         None => None,
         Some(obj) => Some(match mapper.map(obj) {

@@ -21,7 +21,24 @@ pub struct EmitCtx {
     /// Batches written and not yet read back.
     pending: usize,
     /// Why a pushed batch was refused: the call fails with it, whatever the plugin returns.
-    pub refused: Option<crate::runtime::CallError>,
+    pub refused: Option<Refused>,
+}
+
+/// Why the host refused a pushed batch.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    OverCap(crate::batch::OverCap),
+    /// The spool failed (a full disk): the message says how.
+    Spool(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::OverCap(e) => e.fmt(f),
+            Refused::Spool(m) => f.write_str(m),
+        }
+    }
 }
 
 impl EmitCtx {
@@ -85,14 +102,14 @@ impl Host for EmitCtx {
         if let Some(e) = &self.refused {
             return Err(e.to_string());
         }
-        if let Err(e) = crate::runtime::check_batch(&batch) {
+        if let Err(e) = crate::batch::check(&batch) {
             let message = e.to_string();
-            self.refused = Some(e);
+            self.refused = Some(Refused::OverCap(e));
             return Err(message);
         }
         self.spool(&batch).map_err(|e| {
             let message = format!("spooling a batch: {e:#}");
-            self.refused = Some(crate::runtime::CallError::Plugin(message.clone()));
+            self.refused = Some(Refused::Spool(message.clone()));
             message
         })
     }
@@ -156,7 +173,7 @@ mod tests {
     #[test]
     fn a_batch_over_the_cap_is_refused_and_remembered() {
         let mut ctx = EmitCtx::default();
-        let many: Vec<String> = (0..=crate::runtime::MAX_BATCH_ENTRIES)
+        let many: Vec<String> = (0..=crate::batch::MAX_BATCH_ENTRIES)
             .map(|i| i.to_string())
             .collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();

@@ -1,12 +1,9 @@
 //! Limits applied to every plugin call.
 
-use super::{Batch, CallError, Entry};
+use super::{Batch, CallError};
+pub use crate::batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use std::time::Duration;
 
-/// At most this many entries per batch.
-pub const MAX_BATCH_ENTRIES: usize = 10_000;
-/// At most this many bytes of strings per batch.
-pub const MAX_BATCH_BYTES: usize = 64 << 20;
 /// Bytes wasmtime may copy out of the guest in one call: a full batch with room for its
 /// list and string headers. Past it the copy stops, so host memory stays bounded near
 /// `memory_limit` plus one batch.
@@ -88,51 +85,13 @@ pub(super) fn is_hostcall_fuel(e: &wasmtime::Error) -> bool {
 
 /// Rejects a batch over the entry or byte cap.
 pub(crate) fn check_batch(batch: &Batch) -> Result<(), CallError> {
-    let entries = &batch.entries;
-    if entries.len() > MAX_BATCH_ENTRIES {
-        return Err(CallError::BatchCap(format!("{} entries", entries.len())));
-    }
-    let bytes: usize = batch.columns.iter().map(String::len).sum::<usize>()
-        + entries.iter().map(entry_bytes).sum::<usize>();
-    if bytes > MAX_BATCH_BYTES {
-        return Err(CallError::BatchCap(format!("{bytes} bytes")));
-    }
-    Ok(())
-}
-
-fn entry_bytes(e: &Entry) -> usize {
-    match e {
-        Entry::Object(o) => {
-            o.id.len()
-                + o.attributes
-                    .iter()
-                    .map(|a| a.name.len() + a.values.iter().map(String::len).sum::<usize>())
-                    .sum::<usize>()
-                + o.member_of
-                    .iter()
-                    .chain(&o.members)
-                    .map(String::len)
-                    .sum::<usize>()
-        }
-        Entry::Row(r) => {
-            r.id.len()
-                + r.values
-                    .iter()
-                    .flatten()
-                    .chain(&r.member_of)
-                    .chain(&r.members)
-                    .map(String::len)
-                    .sum::<usize>()
-        }
-        Entry::Removed(r) => r.id.len(),
-        Entry::Failed(f) => f.locator.len() + f.reason.len(),
-    }
+    Ok(crate::batch::check(batch)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{ObjectKind, Row};
+    use crate::bindings::{Entry, ObjectKind, Row};
 
     fn row(id: &str, value: &str) -> Entry {
         Entry::Row(Row {

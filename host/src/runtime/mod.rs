@@ -19,17 +19,19 @@
 //! One owner per store, as Zed and Spin do, keeps wasmtime's `Store` single-threaded; the
 //! sync pipeline drives the plugin from its own thread, so calls look blocking to it.
 
+mod error;
 mod limits;
 
 pub use crate::bindings::{
     Attribute, Batch, Entry, MapResult, ObjectKind, PluginError, PluginInfo, Row, RunEnd, RunMode,
     RunRequest, SourceObject, TestReport,
 };
-pub(crate) use limits::check_batch;
+pub use error::{CallError, PluginErrorKind, PluginFailure, TrapCause};
 pub use limits::{Limits, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 
 use crate::bindings::mapper::Mapper;
 use crate::bindings::Source;
+use crate::caps::emit::Refused;
 use crate::caps::{files::Grants, Capabilities, CapabilitiesView};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -54,37 +56,6 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 
 /// The connector interface a source component must export.
 const CONNECTOR: &str = "roster:plugin/connector";
-
-/// What a call failed of. The message names the limit so the admin knows what to raise.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("{0}")]
-    Plugin(String),
-    #[error("plugin call `{call}` exceeded its timeout of {timeout:?} (deadline); raise `timeout` if the source is just slow")]
-    Deadline { call: String, timeout: Duration },
-    #[error("plugin exceeded its memory limit of {limit} bytes (memory_limit); raise `memory_limit` if the source needs more")]
-    Memory { limit: u64 },
-    #[error("plugin returned a batch over the cap ({0}); a batch may hold at most {max} entries and {max_bytes} bytes: send smaller batches", max = limits::MAX_BATCH_ENTRIES, max_bytes = limits::MAX_BATCH_BYTES)]
-    BatchCap(String),
-    #[error("plugin holds more than {MAX_HOST_HANDLES} host resources (open files, pollables, streams) at once, the per-plugin limit")]
-    Handles,
-    #[error("plugin trapped in `{call}`: {msg}")]
-    Trap { call: String, msg: String },
-    #[error("plugin can take no more calls: an earlier call failed")]
-    Spent,
-}
-
-impl CallError {
-    /// A plugin-reported error, worded by kind.
-    pub fn from_plugin(e: PluginError) -> Self {
-        CallError::Plugin(match e {
-            PluginError::Config(m) => format!("configuration error: {m}"),
-            PluginError::Authentication(m) => format!("authentication failed: {m}"),
-            PluginError::Unavailable(m) => format!("source unavailable (worth a retry): {m}"),
-            PluginError::BadData(m) => format!("bad data from source: {m}"),
-        })
-    }
-}
 
 /// Per-store data: WASI (with nothing granted), the capability contexts, the memory limiter.
 pub struct StoreData {
@@ -405,14 +376,14 @@ impl<B> Instance<B> {
                 return CallError::Handles;
             }
             if limits::is_hostcall_fuel(&e) {
-                return CallError::BatchCap(format!(
+                return CallError::BatchCap(crate::batch::OverCap(format!(
                     "over {} bytes in one call",
                     limits::HOSTCALL_FUEL
-                ));
+                )));
             }
             CallError::Trap {
                 call: name.into(),
-                msg: trap_cause(&e, panic),
+                cause: trap_cause(&e, panic),
             }
         })
     }
@@ -491,7 +462,10 @@ impl Plugin {
         });
         if let Some(refused) = self.store.data_mut().caps.emit.refused.take() {
             self.spent = true;
-            return Err(refused);
+            return Err(match refused {
+                Refused::OverCap(e) => CallError::BatchCap(e),
+                Refused::Spool(m) => CallError::Spool(m),
+            });
         }
         let batch = batch?.map_err(CallError::from_plugin)?;
         if let Some(batch) = &batch {
@@ -505,7 +479,7 @@ impl Plugin {
     }
 
     fn spooled(&mut self) -> Result<Option<Batch>, CallError> {
-        (self.store.data_mut().caps.emit.take()).map_err(|e| CallError::Plugin(format!("{e:#}")))
+        (self.store.data_mut().caps.emit.take()).map_err(|e| CallError::Spool(format!("{e:#}")))
     }
 
     pub fn finish(&mut self, session: &Session) -> Result<RunEnd, CallError> {
@@ -538,7 +512,7 @@ impl MappingPlugin {
         })?;
         if out.len() != objects.len() {
             self.spent = true;
-            return Err(CallError::Plugin(format!(
+            return Err(CallError::Contract(format!(
                 "the mapping plugin returned {} results for {} objects",
                 out.len(),
                 objects.len()
@@ -561,14 +535,20 @@ fn guest_panic(text: &str) -> Option<String> {
 
 /// A trap's cause in one line: the guest's panic message when it printed one, then the
 /// trap itself. The wasm backtrace stays in the debug log.
-fn trap_cause(e: &wasmtime::Error, panic: Option<String>) -> String {
-    let cause = match e.downcast_ref::<wasmtime::Trap>() {
+fn trap_cause(e: &wasmtime::Error, panic: Option<String>) -> TrapCause {
+    let trap = e.downcast_ref::<wasmtime::Trap>().copied();
+    let cause = match trap {
         Some(trap) => trap.to_string(),
         None => e.root_cause().to_string(),
     };
-    match panic {
+    let summary = match &panic {
         Some(p) => format!("{p} ({cause})"),
         None => cause,
+    };
+    TrapCause {
+        summary,
+        trap,
+        panic,
     }
 }
 
@@ -603,10 +583,10 @@ mod tests {
     fn a_trap_is_its_cause_with_the_panic_first() {
         let e = wasmtime::Error::from(wasmtime::Trap::UnreachableCodeReached)
             .context("error while executing at wasm backtrace:\n 0: 0x1 - <unknown>!f");
-        let cause = trap_cause(&e, None);
+        let cause = trap_cause(&e, None).summary;
         assert!(cause.contains("unreachable"), "{cause}");
         assert!(!cause.contains("backtrace"), "{cause}");
-        let with_panic = trap_cause(&e, Some("panicked at x: boom".into()));
+        let with_panic = trap_cause(&e, Some("panicked at x: boom".into())).summary;
         assert!(
             with_panic.starts_with("panicked at x: boom ("),
             "{with_panic}"

@@ -1,0 +1,83 @@
+//! One plugin session, whoever runs it (`sync`, `plugin test`, `sources test`, `script
+//! run`): [`prepare`] loads the source's plugin, checks its config against the keys the
+//! plugin declares and grants it what the config allows; [`drive`] runs it once into an
+//! [`EntrySink`]. Rows become objects in one place, [`Incoming`].
+
+mod config;
+mod drive;
+mod entry;
+
+pub use drive::{drive, EntrySink, RunEnd};
+pub use entry::{misfit_reason, Incoming};
+
+use crate::caps::files::Grants;
+use crate::caps::http::HttpCtx;
+use crate::caps::ldap::{LdapCtx, LdapSettings};
+use crate::config::{Config, ConfigError, SourceConfig};
+use crate::mapping::Mapper;
+use crate::reconcile::Options;
+use crate::runtime::{Limits, Plugin, PluginInfo, Runtime};
+use crate::store::Store;
+use anyhow::{anyhow, Result};
+
+/// A loaded, configured plugin ready for a run or a test.
+pub struct Prepared {
+    pub plugin: Plugin,
+    pub info: PluginInfo,
+    pub config_json: String,
+}
+
+/// Loads a source's plugin, checks its config against the keys the plugin declares, and
+/// grants it exactly the files its `file` keys (and `files = [...]`) name.
+pub fn prepare(
+    cfg: &Config,
+    src: &SourceConfig,
+    store: Option<&Store>,
+    rt: &Runtime,
+) -> Result<Prepared> {
+    let bytes = crate::plugins::resolve(&src.plugin, store, &cfg.database, &cfg.dir)?;
+    let component = rt
+        .load(&bytes)
+        .map_err(|e| anyhow!("plugin {}: {e:#}", src.plugin))?;
+    let limits = Limits {
+        timeout: src.timeout,
+        memory: src.memory_limit,
+    };
+    let mut plugin = rt.instantiate(&component, &src.name, limits, Grants::new(&cfg.dir))?;
+    let info = plugin.info()?;
+    let (config_json, grants) = config::plugin_config(src, &info, &cfg.dir)?;
+    // A plugin gets only the capabilities it declared, whatever the config would grant.
+    let declares = |name: &str| info.capabilities.iter().any(|c| c.name == name);
+    plugin.set_grants(grants);
+    plugin.capabilities().files.declared = declares("files");
+    // Only a plugin that declares `ldap` gets the source's connection, when it has one (the
+    // plugin's own config keys say whether `url` is required).
+    if declares("ldap") && src.config.contains_key("url") {
+        let ctx = format!("sources.{}.config", src.name);
+        let settings = LdapSettings::from_config(&src.config, &cfg.dir, &ctx)?;
+        plugin.capabilities().ldap = LdapCtx::new(settings);
+    }
+    if declares("http") {
+        let ctx = format!("sources.{}.config", src.name);
+        plugin.capabilities().http = HttpCtx::from_config(&info, &src.config, &cfg.dir, &ctx)?;
+    }
+    Ok(Prepared {
+        plugin,
+        info,
+        config_json,
+    })
+}
+
+/// The source's options (with the plugin's suggested defaults) and its `[map]`, checked.
+/// `pin_key` keys the PIN fingerprints (the store's, or a throwaway one where nothing is
+/// stored).
+pub fn mapping(
+    src: &SourceConfig,
+    plugin_defaults: &[(String, String)],
+    pin_key: Vec<u8>,
+) -> Result<(Options, Mapper), ConfigError> {
+    let opts = src.options(plugin_defaults)?;
+    let mapper = Mapper::new(&src.map, opts.lowercase_usernames, pin_key)
+        .map_err(|e| ConfigError::at(format!("sources.{}.map", src.name), format!("{e:#}")))?;
+    Ok((opts, mapper))
+}
