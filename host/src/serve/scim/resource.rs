@@ -281,6 +281,12 @@ fn key_of(obj: &Map<String, Value>, name: &str) -> Option<String> {
 fn locate(r: &Map<String, Value>, p: &AttrPath) -> Option<(Option<String>, String)> {
     match &p.uri {
         Some(uri) => {
+            // A whole extension, named by its URN (`...:enterprise:2.0:User`).
+            if p.sub.is_none() {
+                if let Some(k) = key_of(r, &format!("{uri}:{}", p.attr)) {
+                    return Some((None, k));
+                }
+            }
             // A core attribute named by its schema URN lives at the top.
             if let Some(Value::Array(schemas)) = r.get("schemas") {
                 let core = schemas.first().and_then(Value::as_str);
@@ -296,9 +302,7 @@ fn locate(r: &Map<String, Value>, p: &AttrPath) -> Option<(Option<String>, Strin
             if let Some(k) = key_of(r, &p.attr) {
                 return Some((None, k));
             }
-            // The whole extension named by its URN alone (`attributes=urn:...:User`) is
-            // not a path this parser yields; unqualified extension attributes are found
-            // in the extension objects.
+            // Unqualified extension attributes are found in the extension objects.
             r.iter().find_map(|(ext, v)| {
                 let obj = v.as_object().filter(|_| ext.starts_with("urn:"))?;
                 key_of(obj, &p.attr).map(|k| (Some(ext.clone()), k))
@@ -518,6 +522,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.apply(user(&alice(), BASE))["userName"], "asmith");
+    }
+
+    #[test]
+    fn whole_extensions_by_urn() {
+        let p = Projection::parse(Some(ENTERPRISE_USER), None).unwrap();
+        let u = p.apply(user(&alice(), BASE));
+        assert_eq!(u[ENTERPRISE_USER]["employeeNumber"], "1001");
+        assert!(u.get("userName").is_none());
+        let p = Projection::parse(None, Some(ROSTER_USER)).unwrap();
+        let u = p.apply(user(&alice(), BASE));
+        assert!(u.get(ROSTER_USER).is_none());
+        assert_eq!(u["userName"], "asmith");
     }
 
     #[test]
