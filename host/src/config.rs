@@ -54,8 +54,66 @@ pub fn config_err(msg: impl Into<String>) -> anyhow::Error {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     database: Option<toml::Value>,
+    serve: Option<RawServe>,
     #[serde(default)]
     sources: indexmap::IndexMap<String, RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    listen: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    public_url: Option<String>,
+    metrics_public: Option<bool>,
+}
+
+/// `[serve]`: how `roster serve` listens.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain and key (both or neither), resolved against the config's directory.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub public_url: Option<String>,
+    /// `/metrics` answers without a token.
+    pub metrics_public: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: ([127, 0, 0, 1], 8642).into(),
+            tls: None,
+            public_url: None,
+            metrics_public: false,
+        }
+    }
+}
+
+impl ServeConfig {
+    fn from_raw(raw: RawServe, dir: &Path) -> Result<Self> {
+        let mut s = ServeConfig::default();
+        if let Some(l) = raw.listen {
+            s.listen = l.parse().map_err(|_| {
+                anyhow!(
+                    "serve.listen: expected an address and port like \"127.0.0.1:8642\", got {l:?}"
+                )
+            })?;
+        }
+        s.tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(c), Some(k)) => Some((dir.join(c), dir.join(k))),
+            (None, None) => None,
+            (Some(_), None) => bail!("serve.tls_key: required with serve.tls_cert"),
+            (None, Some(_)) => bail!("serve.tls_cert: required with serve.tls_key"),
+        };
+        if let Some(u) = raw.public_url {
+            url::Url::parse(&u).map_err(|e| anyhow!("serve.public_url: {e}: {u:?}"))?;
+            s.public_url = Some(u.trim_end_matches('/').to_string());
+        }
+        s.metrics_public = raw.metrics_public.unwrap_or(false);
+        Ok(s)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +136,9 @@ struct RawSource {
     mapping: Option<toml::Value>,
     script_max_operations: Option<u64>,
     on_script_error: Option<OnScriptError>,
+    /// `roster serve` runs the source by itself: an interval or a cron expression.
+    schedule: Option<String>,
+    timezone: Option<String>,
     #[serde(default)]
     config: toml::Table,
     #[serde(default)]
@@ -101,6 +162,7 @@ pub struct Config {
     /// Directory of the config file: relative paths resolve against it.
     pub dir: PathBuf,
     pub database: PathBuf,
+    pub serve: ServeConfig,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -125,6 +187,8 @@ pub struct SourceConfig {
     /// run for a script source).
     pub script_max_operations: Option<u64>,
     pub on_script_error: OnScriptError,
+    /// When `roster serve` runs it by itself; none: on request only.
+    pub schedule: Option<crate::schedule::Schedule>,
     /// The plugin's own keys, unresolved (secret references intact).
     pub config: toml::Table,
     /// `[map]` overrides: field name → templates.
@@ -167,8 +231,13 @@ impl Config {
             let ctx = format!("sources.{name}");
             sources.push(SourceConfig::from_raw(name, raw, dir).context(ctx)?);
         }
+        let serve = match raw.serve {
+            Some(s) => ServeConfig::from_raw(s, dir)?,
+            None => ServeConfig::default(),
+        };
         Ok(Config {
             database: dir.join(database),
+            serve,
             dir: dir.to_path_buf(),
             sources,
         })
@@ -224,7 +293,13 @@ impl SourceConfig {
             };
             map.push((field, templates));
         }
+        let schedule = match (&raw.schedule, &raw.timezone) {
+            (Some(s), tz) => Some(crate::schedule::Schedule::parse(s, tz.as_deref())?),
+            (None, Some(_)) => bail!("timezone: set only with a cron `schedule`"),
+            (None, None) => None,
+        };
         Ok(SourceConfig {
+            schedule,
             name,
             plugin,
             pair_by: raw.pair_by,
@@ -468,6 +543,37 @@ mod tests {
         assert_eq!(c.sources[0].on_script_error, OnScriptError::Fail);
         let e = parse("[sources.a]\nplugin='csv'\non_script_error='ignore'").unwrap_err();
         assert!(format!("{e:#}").contains("on_script_error"), "{e:#}");
+    }
+
+    #[test]
+    fn serve_and_schedules() {
+        let c = parse("[serve]\nlisten='0.0.0.0:9000'\ntls_cert='c.pem'\ntls_key='k.pem'\n[sources.a]\nplugin='csv'\nschedule='30m'\n[sources.b]\nplugin='csv'\nschedule='0 2 * * *'\ntimezone='Europe/Prague'").unwrap();
+        assert_eq!(c.serve.listen.port(), 9000);
+        assert_eq!(c.serve.tls.as_ref().unwrap().1, Path::new("/tmp/k.pem"));
+        assert_eq!(
+            c.sources[0].schedule.as_ref().unwrap().describe(),
+            "every 30m"
+        );
+        assert!(c.sources[1].schedule.is_some());
+        assert!(parse("[sources.a]\nplugin='csv'").unwrap().sources[0]
+            .schedule
+            .is_none());
+        for (bad, key) in [
+            ("[serve]\nlisten='here'", "serve.listen"),
+            ("[serve]\ntls_cert='c.pem'", "serve.tls_key"),
+            ("[serve]\nlistn='x'", "listn"),
+            (
+                "[sources.a]\nplugin='csv'\nschedule='0 2 * *'",
+                "sources.a: schedule",
+            ),
+            (
+                "[sources.a]\nplugin='csv'\nschedule='0 2 * * *'\ntimezone='Nowhere'",
+                "sources.a: timezone",
+            ),
+        ] {
+            let e = format!("{:#}", parse(bad).unwrap_err());
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub fn test(
     let component = rt.load(&bytes)?;
     let load_ms = ms(t);
     let t = std::time::Instant::now();
-    let info = crate::plugins::inspect_loaded(rt, &component, &cfg.dir)?;
+    let info = crate::plugins::inspect_loaded(rt, &component)?;
     let startup = Startup {
         load_ms,
         first_info_ms: ms(t),

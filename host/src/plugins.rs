@@ -1,7 +1,8 @@
 //! Where plugins come from: built-ins embedded in the binary, installed plugins in the
 //! `plugins/` directory next to the database, or a .wasm path in the config.
 
-use crate::caps::files::Grants;
+use crate::caps::grant::Capability;
+use crate::caps::Capabilities;
 use crate::config::config_err;
 use crate::runtime::{Limits, PluginInfo, Runtime};
 use crate::store::{PluginRow, Store};
@@ -73,22 +74,21 @@ pub fn resolve(
     )))
 }
 
-/// Loads a component and asks it to describe itself. File grants resolve against `dir`.
-pub fn inspect(rt: &Runtime, bytes: &[u8], dir: &Path) -> Result<PluginInfo> {
-    inspect_loaded(rt, &rt.load(bytes)?, dir)
+/// Loads a component and asks it to describe itself, with nothing granted.
+pub fn inspect(rt: &Runtime, bytes: &[u8]) -> Result<PluginInfo> {
+    inspect_loaded(rt, &rt.load(bytes)?)
 }
 
 /// [`inspect`] of a component already loaded.
 pub fn inspect_loaded(
     rt: &Runtime,
     component: &wasmtime::component::Component,
-    dir: &Path,
 ) -> Result<PluginInfo> {
     let limits = Limits {
         timeout: std::time::Duration::from_secs(10),
         memory: 256 << 20,
     };
-    let mut plugin = rt.instantiate(component, "inspect", limits, Grants::new(dir))?;
+    let mut plugin = rt.instantiate(component, limits, Capabilities::none("inspect"))?;
     Ok(plugin.info()?)
 }
 
@@ -102,7 +102,12 @@ pub struct Installed {
 
 /// Capabilities this host provides. A plugin gets those it declares, as far as the source
 /// config grants them; a name outside this list grants nothing.
-pub const CAPABILITIES: &[&str] = &["files", "ldap", "http", "log"];
+pub const CAPABILITIES: [&str; 4] = [
+    Capability::Files.name(),
+    Capability::Ldap.name(),
+    Capability::Http.name(),
+    Capability::Log.name(),
+];
 
 /// What the admin reviews before a plugin is installed: who it says it is, the exact
 /// bytes (sha256), what it may reach and which config keys it reads.
@@ -117,14 +122,9 @@ pub struct Review {
 
 /// Reads `file` and checks that it is a connector component of a contract version this
 /// host speaks; nothing is written.
-pub fn review(
-    rt: &Runtime,
-    config_dir: &Path,
-    file: &Path,
-    name: Option<String>,
-) -> Result<Review> {
+pub fn review(rt: &Runtime, file: &Path, name: Option<String>) -> Result<Review> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let info = inspect(rt, &bytes, config_dir).map_err(|e| {
+    let info = inspect(rt, &bytes).map_err(|e| {
         anyhow!(
             "{} is not a roster connector component: {e:#}",
             file.display()
@@ -205,9 +205,9 @@ pub fn review_upgrade(
     };
     // The installed bytes are checked against their recorded sha256 as for a run.
     let old_bytes = resolve(name, Some(store), database, config_dir)?;
-    let old = inspect(rt, &old_bytes, config_dir)
-        .with_context(|| format!("inspecting the installed {name}"))?;
-    let review = review(rt, config_dir, file, Some(name.to_string()))?;
+    let old =
+        inspect(rt, &old_bytes).with_context(|| format!("inspecting the installed {name}"))?;
+    let review = review(rt, file, Some(name.to_string()))?;
     let caps =
         |i: &PluginInfo| -> Vec<String> { i.capabilities.iter().map(|c| c.name.clone()).collect() };
     let keys =

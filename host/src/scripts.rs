@@ -5,7 +5,8 @@
 //! and inside Rhai under an operation budget and size limits. The host reads a mapping
 //! script's text and hands it over in `init`; the plugin reads nothing it was not granted.
 
-use crate::caps::files::Grants;
+use crate::caps::grant::grant_mapping;
+use crate::caps::Capabilities;
 use crate::config::{config_err, Config, OnScriptError, SourceConfig};
 use crate::mapping::Mapper;
 use crate::reconcile::UserRecord;
@@ -57,14 +58,13 @@ fn file_name(path: &Path) -> String {
 /// Instantiates the script plugin's mapping side and hands it `config` (JSON).
 fn mapping_plugin(
     rt: &Runtime,
-    source: &str,
     limits: Limits,
-    grants: Grants,
+    caps: Capabilities,
     config: &serde_json::Value,
 ) -> Result<MappingPlugin> {
     let bytes = crate::plugins::builtin(PLUGIN).context("the script plugin is not built in")?;
     let component = rt.load(bytes)?;
-    let mut plugin = rt.instantiate_mapper(&component, source, limits, grants)?;
+    let mut plugin = rt.instantiate_mapper(&component, limits, caps)?;
     plugin.init(&config.to_string())?;
     Ok(plugin)
 }
@@ -83,15 +83,11 @@ impl MappingStage {
         if let Some(n) = src.script_max_operations {
             config["max_operations"] = n.into();
         }
-        let mut grants = Grants::new(&cfg.dir);
-        for f in &src.files {
-            grants.grant(f);
-        }
         let limits = Limits {
             timeout: src.timeout,
             memory: src.memory_limit,
         };
-        let plugin = mapping_plugin(rt, &src.name, limits, grants, &config)
+        let plugin = mapping_plugin(rt, limits, grant_mapping(src, &cfg.dir), &config)
             .map_err(|e| config_err(format!("{ctx}: {e:#}")))?;
         Ok(Some(MappingStage {
             plugin,
@@ -146,8 +142,7 @@ pub fn check(rt: &Runtime, path: &Path) -> Result<std::result::Result<(), String
         timeout: Duration::from_secs(60),
         memory: 256 << 20,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    match mapping_plugin(rt, "script check", limits, Grants::new(dir), &config) {
+    match mapping_plugin(rt, limits, Capabilities::none("script check"), &config) {
         Ok(_) => Ok(Ok(())),
         // The plugin reports a script that does not compile as its config error.
         Err(e) => match e.downcast_ref::<crate::runtime::CallError>() {

@@ -79,7 +79,9 @@ pub struct FilesCtx {
 }
 
 impl FilesCtx {
-    pub fn new(grants: Grants) -> Self {
+    /// The context of a plugin that declared `files`, with what the config grants it.
+    /// Without it (the default) every open is denied.
+    pub fn granted(grants: Grants) -> Self {
         FilesCtx {
             grants,
             declared: true,
@@ -244,7 +246,7 @@ mod tests {
         let d = dir();
         let mut g = Grants::new(d.path());
         g.grant("users.csv");
-        let mut ctx = FilesCtx::new(g);
+        let mut ctx = FilesCtx::granted(g);
         let mut table = ResourceTable::new();
         let mut view = FilesView {
             ctx: &mut ctx,

@@ -7,6 +7,7 @@
 
 pub mod emit;
 pub mod files;
+pub mod grant;
 pub mod http;
 pub mod io;
 pub mod ldap;
@@ -23,19 +24,6 @@ pub struct Capabilities {
     pub ldap: ldap::LdapCtx,
     pub http: http::HttpCtx,
     pub emit: emit::EmitCtx,
-}
-
-impl Capabilities {
-    /// A plugin of `source` with the given file grants and nothing else.
-    pub fn new(source: &str, grants: files::Grants) -> Self {
-        Capabilities {
-            files: files::FilesCtx::new(grants),
-            log: log::LogCtx {
-                source: source.to_string(),
-            },
-            ..Default::default()
-        }
-    }
 }
 
 /// Store data that holds the capabilities and the resource table their handles live in.

@@ -8,8 +8,10 @@ mod output;
 mod plugin;
 mod runs;
 mod script;
+mod serve;
 mod sources;
 mod sync;
+mod tokens;
 mod users;
 
 use anyhow::Result;
@@ -65,6 +67,11 @@ enum Command {
     /// Installed plugins.
     #[command(subcommand)]
     Plugin(plugin::Plugin),
+    /// Run as a service: schedules, an HTTP API, a web console and metrics.
+    Serve(serve::Serve),
+    /// API tokens of `roster serve`.
+    #[command(subcommand)]
+    Tokens(tokens::Tokens),
     /// Sandboxed Rhai scripts: check or try one.
     #[command(subcommand)]
     Script(script::Script),
@@ -83,7 +90,9 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    // A service logs what it does; a command only what goes wrong.
+    let service = matches!(cli.command, Command::Serve(_));
+    init_logging(cli.verbose.max(service as u8), cli.quiet);
     match run(cli) {
         Ok(code) => code,
         Err(e) if output::is_closed_pipe(&e) => 0,
@@ -110,6 +119,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Sources(c) => c.run(config),
         Command::Plugin(c) => c.run(config),
         Command::Script(c) => c.run(config),
+        Command::Serve(c) => c.run(config),
+        Command::Tokens(c) => c.run(config),
         Command::Completions(c) => c.run(Cli::command()),
         Command::Man(c) => c.run(Cli::command()),
     }

@@ -98,7 +98,7 @@ impl Plugin {
         match self {
             Plugin::Install { file, name, yes } => {
                 let rt = plugins::runtime(&cfg.database)?;
-                let review = plugins::review(&rt, &cfg.dir, &file, name)?;
+                let review = plugins::review(&rt, &file, name)?;
                 show_review(&review.name, &review.info, &review.sha256);
                 if !confirm("install it?", yes)? {
                     return Ok(1);
@@ -157,7 +157,7 @@ impl Plugin {
             Plugin::Inspect { name } => {
                 let bytes = plugins::resolve(&name, Some(&store), &cfg.database, &cfg.dir)?;
                 let rt = plugins::runtime(&cfg.database)?;
-                let info = plugins::inspect(&rt, &bytes, &cfg.dir)?;
+                let info = plugins::inspect(&rt, &bytes)?;
                 // All of it is the plugin's own text.
                 println!("{} {}", clean(&info.name), clean(&info.version));
                 println!("{}", clean_text(&info.description));

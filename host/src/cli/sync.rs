@@ -26,6 +26,16 @@ pub struct Sync {
 }
 
 impl Sync {
+    /// `roster sync --force SOURCE`.
+    pub fn forced(source: &str) -> Sync {
+        Sync {
+            sources: vec![source.to_string()],
+            dry_run: false,
+            force: true,
+            json: false,
+        }
+    }
+
     pub fn run(self, config: &Path) -> Result<i32> {
         let cfg = Config::load(config)?;
         let t = Instant::now();
@@ -40,9 +50,32 @@ impl Sync {
         let flags = SyncFlags {
             dry_run: self.dry_run,
             force: self.force,
+            hold: false,
         };
+        // A source another roster process (such as `roster serve`) is running is left to it.
+        let mut busy = false;
+        let mut names = Vec::new();
+        let selected: Vec<String> = if self.sources.is_empty() {
+            cfg.sources.iter().map(|s| s.name.clone()).collect()
+        } else {
+            self.sources.clone()
+        };
+        for name in selected {
+            match store.running_elsewhere(&name)? {
+                Some((pid, since)) if !self.dry_run => {
+                    eprintln!(
+                        "error: source {name} is being synced by roster process {pid} (since {since}); not run"
+                    );
+                    busy = true;
+                }
+                _ => names.push(name),
+            }
+        }
+        if busy && names.is_empty() {
+            return Ok(1);
+        }
         let mut sync = |observer: &mut dyn SyncObserver| {
-            roster::sync::sync(&cfg, &mut store, &rt, &self.sources, flags, observer)
+            roster::sync::sync(&cfg, &mut store, &rt, &names, flags, observer)
         };
         let results = if self.json {
             let mut printer = Json::default();
@@ -57,7 +90,7 @@ impl Sync {
         };
         Ok(if results.iter().any(|r| r.config_error) {
             2
-        } else if results.iter().all(|r| r.status == Status::Ok) {
+        } else if !busy && results.iter().all(|r| r.status == Status::Ok) {
             0
         } else {
             1

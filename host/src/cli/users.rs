@@ -56,6 +56,7 @@ impl Users {
                     source,
                     group,
                     search,
+                    ..Default::default()
                 };
                 if as_json {
                     // The same pretty array as a whole-list print, one element at a time.

@@ -32,7 +32,7 @@ pub use limits::{Limits, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::bindings::mapper::Mapper;
 use crate::bindings::Source;
 use crate::caps::emit::Refused;
-use crate::caps::{files::Grants, Capabilities, CapabilitiesView};
+use crate::caps::{Capabilities, CapabilitiesView};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -190,35 +190,34 @@ impl Runtime {
         Ok(())
     }
 
-    /// Instantiate a connector with its limits and file grants.
+    /// Instantiate a connector with its limits and what it is granted (see
+    /// [`crate::caps::grant`]; a connector is often instantiated with nothing and granted
+    /// its capabilities once its `info` is known).
     pub fn instantiate(
         &self,
         component: &Component,
-        source: &str,
         limits: Limits,
-        grants: Grants,
+        caps: Capabilities,
     ) -> Result<Plugin> {
         self.check_contract(component)?;
-        self.instance(component, source, limits, grants)
+        self.instance(component, limits, caps)
     }
 
-    /// Instantiate a mapping plugin (world `mapper`) with its limits and file grants.
+    /// Instantiate a mapping plugin (world `mapper`) with its limits and grants.
     pub fn instantiate_mapper(
         &self,
         component: &Component,
-        source: &str,
         limits: Limits,
-        grants: Grants,
+        caps: Capabilities,
     ) -> Result<MappingPlugin> {
-        self.instance(component, source, limits, grants)
+        self.instance(component, limits, caps)
     }
 
     fn instance<B: Bindings>(
         &self,
         component: &Component,
-        source: &str,
         limits: Limits,
-        grants: Grants,
+        caps: Capabilities,
     ) -> Result<Instance<B>> {
         let stdout = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
         let stderr = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
@@ -233,7 +232,7 @@ impl Runtime {
             wasi,
             table,
             limiter: limits::MemoryLimiter::new(limits.memory),
-            caps: Capabilities::new(source, grants),
+            caps,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -412,14 +411,10 @@ impl<B> Instance<B> {
         self.store.data().limiter.peak()
     }
 
-    /// Sets the files this plugin may read (known once its config is checked).
-    pub fn set_grants(&mut self, grants: Grants) {
-        self.store.data_mut().caps.files.grants = grants;
-    }
-
-    /// The capability contexts, to grant what the source's config allows.
-    pub fn capabilities(&mut self) -> &mut Capabilities {
-        &mut self.store.data_mut().caps
+    /// Grants what the source's config allows, once the plugin's `info` is known. Only
+    /// before a run: it replaces every capability's context.
+    pub fn set_capabilities(&mut self, caps: Capabilities) {
+        self.store.data_mut().caps = caps;
     }
 }
 

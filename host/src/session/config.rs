@@ -2,22 +2,18 @@
 //! declares, into the JSON the plugin is handed.
 
 use crate::bindings::KeyType;
-use crate::caps::files::Grants;
 use crate::config::{resolve_string, ConfigError, SourceConfig};
 use crate::runtime::PluginInfo;
 use std::path::Path;
 
-/// The JSON handed to the plugin: secret-typed keys withheld, references resolved.
+/// The JSON handed to the plugin: secret-typed keys withheld, references resolved. What
+/// the keys grant is decided apart, by [`crate::caps::grant`].
 pub(super) fn plugin_config(
     src: &SourceConfig,
     info: &PluginInfo,
     dir: &Path,
-) -> Result<(String, Grants), ConfigError> {
+) -> Result<String, ConfigError> {
     let ctx = format!("sources.{}.config", src.name);
-    let mut grants = Grants::new(dir);
-    for f in &src.files {
-        grants.grant(f);
-    }
     let mut out = serde_json::Map::new();
     for (key, value) in &src.config {
         let Some(decl) = info.config_keys.iter().find(|k| &k.name == key) else {
@@ -39,14 +35,12 @@ pub(super) fn plugin_config(
             }
             (KeyType::File, v) => {
                 let path = resolve_string(v, dir, &format!("{ctx}.{key}"))?.0;
-                grants.grant(&path);
                 serde_json::Value::String(path)
             }
             (KeyType::Files, toml::Value::Array(a)) => {
                 let mut paths = Vec::new();
                 for (i, v) in a.iter().enumerate() {
                     let path = resolve_string(v, dir, &format!("{ctx}.{key}[{i}]"))?.0;
-                    grants.grant(&path);
                     paths.push(serde_json::Value::String(path));
                 }
                 paths.into()
@@ -99,7 +93,7 @@ pub(super) fn plugin_config(
             ));
         }
     }
-    Ok((serde_json::Value::Object(out).to_string(), grants))
+    Ok(serde_json::Value::Object(out).to_string())
 }
 
 fn toml_to_json(v: &toml::Value, dir: &Path, ctx: &str) -> Result<serde_json::Value, ConfigError> {

@@ -10,9 +10,8 @@ mod entry;
 pub use drive::{drive, EntrySink, RunEnd};
 pub use entry::{misfit_reason, Incoming};
 
-use crate::caps::files::Grants;
-use crate::caps::http::HttpCtx;
-use crate::caps::ldap::{LdapCtx, LdapSettings};
+use crate::caps::grant::grant;
+use crate::caps::Capabilities;
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::mapping::Mapper;
 use crate::reconcile::Options;
@@ -28,7 +27,7 @@ pub struct Prepared {
 }
 
 /// Loads a source's plugin, checks its config against the keys the plugin declares, and
-/// grants it exactly the files its `file` keys (and `files = [...]`) name.
+/// grants it what it declares as far as the config allows ([`grant`]).
 pub fn prepare(
     cfg: &Config,
     src: &SourceConfig,
@@ -43,24 +42,11 @@ pub fn prepare(
         timeout: src.timeout,
         memory: src.memory_limit,
     };
-    let mut plugin = rt.instantiate(&component, &src.name, limits, Grants::new(&cfg.dir))?;
+    // Nothing is granted until the plugin has said what it declares.
+    let mut plugin = rt.instantiate(&component, limits, Capabilities::none(&src.name))?;
     let info = plugin.info()?;
-    let (config_json, grants) = config::plugin_config(src, &info, &cfg.dir)?;
-    // A plugin gets only the capabilities it declared, whatever the config would grant.
-    let declares = |name: &str| info.capabilities.iter().any(|c| c.name == name);
-    plugin.set_grants(grants);
-    plugin.capabilities().files.declared = declares("files");
-    // Only a plugin that declares `ldap` gets the source's connection, when it has one (the
-    // plugin's own config keys say whether `url` is required).
-    if declares("ldap") && src.config.contains_key("url") {
-        let ctx = format!("sources.{}.config", src.name);
-        let settings = LdapSettings::from_config(&src.config, &cfg.dir, &ctx)?;
-        plugin.capabilities().ldap = LdapCtx::new(settings);
-    }
-    if declares("http") {
-        let ctx = format!("sources.{}.config", src.name);
-        plugin.capabilities().http = HttpCtx::from_config(&info, &src.config, &cfg.dir, &ctx)?;
-    }
+    let config_json = config::plugin_config(src, &info, &cfg.dir)?;
+    plugin.set_capabilities(grant(&info, src, &cfg.dir)?);
     Ok(Prepared {
         plugin,
         info,

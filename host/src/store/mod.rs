@@ -2,9 +2,11 @@
 
 mod run;
 mod scim;
+mod service;
 
 pub use run::{Counts, ErrorItem, Outcome, PlanItem, Run, Status};
 pub use scim::{ScimGroupRow, ScimQuery, ScimResource, ScimUserRow};
+pub use service::{Held, RunPage, TokenRow};
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -127,6 +129,31 @@ CREATE TABLE plugins(
 ALTER TABLE links ADD COLUMN raw_hash INTEGER;
 "#,
     r#"
+-- API tokens of `roster serve`: only the SHA-256 of each token is kept. `source` binds a
+-- token to one source (roles such as scim-push).
+CREATE TABLE tokens(
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    source TEXT,
+    hash BLOB NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+-- Runs the deletion guard stopped in service mode: their plan, kept for an admin's decision.
+-- An undecided one holds its source's scheduled runs.
+CREATE TABLE held_runs(
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    held_at TEXT NOT NULL,
+    decision TEXT,
+    decided_by TEXT,
+    decided_at TEXT,
+    rerun_id INTEGER
+);
+CREATE INDEX held_runs_open ON held_runs(source) WHERE decision IS NULL;
+CREATE INDEX runs_source ON runs(source, id);
+"#,
+    r#"
 -- SCIM's userName is case-insensitive: `filter=userName eq "X"` is answered from this index.
 CREATE INDEX users_username_nocase ON users(username COLLATE NOCASE);
 "#,
@@ -174,6 +201,10 @@ pub struct UserFilter {
     /// A case-insensitive piece of the username, an alias, the full name, the email, the
     /// personal number or a card.
     pub search: Option<String>,
+    /// Only usernames after this one (cursor paging).
+    pub after: Option<String>,
+    /// At most this many users.
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -198,10 +229,15 @@ pub struct RunView {
     pub notices: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView>>,
+    /// The deletion guard stopped it in service mode: its plan and the decision on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct EventView {
+    #[serde(skip)]
+    pub seq: i64,
     pub entry: String,
     pub action: String,
     pub reason: Option<String>,
@@ -261,7 +297,7 @@ impl Store {
 
     /// Runs left running by a process that no longer exists were interrupted (a crash or
     /// kill): their transaction never committed.
-    fn mark_interrupted(&self) -> Result<()> {
+    pub(crate) fn mark_interrupted(&self) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, pid FROM runs WHERE status = ?1")?;
@@ -322,7 +358,12 @@ impl Store {
     }
 
     pub fn users(&self, all: bool) -> Result<Vec<UserView>> {
-        self.query_users(if all { "1" } else { "u.active = 1" }, [], false)
+        let filter = if all {
+            "1 ORDER BY u.username"
+        } else {
+            "u.active = 1 ORDER BY u.username"
+        };
+        self.query_users(filter, [], false)
     }
 
     /// The users `filter` selects, sorted by username, handed to `each` one at a time as
@@ -345,23 +386,29 @@ impl Store {
                  OR EXISTS (SELECT 1 FROM names n WHERE n.user_id = u.id AND n.alias = 1
                             AND instr(lower(n.name), ?5))
                  OR EXISTS (SELECT 1 FROM cards c WHERE c.user_id = u.id
-                            AND instr(lower(c.card), ?5)))";
+                            AND instr(lower(c.card), ?5)))
+            AND (?6 IS NULL OR u.username > ?6)";
         let search = filter.search.as_ref().map(|s| s.to_lowercase());
         let p = params![
             filter.all || filter.inactive,
             filter.inactive,
             filter.source,
             filter.group,
-            search
+            search,
+            filter.after
         ];
-        self.each_user_where(sql, p, false, &mut each)
+        let sql = match filter.limit {
+            Some(n) => format!("{sql} ORDER BY u.username LIMIT {n}"),
+            None => format!("{sql} ORDER BY u.username"),
+        };
+        self.each_user_where(&sql, p, false, &mut each)
     }
 
     /// A user by username or alias.
     pub fn user(&self, name: &str) -> Result<Option<UserView>> {
         Ok(self
             .query_users(
-                "u.id = (SELECT user_id FROM names WHERE name = ?1)",
+                "u.id = (SELECT user_id FROM names WHERE name = ?1) ORDER BY u.username",
                 [name],
                 true,
             )?
@@ -397,7 +444,7 @@ impl Store {
                     (SELECT json_group_array(path) FROM (SELECT g.path FROM memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = u.id ORDER BY g.path)),
                     EXISTS (SELECT 1 FROM pins WHERE user_id = u.id)
              FROM users u LEFT JOIN sources s ON s.id = u.source_id
-             WHERE {filter} ORDER BY u.username"
+             WHERE {filter}"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
@@ -442,7 +489,7 @@ impl Store {
     }
 
     pub fn runs(&self) -> Result<Vec<RunView>> {
-        self.query_runs("1", [])
+        self.query_runs("1 ORDER BY id DESC", [])
     }
 
     pub fn run(&self, id: i64) -> Result<Option<RunView>> {
@@ -450,24 +497,30 @@ impl Store {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare(
-            "SELECT entry, action, reason FROM run_events WHERE run_id = ?1 ORDER BY seq",
+            "SELECT entry, action, reason, seq FROM run_events WHERE run_id = ?1 ORDER BY seq",
         )?;
         let events = stmt.query_map([id], |r| {
             Ok(EventView {
                 entry: r.get(0)?,
                 action: r.get(1)?,
                 reason: r.get(2)?,
+                seq: r.get(3)?,
             })
         })?;
         run.events = Some(events.collect::<Result<_, _>>()?);
+        run.held = self.held(id)?;
         Ok(Some(run))
     }
 
-    fn query_runs<P: rusqlite::Params>(&self, filter: &str, p: P) -> Result<Vec<RunView>> {
+    pub(crate) fn query_runs<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        p: P,
+    ) -> Result<Vec<RunView>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, source, status, mode, started, finished, created, updated, unchanged,
                     deactivated, reactivated, deleted, failed, message, notices
-             FROM runs WHERE {filter} ORDER BY id DESC"
+             FROM runs WHERE {filter}"
         ))?;
         let rows = stmt.query_map(p, |r| {
             Ok(RunView {
@@ -492,6 +545,7 @@ impl Store {
                     .and_then(|s| serde_json::from_str(&s).ok())
                     .unwrap_or_default(),
                 events: None,
+                held: None,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -41,7 +41,14 @@ pub struct SourceResult {
 pub struct SyncFlags {
     pub dry_run: bool,
     pub force: bool,
+    /// A run the deletion guard stops keeps its whole plan in its result (service mode).
+    pub hold: bool,
 }
+
+/// A run stopped because its observer asked ([`SyncObserver::cancelled`]).
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled: roster is shutting down; nothing of this run was applied")]
+pub struct Cancelled;
 
 /// Receives a sync's progress and results, like ripgrep's `Sink`: the CLI shows them as
 /// progress bars and tables or as JSON, a daemon as events. Calls come from the thread that
@@ -50,6 +57,8 @@ pub struct SyncFlags {
 pub trait SyncObserver {
     /// The source's run starts: its plugin loads next.
     fn source_started(&mut self, _source: &str) {}
+    /// The run's record exists (a dry run has none): the plugin is loaded and reading begins.
+    fn run_began(&mut self, _source: &str, _run_id: Option<i64>) {}
     /// `entries` entries of the source have been read and staged so far.
     fn entries_read(&mut self, _source: &str, _entries: u64) {}
     /// All `entries` were read; the merge into the database begins.
@@ -58,6 +67,11 @@ pub trait SyncObserver {
     fn notice(&mut self, _source: &str, _notice: &str) {}
     /// The source's run ended, whichever way.
     fn source_finished(&mut self, result: SourceResult);
+    /// Asked between batches: true stops the run, which then changes nothing and is
+    /// recorded as cancelled.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Runs the named sources (all when empty), each independently: a failing source does not
@@ -139,14 +153,20 @@ fn failed(
         Some(c) => c.message(),
         None => format!("{e:#}"),
     };
-    tracing::error!(
-        "source {}: run failed, nothing was changed: {message}",
-        src.name
-    );
+    let status = if e.downcast_ref::<Cancelled>().is_some() {
+        tracing::warn!("source {}: {message}", src.name);
+        Status::Cancelled
+    } else {
+        tracing::error!(
+            "source {}: run failed, nothing was changed: {message}",
+            src.name
+        );
+        Status::Failed
+    };
     SourceResult {
         source: src.name.clone(),
         run_id,
-        status: Status::Failed,
+        status,
         dry_run: flags.dry_run,
         mode: "full",
         counts: Counts::default(),
@@ -199,11 +219,15 @@ fn sync_source(
     let warn_unused = !(prepared.info.defaults.iter())
         .any(|(k, v)| k == "warn_unused_attributes" && v == "false");
     let t = std::time::Instant::now();
-    let run = match store.begin_run(&src.name, opts, flags.dry_run) {
+    let mut run = match store.begin_run(&src.name, opts, flags.dry_run) {
         Ok(r) => r,
         Err(e) => return failed(src, flags, None, e),
     };
     tracing::debug!("run began in {:?}", t.elapsed());
+    if flags.hold {
+        run.keep_plan();
+    }
+    observer.run_began(&src.name, run.id());
     let request = RunRequest {
         config: prepared.config_json.clone(),
         mode: if cursor.is_some() {
@@ -251,7 +275,8 @@ fn sync_source(
         errors: outcome.errors,
         message: outcome.message,
         notices: outcome.notices,
-        plan: flags.dry_run.then_some(outcome.plan),
+        plan: (flags.dry_run || (flags.hold && outcome.status == Status::Aborted))
+            .then_some(outcome.plan),
         config_error: false,
         failure: None,
     }
@@ -272,7 +297,12 @@ fn close_failed_run(
         Some(c) => c.message(),
         None => format!("{e:#}"),
     };
-    if let Err(err) = store.close_run(id, Status::Failed, &message) {
+    let status = if e.downcast_ref::<Cancelled>().is_some() {
+        Status::Cancelled
+    } else {
+        Status::Failed
+    };
+    if let Err(err) = store.close_run(id, status, &message) {
         tracing::error!("recording failed run {id}: {err:#}");
     }
     Some(id)

@@ -82,6 +82,9 @@ pub(super) fn run(
                 }
                 busy += t.elapsed();
                 observer.entries_read(&src.name, seen);
+                if observer.cancelled() {
+                    return Err(super::Cancelled.into());
+                }
             }
             tracing::debug!("staging thread busy {busy:?}");
             Ok(())
@@ -112,6 +115,9 @@ pub(super) fn run(
         for n in &end.notices {
             tracing::warn!("source {}: {n}", src.name);
             observer.notice(&src.name, n);
+        }
+        if observer.cancelled() {
+            return Err(super::Cancelled.into());
         }
         observer.merging(&src.name, seen);
         run.finish(

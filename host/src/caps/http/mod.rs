@@ -48,6 +48,13 @@ struct Shared {
     client: std::sync::Mutex<Option<reqwest::Client>>,
 }
 
+impl HttpCtx {
+    /// What this plugin may reach.
+    pub fn origins(&self) -> &Origins {
+        &self.shared.origins
+    }
+}
+
 impl Shared {
     fn client(&self) -> Result<reqwest::Client, HttpError> {
         let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());

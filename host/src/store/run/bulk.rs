@@ -57,7 +57,8 @@ impl Run<'_> {
         }
         if self.run_id.is_some() {
             self.report.event_seq += n as i64;
-        } else {
+        }
+        if self.run_id.is_none() || self.keep_plan {
             let names: Vec<String> = self
                 .tx
                 .prepare(&format!("SELECT s.username FROM {B} ORDER BY b.seq"))?

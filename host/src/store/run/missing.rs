@@ -91,7 +91,8 @@ impl Run<'_> {
                 params![run_id, self.report.event_seq, action, reason],
             )?;
             self.report.event_seq += n as i64;
-        } else {
+        }
+        if self.run_id.is_none() || self.keep_plan {
             let names: Vec<String> = self
                 .tx
                 .prepare("SELECT username FROM temp.missing ORDER BY username")?

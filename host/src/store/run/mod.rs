@@ -57,6 +57,8 @@ pub enum Status {
     Running,
     /// Its process ended before the run committed.
     Interrupted,
+    /// Stopped on request (a service shutting down): nothing of it was applied.
+    Cancelled,
 }
 
 impl Status {
@@ -67,6 +69,7 @@ impl Status {
             Status::Aborted => "aborted",
             Status::Running => "running",
             Status::Interrupted => "interrupted",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -87,6 +90,7 @@ impl std::str::FromStr for Status {
             Status::Aborted,
             Status::Running,
             Status::Interrupted,
+            Status::Cancelled,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -152,6 +156,8 @@ pub struct Run<'c> {
     group_ids: GroupIds,
     /// The store held no users when the run began.
     no_users: bool,
+    /// A run the deletion guard stops keeps its whole plan (`roster serve` holds it for review).
+    keep_plan: bool,
 }
 
 /// What a run reports, built up as it goes.
@@ -215,6 +221,7 @@ impl Store {
             fast,
             group_ids: GroupIds::new(),
             no_users: max_id == 0,
+            keep_plan: false,
         })
     }
 }
@@ -242,9 +249,20 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The run's record (none for a dry run).
+    pub fn id(&self) -> Option<i64> {
+        self.run_id
+    }
+
+    /// When the deletion guard stops this run, work out and return its whole plan (then
+    /// roll back) instead of stopping at the guard.
+    pub fn keep_plan(&mut self) {
+        self.keep_plan = true;
+    }
+
     /// A line of the dry-run plan (a real run logs events instead).
     fn planned(&mut self, action: &'static str, username: &str, fields: Vec<&'static str>) {
-        if self.run_id.is_none() {
+        if self.run_id.is_none() || self.keep_plan {
             self.report.plan.push(PlanItem {
                 action,
                 username: username.into(),
@@ -271,7 +289,7 @@ impl Run<'_> {
             if let Err(msg) = deletion_guard(self.opts.max_deletions, total_before, missing, force)
             {
                 // A dry run (no run id) goes on to show the whole plan it would abort.
-                if self.run_id.is_some() {
+                if self.run_id.is_some() && !self.keep_plan {
                     return self.end(Status::Aborted, Some(msg), None, notices, full);
                 }
                 guard = Some(msg);

@@ -1,0 +1,59 @@
+//! `roster tokens`: API tokens of `roster serve`.
+
+use super::output::{clean, json, table};
+use anyhow::Result;
+use clap::Subcommand;
+use roster::tokens::Role;
+use std::path::Path;
+
+#[derive(Subcommand)]
+pub enum Tokens {
+    /// Make a token and print it, once: only its hash is kept.
+    Create {
+        name: String,
+        /// read (users, groups, runs, sources), sync (also starts runs), admin (also
+        /// approves held runs).
+        #[arg(long, value_parser = ["read", "sync", "admin"])]
+        role: String,
+    },
+    /// Tokens by name, with role (never the token).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a token: requests with it get 401 from then on.
+    Revoke { name: String },
+}
+
+impl Tokens {
+    pub fn run(self, config: &Path) -> Result<i32> {
+        let store = super::open_store(config)?;
+        match self {
+            Tokens::Create { name, role } => {
+                let token = roster::tokens::create(&store, &name, Role::parse(&role)?, None)?;
+                println!("{token}");
+                eprintln!("token {name} ({role}) created; it is shown only this once");
+            }
+            Tokens::List { json: true } => json(&store.tokens()?)?,
+            Tokens::List { json: false } => {
+                let rows = store.tokens()?.into_iter().map(|t| {
+                    vec![
+                        clean(&t.name).into_owned(),
+                        t.role,
+                        t.source.unwrap_or_default(),
+                        t.created_at,
+                    ]
+                });
+                table(&["NAME", "ROLE", "SOURCE", "CREATED"], rows)?;
+            }
+            Tokens::Revoke { name } => {
+                if !store.revoke_token(&name)? {
+                    eprintln!("error: no token named {}", clean(&name));
+                    return Ok(1);
+                }
+                eprintln!("token {} revoked", clean(&name));
+            }
+        }
+        Ok(0)
+    }
+}
