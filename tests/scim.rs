@@ -46,6 +46,7 @@ impl Server {
         let base = rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("serve did not listen: {:?}", log.lock().unwrap()));
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let server = Server {
             child,
             base,
