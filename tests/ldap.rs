@@ -393,3 +393,112 @@ fn server_killed_mid_run_fails_and_changes_nothing() {
     );
     assert_eq!(sb.db_state(), before);
 }
+
+/// Three people (ann, bob, cyd) and a group of ann: small, so a slapd per case is cheap.
+fn small_ldif() -> String {
+    let mut s = format!(
+        "dn: {}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: {GROUPS}\nobjectClass: organizationalUnit\nou: groups\n",
+        slapd::SUFFIX
+    );
+    for uid in ["ann", "bob", "cyd"] {
+        s.push_str(&format!(
+            "\ndn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\n\
+             sn: {uid}\nmail: {uid}@example.test\n"
+        ));
+    }
+    s.push_str(&format!(
+        "\ndn: cn=staff,{GROUPS}\nobjectClass: groupOfNames\ncn: staff\nmember: uid=ann,{PEOPLE}\n"
+    ));
+    s
+}
+
+/// Changes bob, adds dee, deletes cyd.
+fn change_small(server: &Slapd) {
+    server.modify(&format!(
+        "dn: uid=bob,{PEOPLE}\nchangetype: modify\nreplace: mail\nmail: robert@example.test\n\n\
+         dn: uid=dee,{PEOPLE}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: dee\ncn: dee\n\
+         sn: dee\nmail: dee@example.test\n\n\
+         dn: uid=cyd,{PEOPLE}\nchangetype: delete\n"
+    ));
+}
+
+#[test]
+fn with_syncprov_a_delta_run_sees_deletions_through_content_synchronization() {
+    let server = Slapd::start_syncprov(&small_ldif(), true);
+    let sb = sandbox(&server, "", "");
+    let text = stdout(&sb.roster_ok(&["sources", "test", "dir"]));
+    assert!(
+        text.contains("content synchronization (RFC 4533)"),
+        "{text}"
+    );
+    sb.sync_ok(&[]);
+    assert_eq!(sb.active_users().len(), 3);
+
+    change_small(&server);
+    let s = sb.sync_ok(&[]);
+    let run = s.only();
+    assert_eq!(run["mode"], "delta", "{run:#}");
+    assert_counts(run, &[("created", 1), ("updated", 1), ("deactivated", 1)]);
+    assert!(
+        notices(&sb)
+            .iter()
+            .any(|n| n.contains("delta by content synchronization") && n.contains("1 deletions")),
+        "{:?}",
+        notices(&sb)
+    );
+    assert_eq!(sb.user("cyd")["active"], false);
+    assert_eq!(sb.user("bob")["email"], "robert@example.test");
+    assert_eq!(groups_of(&sb, "ann"), ["staff"]);
+
+    // Nothing changed: a delta that reads nothing; then the same as a fresh full run.
+    let s = sb.sync_ok(&[]);
+    let run = s.only();
+    assert_eq!(run["mode"], "delta", "{run:#}");
+    assert_counts(run, &[("created", 0), ("updated", 0), ("deactivated", 0)]);
+    let fresh = sandbox(&server, "", "");
+    fresh.sync_ok(&[]);
+    assert_eq!(sb.active_users(), fresh.active_users());
+}
+
+#[test]
+fn without_a_session_log_or_syncprov_deltas_say_deletions_wait_for_a_full_run() {
+    // syncprov without a session log answers with the entries still present.
+    let server = Slapd::start_syncprov(&small_ldif(), false);
+    let sb = sandbox(&server, "", "");
+    sb.sync_ok(&[]);
+    change_small(&server);
+    let s = sb.sync_ok(&[]);
+    let run = s.only();
+    assert_eq!(run["mode"], "delta", "{run:#}");
+    assert_counts(run, &[("created", 1), ("updated", 1)]);
+    assert!(
+        notices(&sb).iter().any(|n| n.contains("present entries")),
+        "{:?}",
+        notices(&sb)
+    );
+    assert_eq!(sb.user("bob")["email"], "robert@example.test");
+
+    // No syncprov: modifyTimestamp, and the run says so.
+    let server = Slapd::start(&small_ldif());
+    let sb = sandbox(&server, "", "");
+    let text = stdout(&sb.roster_ok(&["sources", "test", "dir"]));
+    assert!(text.contains("delta runs: modifyTimestamp"), "{text}");
+    sb.sync_ok(&[]);
+    change_small(&server);
+    let s = sb.sync_ok(&[]);
+    assert_eq!(s.only()["mode"], "delta");
+    assert!(
+        notices(&sb)
+            .iter()
+            .any(|n| n.contains("delta by modifyTimestamp") && n.contains("deletions")),
+        "{:?}",
+        notices(&sb)
+    );
+    assert_eq!(
+        sb.user("cyd")["active"],
+        true,
+        "a delete waits for a full run"
+    );
+}

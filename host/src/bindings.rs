@@ -21,6 +21,7 @@ wasmtime::component::bindgen!({
         "roster:plugin/files.file": crate::caps::files::OpenFile,
         "roster:plugin/ldap.connection": crate::caps::ldap::Connection,
         "roster:plugin/ldap.search": crate::caps::ldap::Search,
+        "roster:plugin/ldap.sync": crate::caps::ldap::Sync,
         "roster:plugin/http.pending": crate::caps::http::Pending,
     },
     additional_derives: [serde::Serialize, serde::Deserialize],

@@ -26,6 +26,26 @@ pub struct Slapd {
 impl Slapd {
     /// Loads `ldif` into a new database and starts slapd on a free port.
     pub fn start(ldif: &str) -> Slapd {
+        Slapd::start_with(ldif, "", "")
+    }
+
+    /// RFC 4533 content synchronization: the syncprov overlay, with a session log (deletions
+    /// are sent as entryUUIDs) or without (the server lists the entries still present).
+    pub fn start_syncprov(ldif: &str, session_log: bool) -> Slapd {
+        let log = if session_log {
+            "syncprov-sessionlog 1000\n"
+        } else {
+            ""
+        };
+        Slapd::start_with(
+            ldif,
+            "moduleload syncprov\n",
+            &format!("index entryUUID,entryCSN eq\noverlay syncprov\n{log}"),
+        )
+    }
+
+    /// `modules` go after the mdb module, `database` at the end of the database section.
+    fn start_with(ldif: &str, modules: &str, database: &str) -> Slapd {
         let dir = tempfile::Builder::new()
             .prefix("roster-slapd-")
             .tempdir()
@@ -35,10 +55,10 @@ impl Slapd {
         let conf = dir.path().join("slapd.conf");
         let schema = |s: &str| format!("include /etc/ldap/schema/{s}.schema\n");
         let text = format!(
-            "{}{}{}{}modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+            "{}{}{}{}modulepath /usr/lib/ldap\nmoduleload back_mdb\n{modules}\
              pidfile {pid}\nargsfile {args}\n\
              database mdb\nmaxsize 1073741824\nsuffix \"{SUFFIX}\"\nrootdn \"{ROOT_DN}\"\n\
-             rootpw {ROOT_PW}\ndirectory {db}\nindex objectClass eq\n",
+             rootpw {ROOT_PW}\ndirectory {db}\nindex objectClass eq\n{database}",
             schema("core"),
             schema("cosine"),
             schema("inetorgperson"),

@@ -3,6 +3,7 @@
 
 use crate::config::{self, Profile, Settings};
 use crate::run::{self, Directory, Out, Pages, Query, Run as LdapRun};
+use crate::sync::{Change, SyncEnd, SyncPages};
 use crate::{Error, RawEntry};
 use roster_plugin::ldap::{self, Scope, Search};
 use roster_plugin::{log, Batch, Batches, Config, Connector, End, Group, Info, Item, Key};
@@ -166,7 +167,7 @@ impl Connector for Ldap {
         let settings = Settings::from_config(&config)?;
         let dir = HostDirectory(ldap::connect()?);
         let bases = dir.0.base_dns();
-        let report = run::test(&dir, &settings, &bases)?;
+        let report = crate::report::test(&dir, &settings, &bases)?;
         Ok(TestReport {
             users: Some(report.users),
             groups: report.groups,
@@ -235,6 +236,33 @@ impl Directory for HostDirectory {
 
     fn root_dse(&self, attributes: &[String]) -> Result<RawEntry, Error> {
         self.0.root_dse(attributes).map(raw)
+    }
+
+    fn sync(&self, q: &Query, cookie: Option<&[u8]>) -> Result<Box<dyn SyncPages>, Error> {
+        let search = Search::new(&q.filter).attributes(&q.attributes);
+        Ok(Box::new(HostSync(self.0.sync(&search, cookie)?)))
+    }
+}
+
+struct HostSync(ldap::Sync);
+
+impl SyncPages for HostSync {
+    fn next_page(&mut self) -> Result<Option<Vec<Change>>, Error> {
+        Ok(self.0.next_page()?.map(|page| {
+            page.into_iter()
+                .map(|c| match c {
+                    ldap::SyncChange::Changed(e) => Change::Changed(raw(e)),
+                    ldap::SyncChange::Deleted(id) => Change::Deleted(id),
+                })
+                .collect()
+        }))
+    }
+
+    fn end(&self) -> Option<SyncEnd> {
+        self.0.end().map(|e| SyncEnd {
+            cookie: e.cookie.clone(),
+            deletions_complete: e.deletions_complete,
+        })
     }
 }
 

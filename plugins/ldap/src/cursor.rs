@@ -19,6 +19,8 @@ pub enum Mark {
         dsa: String,
         invocation: Option<String>,
     },
+    /// An RFC 4533 content synchronization cookie (OpenLDAP's syncprov), hex-encoded.
+    Sync { cookie: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,7 @@ impl Cursor {
                 dsa,
                 invocation,
             } => json!({"usn": usn, "dsa": dsa, "invocation": invocation}),
+            Mark::Sync { cookie } => json!({"cookie": cookie}),
         };
         json!({"v": 1, "config": self.config, "groups": self.groups,
                "full_at": self.full_at, "mark": mark})
@@ -54,6 +57,10 @@ impl Cursor {
         let mark = if let Some(since) = m["since"].as_str() {
             Mark::Timestamp {
                 since: since.to_string(),
+            }
+        } else if let Some(cookie) = m["cookie"].as_str() {
+            Mark::Sync {
+                cookie: cookie.to_string(),
             }
         } else {
             Mark::Usn {
@@ -152,7 +159,7 @@ pub fn decide(cursor: Option<&str>, now: &Now) -> Plan {
                 )));
             }
         }
-        (Mark::Timestamp { .. }, None) => {}
+        (Mark::Timestamp { .. } | Mark::Sync { .. }, None) => {}
         _ => {
             return full(Some(
                 "the delta cursor is of another kind than this server's; ran a full sync".into(),
@@ -167,6 +174,20 @@ pub fn decide(cursor: Option<&str>, now: &Now) -> Plan {
         ));
     }
     Plan::Delta { from: c.mark }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// GeneralizedTime (`20261122063000Z`, fractions and offsets allowed) → Unix seconds.
@@ -308,11 +329,17 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        for m in [ts(), usn()] {
+        let sync = Mark::Sync {
+            cookie: hex(b"rid=000,csn=20261205"),
+        };
+        for m in [ts(), usn(), sync] {
             let c = cursor(m);
             assert_eq!(Cursor::decode(&c.encode()), Some(c));
         }
         assert_eq!(Cursor::decode("garbage"), None);
+        assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
     }
 
     #[test]

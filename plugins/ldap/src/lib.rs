@@ -12,7 +12,9 @@ pub mod config;
 pub mod cursor;
 pub mod entry;
 pub mod groups;
+pub mod report;
 pub mod run;
+pub mod sync;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

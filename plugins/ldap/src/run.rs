@@ -12,6 +12,7 @@ use crate::config::{Settings, Tracking};
 use crate::cursor::{self, Cursor, Dc, Mark, Now, Plan};
 use crate::entry;
 use crate::groups::{GroupGraph, Pending};
+use crate::sync::{self, Change, SyncPages};
 use crate::{Error, RawEntry};
 
 /// Group objects per batch.
@@ -44,6 +45,12 @@ pub trait Directory {
     type Search: Pages;
     fn search(&self, query: &Query) -> Result<Self::Search, Error>;
     fn root_dse(&self, attributes: &[String]) -> Result<RawEntry, Error>;
+    /// RFC 4533 content synchronization from `cookie` (none: every entry).
+    fn sync(&self, _query: &Query, _cookie: Option<&[u8]>) -> Result<Box<dyn SyncPages>, Error> {
+        Err(Error::config(
+            "this directory does not offer content synchronization",
+        ))
+    }
 }
 
 /// What a step sends.
@@ -88,7 +95,7 @@ pub struct End {
     pub summary: String,
 }
 
-fn subtree(filter: String, attributes: Vec<String>, page_size: u32) -> Query {
+pub(crate) fn subtree(filter: String, attributes: Vec<String>, page_size: u32) -> Query {
     Query {
         base: None,
         scope: Scope::Subtree,
@@ -143,6 +150,8 @@ enum Phase<S> {
     Ranges,
     Decide,
     Users(S),
+    /// Users changed and deleted since the cookie (a content synchronization).
+    SyncUsers(Box<dyn SyncPages>),
     Deleted(S),
     /// Group objects from this position of `Run::emitted`.
     SendGroups(usize),
@@ -168,6 +177,13 @@ pub struct Run<D: Directory> {
     emitted: Vec<usize>,
     users: u64,
     left_out: u64,
+    /// The server offers content synchronization and the anchor is entryUUID.
+    sync_offered: bool,
+    /// The cookie the next delta starts from.
+    sync_cookie: Option<Vec<u8>>,
+    /// Deletions a synchronization delta applied, and whether it saw all of them.
+    deleted: u64,
+    deletions_complete: bool,
 }
 
 impl<D: Directory> Run<D> {
@@ -194,6 +210,11 @@ impl<D: Directory> Run<D> {
             }
             Tracking::Timestamp => None,
         };
+        let sync_offered = settings.tracking == Tracking::Timestamp
+            && settings.anchor.eq_ignore_ascii_case("entryUUID")
+            && dir
+                .root_dse(&["supportedControl".to_string()])
+                .is_ok_and(|dse| sync::offered(&dse));
         let phase = if settings.group_filter.is_empty() {
             Phase::Decide
         } else {
@@ -220,6 +241,10 @@ impl<D: Directory> Run<D> {
             emitted: Vec::new(),
             users: 0,
             left_out: 0,
+            sync_offered,
+            sync_cookie: None,
+            deleted: 0,
+            deletions_complete: true,
         })
     }
 
@@ -305,6 +330,34 @@ impl<D: Directory> Run<D> {
                     empty()
                 }
             },
+            Phase::SyncUsers(mut sync) => match sync.next_page()? {
+                Some(changes) => {
+                    let mut changed = Vec::new();
+                    let mut removed = Vec::new();
+                    for c in changes {
+                        match c {
+                            Change::Changed(e) => changed.push(e),
+                            Change::Deleted(id) => removed.push(Out::Removed { group: false, id }),
+                        }
+                    }
+                    self.deleted += removed.len() as u64;
+                    let mut step = self.users_step(&changed);
+                    step.entries.extend(removed);
+                    self.phase = Phase::SyncUsers(sync);
+                    Ok(Some(step))
+                }
+                None => {
+                    if let Some(end) = sync.end() {
+                        self.deletions_complete = end.deletions_complete;
+                        if end.cookie.is_some() {
+                            self.sync_cookie = end.cookie;
+                        }
+                    }
+                    drop(sync);
+                    self.after_users()?;
+                    empty()
+                }
+            },
             Phase::Deleted(mut search) => match search.next_page()? {
                 Some(page) => {
                     let entries = page.into_iter().filter_map(deleted).collect();
@@ -356,6 +409,18 @@ impl<D: Directory> Run<D> {
                 dc: self.dc.as_ref(),
             },
         );
+        if let Plan::Delta {
+            from: Mark::Sync { cookie },
+        } = self.plan.clone()
+        {
+            match self.sync_delta(&cookie) {
+                Ok(()) => return Ok(()),
+                Err(why) => self.plan = Plan::Full { why: Some(why) },
+            }
+        }
+        if self.sync_offered {
+            self.sync_mark();
+        }
         let uf = &self.settings.user_filter;
         let filter = match &self.plan {
             Plan::Full { why } => {
@@ -370,6 +435,9 @@ impl<D: Directory> Run<D> {
             Plan::Delta {
                 from: Mark::Usn { usn, .. },
             } => format!("(&{uf}(uSNChanged>={}))", usn + 1),
+            Plan::Delta {
+                from: Mark::Sync { .. },
+            } => unreachable!("a synchronization delta returned above"),
         };
         let search = self.dir.search(&subtree(
             filter,
@@ -378,6 +446,51 @@ impl<D: Directory> Run<D> {
         ))?;
         self.phase = Phase::Users(search);
         Ok(())
+    }
+
+    /// Starts a synchronization delta from the cursor's cookie; why not, for the notice of
+    /// the full run that replaces it.
+    fn sync_delta(&mut self, cookie: &str) -> Result<(), String> {
+        if !self.sync_offered {
+            return Err(
+                "the server no longer offers content synchronization (RFC 4533) for \
+                        this source; ran a full sync"
+                    .into(),
+            );
+        }
+        let bytes =
+            cursor::unhex(cookie).ok_or("the stored sync cookie is not valid; ran a full sync")?;
+        let query = subtree(
+            self.settings.user_filter.clone(),
+            self.settings.user_request(),
+            self.settings.page_size,
+        );
+        let sync = self
+            .dir
+            .sync(&query, Some(&bytes))
+            .map_err(|e| format!("content synchronization failed ({e}); ran a full sync"))?;
+        self.sync_cookie = Some(bytes);
+        self.phase = Phase::SyncUsers(sync);
+        Ok(())
+    }
+
+    /// The current cookie, before a full or timestamp run reads: the next delta starts here.
+    fn sync_mark(&mut self) {
+        let query = subtree(sync::NOTHING.to_string(), vec!["1.1".to_string()], 0);
+        let cookie = self.dir.sync(&query, None).and_then(|mut s| {
+            while s.next_page()?.is_some() {}
+            Ok(s.end().and_then(|e| e.cookie))
+        });
+        match cookie {
+            Ok(Some(c)) => self.sync_cookie = Some(c),
+            Ok(None) => self.sync_offered = false,
+            Err(e) => {
+                self.sync_offered = false;
+                self.notices.push(format!(
+                    "content synchronization was refused ({e}): delta runs read modifyTimestamp"
+                ));
+            }
+        }
     }
 
     fn users_step(&mut self, page: &[RawEntry]) -> Step {
@@ -455,11 +568,32 @@ impl<D: Directory> Run<D> {
                     ));
                 }
             }
-            Plan::Delta { .. } => self.notices.push(
-                "a delta run cannot see deletions in this directory: they are applied at the \
-                 next full run"
-                    .to_string(),
-            ),
+            Plan::Delta {
+                from: Mark::Sync { .. },
+            } => {
+                self.notices.push(format!(
+                    "delta by content synchronization (RFC 4533): {} changed entries read, {} \
+                     deletions",
+                    self.users, self.deleted
+                ));
+                if !self.deletions_complete {
+                    self.notices.push(
+                        "the server listed its present entries instead of the deleted ones \
+                         (syncprov without syncprov-sessionlog): deletions are applied at the \
+                         next full run"
+                            .to_string(),
+                    );
+                }
+            }
+            Plan::Delta { .. } => self.notices.push(format!(
+                "delta by modifyTimestamp ({}): a delta run cannot see deletions in this \
+                 directory: they are applied at the next full run",
+                if self.sync_offered {
+                    "the cursor predates content synchronization, which the next delta uses"
+                } else {
+                    "the server offers no content synchronization, RFC 4533, for this source"
+                }
+            )),
             Plan::Full { .. } => {
                 self.emitted = self.graph.emitted().collect();
                 self.phase = Phase::SendGroups(0);
@@ -483,6 +617,11 @@ impl<D: Directory> Run<D> {
                 dsa: dc.dsa.clone(),
                 invocation: dc.invocation.clone(),
             }),
+            (_, Tracking::Timestamp) if self.sync_offered && self.sync_cookie.is_some() => {
+                Some(Mark::Sync {
+                    cookie: cursor::hex(self.sync_cookie.as_deref().unwrap_or_default()),
+                })
+            }
             (_, Tracking::Timestamp) => {
                 let prev_since = match &self.plan {
                     Plan::Delta {
@@ -538,76 +677,6 @@ fn deleted(e: RawEntry) -> Option<Out> {
     Some(Out::Removed {
         group: classes.iter().any(|c| c == "group"),
         id,
-    })
-}
-
-/// What `roster sources test` shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub users: u64,
-    pub groups: Option<u64>,
-    /// The first user: its columns, values, id and DN.
-    pub sample: Option<(Vec<String>, entry::UserRow, String)>,
-    pub messages: Vec<String>,
-}
-
-/// Counts what the config would read (before the `groups` scope) and picks a sample user.
-pub fn test<D: Directory>(dir: &D, settings: &Settings, bases: &[String]) -> Result<Report, Error> {
-    let mut messages = vec![format!(
-        "profile {}, base {}",
-        settings.profile.name(),
-        bases.join("; ")
-    )];
-    let mut search = dir.search(&subtree(
-        settings.user_filter.clone(),
-        settings.user_request(),
-        settings.page_size,
-    ))?;
-    let (mut users, mut disabled, mut failed) = (0u64, 0u64, 0u64);
-    let mut sample = None;
-    while let Some(page) = search.next_page()? {
-        let columns = entry::columns(settings, &page);
-        for e in &page {
-            match entry::user_row(e, settings, &columns) {
-                Err(_) => failed += 1,
-                Ok(row) if row.disabled && !settings.include_disabled => disabled += 1,
-                Ok(row) => {
-                    users += 1;
-                    sample.get_or_insert_with(|| (columns.clone(), row, e.dn.clone()));
-                }
-            }
-        }
-    }
-    drop(search);
-    if disabled > 0 {
-        messages.push(format!(
-            "{disabled} disabled accounts are left out (include_disabled)"
-        ));
-    }
-    if failed > 0 {
-        messages.push(format!("entries without a username or anchor: {failed}"));
-    }
-    let mut groups = None;
-    if !settings.group_filter.is_empty() {
-        let mut search = dir.search(&subtree(
-            settings.group_filter.clone(),
-            vec!["1.1".to_string()],
-            settings.page_size,
-        ))?;
-        let mut n = 0u64;
-        while let Some(page) = search.next_page()? {
-            n += page.len() as u64;
-        }
-        groups = Some(n);
-    }
-    if !settings.groups.is_empty() {
-        messages.push("users are counted before the groups scope is applied".to_string());
-    }
-    Ok(Report {
-        users,
-        groups,
-        sample,
-        messages,
     })
 }
 

@@ -2,7 +2,9 @@
 //! and `password` (which the plugin never sees). Needs the `ldap` capability.
 
 use crate::bindings::roster::plugin::ldap::{self as wit, LdapError};
-pub use crate::bindings::roster::plugin::ldap::{LdapAttribute, LdapEntry as Entry, Scope};
+pub use crate::bindings::roster::plugin::ldap::{
+    LdapAttribute, LdapEntry as Entry, Scope, SyncChange, SyncEnd,
+};
 use crate::Error;
 use std::rc::Rc;
 
@@ -75,6 +77,21 @@ impl Connection {
         self.0.root_dse(&names).map_err(error)
     }
 
+    /// RFC 4533 content synchronization (refreshOnly; slapd's `syncprov`): what changed and
+    /// what was deleted since `cookie` (none: every entry, and a first cookie). A server
+    /// without it fails with a config error.
+    pub fn sync(&self, search: &Search, cookie: Option<&[u8]>) -> Result<Sync, Error> {
+        let sync = self
+            .0
+            .sync(&search.0, cookie.map(<[u8]>::to_vec).as_deref())
+            .map_err(error)?;
+        Ok(Sync {
+            sync: Some(sync),
+            end: None,
+            _connection: self.0.clone(),
+        })
+    }
+
     /// Runs a paged search; entries are fetched a page at a time as the iterator is pulled.
     pub fn search(&self, search: &Search) -> Result<Entries, Error> {
         let pages = self.0.search(&search.0).map_err(error)?;
@@ -83,6 +100,39 @@ impl Connection {
             page: Vec::new().into_iter(),
             _connection: self.0.clone(),
         })
+    }
+}
+
+/// A running RFC 4533 content synchronization (see [`Connection::sync`]).
+pub struct Sync {
+    sync: Option<wit::Sync>,
+    end: Option<SyncEnd>,
+    _connection: Rc<wit::Connection>,
+}
+
+impl Sync {
+    /// The next page of changes; None when the server is done (then [`Sync::end`] holds).
+    pub fn next_page(&mut self) -> Result<Option<Vec<SyncChange>>, Error> {
+        let Some(sync) = &self.sync else {
+            return Ok(None);
+        };
+        match sync.next_page() {
+            Ok(Some(page)) => Ok(Some(page)),
+            Ok(None) => {
+                self.end = sync.end();
+                self.sync = None;
+                Ok(None)
+            }
+            Err(e) => {
+                self.sync = None;
+                Err(error(e))
+            }
+        }
+    }
+
+    /// The new cookie and whether deletions were complete, once the last page was read.
+    pub fn end(&self) -> Option<&SyncEnd> {
+        self.end.as_ref()
     }
 }
 

@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 mod settings;
+mod sync;
 pub use settings::{BaseDns, LdapSettings};
+pub use sync::Sync;
 
 /// Connections one plugin may hold at once.
 pub const MAX_CONNECTIONS: usize = 4;
@@ -597,6 +599,15 @@ impl HostConnection for LdapView<'_> {
             .into_iter()
             .find_map(raw_entry)
             .ok_or_else(|| LdapError::Other("the server returned no root DSE".into()))
+    }
+
+    async fn sync(
+        &mut self,
+        c: Resource<Connection>,
+        r: SearchRequest,
+        cookie: Option<Vec<u8>>,
+    ) -> Result<Resource<Sync>, LdapError> {
+        self.start_sync(c, r, cookie).await
     }
 
     async fn drop(&mut self, c: Resource<Connection>) -> wasmtime::Result<()> {

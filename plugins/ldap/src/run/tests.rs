@@ -428,7 +428,7 @@ fn timestamp_delta_reads_from_the_mark_and_leaves_deletions_to_a_full_run() {
 #[test]
 fn test_report_counts_and_samples() {
     let fake = ad(DSA, "900");
-    let r = test(&fake, &settings(""), &["DC=example,DC=test".to_string()]).unwrap();
+    let r = crate::report::test(&fake, &settings(""), &["DC=example,DC=test".to_string()]).unwrap();
     assert_eq!(r.users, 2);
     assert_eq!(r.groups, Some(2));
     let (_, row, dn) = r.sample.unwrap();
@@ -438,4 +438,42 @@ fn test_report_counts_and_samples() {
         .messages
         .iter()
         .any(|m| m.contains("without a username or anchor: 1")));
+}
+
+#[test]
+fn a_sync_cursor_on_a_server_without_content_synchronization_runs_full_and_says_why() {
+    let fake = Rc::new(Fake {
+        answers: vec![(
+            "inetOrgPerson".into(),
+            false,
+            vec![vec![e(
+                "uid=a,dc=x",
+                vec![("entryUUID", t("u-a")), ("uid", t("a"))],
+            )]],
+        )],
+        ..Fake::default()
+    });
+    let s = Settings::from_json(r#"{"profile": "openldap", "group_filter": ""}"#).unwrap();
+    // A cursor as a syncprov server's full run leaves it.
+    let mut first = Run::open(fake.clone(), s.clone(), false, None, 1).unwrap();
+    drain(&mut first);
+    let mut cursor = Cursor::decode(first.end().cursor.as_deref().unwrap()).unwrap();
+    cursor.mark = Mark::Sync {
+        cookie: crate::cursor::hex(b"rid=000,csn=1"),
+    };
+    let mut run = Run::open(fake, s, true, Some(cursor.encode()), 2).unwrap();
+    let (_, outs) = drain(&mut run);
+    assert_eq!(rows(&outs).len(), 1);
+    let end = run.end();
+    assert!(!end.delta);
+    assert!(
+        end.notices
+            .iter()
+            .any(|n| n.contains("no longer offers content synchronization")),
+        "{:?}",
+        end.notices
+    );
+    // The next delta reads modifyTimestamp.
+    let c = Cursor::decode(end.cursor.as_deref().unwrap()).unwrap();
+    assert!(matches!(c.mark, Mark::Timestamp { .. }), "{c:?}");
 }
