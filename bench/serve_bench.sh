@@ -10,8 +10,10 @@
 #   (r) the reference: `roster users show NAME` from the CLI (a process per lookup), mean;
 #   (u) GET /api/v1/users/{name}, random names: requests per second and p99 latency;
 #   (p) GET /api/v1/users?limit=1000&after=NAME, random pages: the same;
+#   (s) SCIM GET /scim/v2/Users?filter=userName eq "U0000042" (case-insensitive), and
+#   (sp) SCIM 1,000-user pages (startIndex, count): the same;
 #   serve's peak RSS (VmHWM) over the whole benchmark, and its CPU use while idle.
-# Goals: p99 of (u) <= 5 ms under that load; peak RSS <= 250 MB; no CPU while idle.
+# Goals: p99 of (u) <= 5 ms and of (s) <= 10 ms under that load; peak RSS <= 250 MB; no CPU while idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -133,6 +135,26 @@ echo "   $(rps "$out/user.txt") requests/s, p99 $(p99 "$out/user.txt") ms"
 echo "== (p) GET /api/v1/users?limit=1000, 32 clients, $duration, while 'other' syncs"
 wrk -t2 -c32 -d"$duration" --latency --timeout 10s -s "$out/page.lua" "$base" > "$out/page.txt"
 echo "   $(rps "$out/page.txt") requests/s, p99 $(p99 "$out/page.txt") ms"
+cat > "$out/scim_user.lua" <<LUA
+math.randomseed(os.time() + 2)
+request = function()
+  local path = string.format("/scim/v2/Users?filter=userName%%20eq%%20%%22U%07d%%22", math.random(0, $rows - 1))
+  return wrk.format("GET", path, { ["Authorization"] = "Bearer $token" })
+end
+LUA
+cat > "$out/scim_page.lua" <<LUA
+math.randomseed(os.time() + 3)
+request = function()
+  local path = string.format("/scim/v2/Users?startIndex=%d&count=1000", math.random(1, $rows - 1000))
+  return wrk.format("GET", path, { ["Authorization"] = "Bearer $token" })
+end
+LUA
+echo "== (s) SCIM GET /Users?filter=userName eq (other case), 32 clients, $duration, while 'other' syncs"
+wrk -t2 -c32 -d"$duration" --latency -s "$out/scim_user.lua" "$base" > "$out/scim_user.txt"
+echo "   $(rps "$out/scim_user.txt") requests/s, p99 $(p99 "$out/scim_user.txt") ms"
+echo "== (sp) SCIM GET /Users?startIndex=N&count=1000, 32 clients, $duration, while 'other' syncs"
+wrk -t2 -c32 -d"$duration" --latency --timeout 10s -s "$out/scim_page.lua" "$base" > "$out/scim_page.txt"
+echo "   $(rps "$out/scim_page.txt") requests/s, p99 $(p99 "$out/scim_page.txt") ms"
 touch "$out/stop"
 wait "$syncer" || true
 runs=$(curl -fs -H "Authorization: Bearer $token" "$base/api/v1/runs?source=other&limit=1000" | grep -o '"status":"ok"' | wc -l)
@@ -143,6 +165,7 @@ trap - EXIT
 
 missed=0
 awk -v p="$(p99 "$out/user.txt")" 'BEGIN { exit !(p <= 5) }' || { echo "!! p99 of a lookup over 5 ms"; missed=1; }
+awk -v p="$(p99 "$out/scim_user.txt")" 'BEGIN { exit !(p <= 10) }' || { echo "!! p99 of a SCIM userName lookup over 10 ms"; missed=1; }
 [ "$rss_kb" -le $((250 * 1024)) ] || { echo "!! peak RSS over 250 MB"; missed=1; }
 [ "$idle_ticks" -le 1 ] || { echo "!! CPU used while idle"; missed=1; }
 if [ "$missed" = 1 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then exit 1; fi

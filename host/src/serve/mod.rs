@@ -5,6 +5,7 @@
 //! - `runner`: runs, one per source, queued for SQLite's one writer; the scheduler.
 //! - `api`: `/api/v1`; `auth`: tokens and console sessions; `error`: JSON errors.
 //! - `events`: SSE; `metrics`: Prometheus; `console`: the web pages; `pool`: readers.
+//! - `scim`: SCIM 2.0 under `/scim/v2`.
 
 mod api;
 mod auth;
@@ -14,6 +15,7 @@ mod events;
 mod metrics;
 mod pool;
 mod runner;
+pub mod scim;
 
 use crate::config::{config_err, Config};
 use crate::store::Store;
@@ -141,8 +143,13 @@ fn router(st: AppState, metrics_public: bool) -> Router {
     } else {
         metrics.layer(guarded())
     };
+    // The SCIM router's own layer makes the token check's 401 a SCIM error body.
+    let scim = scim::routes::routes()
+        .layer(guarded())
+        .layer(from_fn(scim::routes::scim_errors));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/scim/v2", scim)
         .merge(metrics)
         .route(
             "/healthz",

@@ -4,11 +4,13 @@ mod lease;
 mod open;
 mod outbox;
 mod run;
+mod scim;
 mod service;
 
 pub use lease::{Busy, Holder, Lease, LeaseError, LeaseInfo};
 pub use outbox::{now as unix_now, NewMessage, NewUser, OutboxRow, Pending, RunEnd, RunNotifier};
 pub use run::{Counts, ErrorItem, KnownRaw, Outcome, PlanItem, Run, Status};
+pub use scim::{ScimGroupRow, ScimQuery, ScimResource, ScimUserRow};
 pub use service::{Held, RunPage, TokenRow};
 
 use anyhow::Result;

@@ -153,6 +153,10 @@ CREATE INDEX held_runs_open ON held_runs(source) WHERE decision IS NULL;
 CREATE INDEX runs_source ON runs(source, id);
 "#,
     super::outbox::MIGRATION,
+    r#"
+-- SCIM's userName is case-insensitive: `filter=userName eq "X"` is answered from this index.
+CREATE INDEX users_username_nocase ON users(username COLLATE NOCASE);
+"#,
 ];
 
 /// The schema version this roster writes.

@@ -1,0 +1,254 @@
+//! The read side of `/scim/v2`, free of HTTP: each function takes the request's query string
+//! (and id, `If-None-Match`) and answers a JSON body or a [`ScimError`]. The router only
+//! moves bytes.
+
+use super::discovery::MAX_RESULTS;
+use super::error::ScimError;
+use super::filter;
+use super::resource::{self, Projection};
+use crate::store::{ScimQuery, Store};
+use serde_json::Value;
+
+/// The longest query string read.
+pub const MAX_QUERY: usize = 16 * 1024;
+
+/// A resource answer: the body and its ETag, or "not modified" when `If-None-Match` named
+/// the current version.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    Ok { body: Value, etag: Option<String> },
+    NotModified { etag: String },
+}
+
+/// Turns a store error into a SCIM error: the ones the store raised as SCIM errors (a bad
+/// filter) as they are, anything else as a 500 whose detail names no internals.
+pub fn store_error(e: anyhow::Error) -> ScimError {
+    match e.downcast::<ScimError>() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("SCIM request failed: {e:#}");
+            ScimError::new(500, None, "internal error; see the server log")
+        }
+    }
+}
+
+/// The list parameters of RFC 7644 §3.4.2 from a query string.
+pub fn list_params(query: &str) -> Result<(ScimQuery, Projection), ScimError> {
+    if query.len() > MAX_QUERY {
+        return Err(ScimError::new(
+            400,
+            Some(super::error::ScimType::TooMany),
+            format!("query string longer than {MAX_QUERY} bytes"),
+        ));
+    }
+    let mut q = ScimQuery {
+        start_index: 1,
+        count: MAX_RESULTS,
+        ..Default::default()
+    };
+    let (mut attributes, mut excluded) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let int = |what: &str| {
+            v.trim().parse::<i64>().map_err(|_| {
+                ScimError::invalid_value(format!("{what} must be an integer, not {v:?}"))
+            })
+        };
+        match k.to_ascii_lowercase().as_str() {
+            "filter" => q.filter = Some(filter::parse(&v)?),
+            // RFC 7644: a startIndex below 1 is 1, a negative count is 0.
+            "startindex" => q.start_index = int("startIndex")?.max(1) as u64,
+            "count" => q.count = (int("count")?.max(0) as u64).min(MAX_RESULTS),
+            "sortby" => {
+                let p = filter::parse_path(&v).map_err(|e| ScimError::invalid_value(e.detail))?;
+                if p.filter.is_some() {
+                    return Err(ScimError::invalid_value("sortBy takes an attribute path"));
+                }
+                q.sort_by = Some(p.attr);
+            }
+            "sortorder" => {
+                q.descending = match v.to_ascii_lowercase().as_str() {
+                    "ascending" => false,
+                    "descending" => true,
+                    _ => {
+                        return Err(ScimError::invalid_value(
+                            "sortOrder is ascending or descending",
+                        ))
+                    }
+                }
+            }
+            "attributes" => attributes = Some(v.into_owned()),
+            "excludedattributes" => excluded = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let projection = Projection::parse(attributes.as_deref(), excluded.as_deref())?;
+    Ok((q, projection))
+}
+
+/// `GET /Users`.
+pub fn list_users(store: &Store, query: &str, base: &str) -> Result<Value, ScimError> {
+    let (q, p) = list_params(query)?;
+    let (total, rows) = store.scim_users(&q).map_err(store_error)?;
+    let items = rows
+        .iter()
+        .map(|u| p.apply(resource::user(u, base)))
+        .collect();
+    Ok(resource::list(total, q.start_index, items))
+}
+
+/// `GET /Groups`. Members are read only when the response shows them.
+pub fn list_groups(store: &Store, query: &str, base: &str) -> Result<Value, ScimError> {
+    let (q, p) = list_params(query)?;
+    let (total, rows) = store
+        .scim_groups(&q, p.shows("members"))
+        .map_err(store_error)?;
+    let items = rows
+        .iter()
+        .map(|g| p.apply(resource::group(g, base)))
+        .collect();
+    Ok(resource::list(total, q.start_index, items))
+}
+
+/// Whether an `If-None-Match` header names `etag` (weak comparison, `*` matches).
+pub fn etag_matches(header: &str, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    header
+        .split(',')
+        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+fn answer(body: Value, etag: String, if_none_match: Option<&str>, p: &Projection) -> Answer {
+    if if_none_match.is_some_and(|h| etag_matches(h, &etag)) {
+        return Answer::NotModified { etag };
+    }
+    Answer::Ok {
+        body: p.apply(body),
+        etag: Some(etag),
+    }
+}
+
+/// `GET /Users/{id}`.
+pub fn get_user(
+    store: &Store,
+    id: &str,
+    query: &str,
+    base: &str,
+    if_none_match: Option<&str>,
+) -> Result<Answer, ScimError> {
+    let (_, p) = list_params(query)?;
+    let u = store
+        .scim_user(id)
+        .map_err(store_error)?
+        .ok_or_else(|| ScimError::not_found(format!("no user with id {id:?}")))?;
+    Ok(answer(
+        resource::user(&u, base),
+        resource::user_version(&u),
+        if_none_match,
+        &p,
+    ))
+}
+
+/// `GET /Groups/{id}`.
+pub fn get_group(
+    store: &Store,
+    id: &str,
+    query: &str,
+    base: &str,
+    if_none_match: Option<&str>,
+) -> Result<Answer, ScimError> {
+    let (_, p) = list_params(query)?;
+    let g = store
+        .scim_group(id, p.shows("members"))
+        .map_err(store_error)?
+        .ok_or_else(|| ScimError::not_found(format!("no group with id {id:?}")))?;
+    Ok(answer(
+        resource::group(&g, base),
+        resource::group_version(&g),
+        if_none_match,
+        &p,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::scim::error::ScimType;
+
+    #[test]
+    fn list_params_follow_rfc7644() {
+        let (q, p) = list_params(
+            "filter=userName%20eq%20%22a%22&startIndex=0&count=5000&sortBy=name.formatted&sortOrder=Descending&excludedAttributes=members",
+        )
+        .unwrap();
+        assert!(q.filter.is_some());
+        assert_eq!(q.start_index, 1);
+        assert_eq!(q.count, MAX_RESULTS);
+        assert!(q.descending);
+        assert!(q.sort_by.unwrap().is("name", Some("formatted")));
+        assert!(!p.shows("members"));
+        let (q, _) = list_params("count=-3&startIndex=11").unwrap();
+        assert_eq!((q.start_index, q.count), (11, 0));
+        for (bad, kind) in [
+            ("filter=userName%20eq", ScimType::InvalidFilter),
+            ("count=ten", ScimType::InvalidValue),
+            ("sortOrder=up", ScimType::InvalidValue),
+            ("attributes=a&excludedAttributes=b", ScimType::InvalidValue),
+            (
+                "sortBy=emails[type%20eq%20%22work%22]",
+                ScimType::InvalidValue,
+            ),
+        ] {
+            assert_eq!(list_params(bad).unwrap_err().scim_type, Some(kind), "{bad}");
+        }
+        let long = format!("filter={}", "a".repeat(MAX_QUERY));
+        assert_eq!(
+            list_params(&long).unwrap_err().scim_type,
+            Some(ScimType::TooMany)
+        );
+    }
+
+    #[test]
+    fn if_none_match() {
+        assert!(etag_matches("W/\"ab\"", "W/\"ab\""));
+        assert!(etag_matches("\"ab\"", "W/\"ab\""));
+        assert!(etag_matches("\"x\", W/\"ab\"", "W/\"ab\""));
+        assert!(etag_matches("*", "W/\"ab\""));
+        assert!(!etag_matches("W/\"ac\"", "W/\"ab\""));
+    }
+
+    #[test]
+    fn reads_against_a_real_database() {
+        let store = Store::memory().unwrap();
+        store.scim_fixture_for_tests();
+        let base = "http://h/scim/v2";
+        let page = list_users(&store, "filter=userName+eq+%22ASMITH%22", base).unwrap();
+        assert_eq!(page["totalResults"], 1);
+        let u = &page["Resources"][0];
+        assert_eq!(u["userName"], "asmith");
+        let id = u["id"].as_str().unwrap().to_string();
+        let Answer::Ok { body, etag } = get_user(&store, &id, "", base, None).unwrap() else {
+            panic!("not ok");
+        };
+        assert_eq!(body["userName"], "asmith");
+        let etag = etag.unwrap();
+        assert_eq!(
+            get_user(&store, &id, "", base, Some(&etag)).unwrap(),
+            Answer::NotModified { etag: etag.clone() }
+        );
+        assert_eq!(
+            get_user(&store, "999", "", base, None).unwrap_err().status,
+            404
+        );
+        let groups = list_groups(&store, "excludedAttributes=members", base).unwrap();
+        assert!(groups["Resources"][0].get("members").is_none());
+        let groups = list_groups(&store, "", base).unwrap();
+        assert_eq!(groups["Resources"][0]["members"][0]["display"], "asmith");
+        let gid = groups["Resources"][0]["id"].as_str().unwrap().to_string();
+        let Answer::Ok { body, .. } =
+            get_group(&store, &gid, "attributes=displayName", base, None).unwrap()
+        else {
+            panic!("not ok");
+        };
+        assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+    }
+}

@@ -1,0 +1,243 @@
+//! `/scim/v2` in `roster serve`: the read endpoints over [`api`](super::api). Every answer is
+//! `application/scim+json`; every refusal, 401 and 404 included, is a SCIM error body.
+
+use super::api::{self, Answer};
+use super::discovery::{self, Features};
+use super::error::ScimError;
+use crate::serve::AppState;
+use crate::tokens::{Caller, Role};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use serde_json::Value;
+
+pub const CONTENT_TYPE: &str = "application/scim+json";
+
+/// What this build serves: reads, with ETags; no writes yet.
+const FEATURES: Features = Features {
+    patch: false,
+    etag: true,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ServiceProviderConfig", get(service_provider_config))
+        .route("/ResourceTypes", get(resource_types))
+        .route("/Schemas", get(schemas))
+        .route("/Users", get(list_users))
+        .route("/Users/{id}", get(get_user))
+        .route("/Groups", get(list_groups))
+        .route("/Groups/{id}", get(get_group))
+        .fallback(|| async { ScimError::not_found("no such SCIM endpoint") })
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        scim(status, &self.body())
+    }
+}
+
+fn scim(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Answers that are not SCIM yet (the token check's 401, axum's 405 and rejections)
+/// become SCIM error bodies with the same status.
+pub async fn scim_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_scim = (res.headers().get(header::CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(CONTENT_TYPE));
+    if is_scim || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let detail = match status {
+        StatusCode::UNAUTHORIZED => {
+            "a valid token is required: Authorization: Bearer TOKEN".to_string()
+        }
+        StatusCode::METHOD_NOT_ALLOWED => "this method is not supported here".to_string(),
+        s if s.is_server_error() => "internal error (see the server's log)".to_string(),
+        s => s.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let mut out = ScimError::new(status.as_u16(), None, detail).into_response();
+    if let Some(v) = res.headers().get(header::WWW_AUTHENTICATE) {
+        out.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, v.clone());
+    }
+    out
+}
+
+fn need_read(caller: &Caller) -> Result<(), ScimError> {
+    if caller.may(Role::Read) {
+        Ok(())
+    } else {
+        Err(ScimError::new(
+            403,
+            None,
+            format!(
+                "token {:?} may not read users: it needs role read",
+                caller.name
+            ),
+        ))
+    }
+}
+
+/// The SCIM root as clients reach it: `public_url`, else this request's host.
+fn base(st: &AppState, headers: &HeaderMap) -> String {
+    let cfg = st.runner.config();
+    if let Some(u) = &cfg.serve.public_url {
+        return format!("{u}/scim/v2");
+    }
+    let scheme = if cfg.serve.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = (headers.get(header::HOST))
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| cfg.serve.listen.to_string());
+    format!("{scheme}://{host}/scim/v2")
+}
+
+/// Runs a read on a pooled connection.
+async fn read<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, ScimError> + Send + 'static,
+) -> Result<T, ScimError> {
+    st.pool
+        .with(move |s| Ok(f(s)))
+        .await
+        .map_err(api::store_error)?
+}
+
+fn answer(a: Answer) -> Response {
+    match a {
+        Answer::Ok { body, etag } => {
+            let mut res = scim(StatusCode::OK, &body);
+            if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+                res.headers_mut().insert(header::ETAG, v);
+            }
+            res
+        }
+        Answer::NotModified { etag } => {
+            let mut res = StatusCode::NOT_MODIFIED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                res.headers_mut().insert(header::ETAG, v);
+            }
+            res
+        }
+    }
+}
+
+async fn service_provider_config(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    need_read(&caller)?;
+    let body = discovery::service_provider_config(&base(&st, &headers), FEATURES);
+    Ok(scim(StatusCode::OK, &body))
+}
+
+async fn resource_types(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    need_read(&caller)?;
+    let body = discovery::list(discovery::resource_types(&base(&st, &headers)));
+    Ok(scim(StatusCode::OK, &body))
+}
+
+async fn schemas(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Result<Response, ScimError> {
+    need_read(&caller)?;
+    let body = discovery::list(discovery::schemas(&base(&st, &headers)));
+    Ok(scim(StatusCode::OK, &body))
+}
+
+async fn list_users(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ScimError> {
+    need_read(&caller)?;
+    let base = base(&st, &headers);
+    let q = q.unwrap_or_default();
+    let body = read(&st, move |s| api::list_users(s, &q, &base)).await?;
+    Ok(scim(StatusCode::OK, &body))
+}
+
+async fn list_groups(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ScimError> {
+    need_read(&caller)?;
+    let base = base(&st, &headers);
+    let q = q.unwrap_or_default();
+    let body = read(&st, move |s| api::list_groups(s, &q, &base)).await?;
+    Ok(scim(StatusCode::OK, &body))
+}
+
+fn if_none_match(headers: &HeaderMap) -> Option<String> {
+    (headers.get(header::IF_NONE_MATCH))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn get_user(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ScimError> {
+    need_read(&caller)?;
+    let base = base(&st, &headers);
+    let q = q.unwrap_or_default();
+    let inm = if_none_match(&headers);
+    let a = read(&st, move |s| {
+        api::get_user(s, &id, &q, &base, inm.as_deref())
+    })
+    .await?;
+    Ok(answer(a))
+}
+
+async fn get_group(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ScimError> {
+    need_read(&caller)?;
+    let base = base(&st, &headers);
+    let q = q.unwrap_or_default();
+    let inm = if_none_match(&headers);
+    let a = read(&st, move |s| {
+        api::get_group(s, &id, &q, &base, inm.as_deref())
+    })
+    .await?;
+    Ok(answer(a))
+}
