@@ -360,3 +360,61 @@ fn scim_reads() {
     drop(srv);
     assert_eq!(sb.users().len(), total);
 }
+
+/// Central/site: a second roster pulls from this one's `/scim/v2` with the scim connector and
+/// a `read` token: users, their aliases and cards (roster's extension), groups and
+/// memberships arrive; a change at central arrives with the next run.
+#[test]
+fn a_site_roster_pulls_from_a_central_roster() {
+    let central = Sandbox::new();
+    let mut csv = String::from("username,full_name,email,personal_number,aliases,cards,groups\n");
+    for i in 0..300 {
+        csv.push_str(&format!(
+            "user{i:03},User {i},user{i:03}@example.com,P{i:03},alias{i:03},C{i:03},Staff|Team{}\n",
+            i % 3
+        ));
+    }
+    central.write_csv("people.csv", &csv);
+    central.write_config(&format!(
+        "{}\n[serve]\nlisten = \"127.0.0.1:0\"\n",
+        config(&[csv_source("people", "people.csv", "")])
+    ));
+    central.sync_ok(&[]);
+    let token = stdout(&central.roster_ok(&["tokens", "create", "site", "--role", "read"]))
+        .trim()
+        .to_string();
+    let srv = Server::start(&central);
+
+    let site = Sandbox::new();
+    site.write_config(&config(&[format!(
+        "[sources.central]\nplugin = \"scim\"\nmax_deletions = \"100%\"\n\
+         [sources.central.config]\nurl = \"{}/scim/v2\"\ntoken = {{ env = \"CENTRAL_TOKEN\" }}\n\
+         page_size = 100\n",
+        srv.base
+    )]));
+    let sync = |site: &Sandbox| {
+        let out = site.roster_env(&["sync", "--json"], &[("CENTRAL_TOKEN", &token)]);
+        assert!(out.status.success(), "{}", describe(&out));
+        assert!(!stdout(&out).contains(&token), "the token is in the output");
+        let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+        runs[0].clone()
+    };
+    let run = sync(&site);
+    assert_counts(&run, &[("created", 300), ("failed", 0)]);
+    let u = site.user("user042");
+    assert_eq!(u["full_name"], "User 42");
+    assert_eq!(u["email"], "user042@example.com");
+    assert_eq!(u["personal_number"], "P042");
+    assert_eq!(strs(&u["aliases"]), ["alias042"]);
+    assert_eq!(strs(&u["cards"]), ["C042"]);
+    let central_user = central.user("user042");
+    assert_eq!(u["groups"], central_user["groups"], "{u:#}");
+
+    // A change at central arrives with the next run.
+    central.write_csv("people.csv", &csv.replace("User 7,", "Renamed 7,"));
+    central.sync_ok(&[]);
+    let run = sync(&site);
+    assert_eq!(run["updated"], 1, "{run:#}");
+    assert_eq!(site.user("user007")["full_name"], "Renamed 7");
+    drop(srv);
+}

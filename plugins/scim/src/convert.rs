@@ -4,6 +4,9 @@ use roster_plugin::{Group, User};
 use serde_json::Value;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// roster's own extension, served by another roster's `roster serve` (central/site).
+const ROSTER: &str = "urn:roster:params:scim:schemas:extension:roster:2.0:User";
+const ROSTER_GROUP: &str = "urn:roster:params:scim:schemas:extension:roster:2.0:Group";
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
@@ -53,7 +56,32 @@ pub fn user(u: &Value) -> Result<User, String> {
         .values("title", s(u, "title"))
         .values("department", s(&enterprise, "department"))
         .values("lastModified", s(&u["meta"], "lastModified"));
-    for g in values(u, "groups") {
+    if let Some(ext) = u.get(ROSTER) {
+        let list = |key: &str| {
+            (ext.get(key).and_then(Value::as_array).into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+        };
+        user = user
+            .values("aliases", list("aliases"))
+            .values("cards", list("cards"))
+            .values("storage", s(ext, "storage"))
+            .values("notes", s(ext, "notes"));
+    }
+    // Another roster names groups by path (its group ids are its own row ids), and gives
+    // each group's parent by path: the path is the group's id here.
+    let key = if u.get(ROSTER).is_some() {
+        "display"
+    } else {
+        "value"
+    };
+    for g in (u
+        .get("groups")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten())
+    .filter_map(|e| s(e, key))
+    {
         user = user.member_of(g);
     }
     Ok(user)
@@ -62,6 +90,16 @@ pub fn user(u: &Value) -> Result<User, String> {
 /// A Group resource with its members (users and groups, by id).
 pub fn group(g: &Value) -> Result<Group, String> {
     let id = s(g, "id").ok_or("the resource has no id")?;
+    if let Some(ext) = g.get(ROSTER_GROUP) {
+        let path = s(g, "displayName").ok_or("the group has no displayName (its path)")?;
+        let mut group = Group::new(path, s(ext, "name").unwrap_or(path))
+            .locator(path)
+            .members(values(g, "members"));
+        if let Some(parent) = s(ext, "parent") {
+            group = group.parent(parent);
+        }
+        return Ok(group);
+    }
     let name = s(g, "displayName").unwrap_or(id);
     Ok(Group::new(id, name)
         .locator(name)
@@ -100,5 +138,27 @@ mod tests {
             (g.name.as_str(), g.members.clone()),
             ("Staff", vec!["u1".to_string(), "g2".into()])
         );
+    }
+
+    #[test]
+    fn another_rosters_extension_and_groups_by_path() {
+        let u = user(&json!({
+            "id": "17", "userName": "ann",
+            ROSTER: {"aliases": ["a1", "a2"], "cards": ["C1"], "hasPin": true},
+            "groups": [{"value": "5", "display": "Staff|IT"}]
+        }))
+        .unwrap();
+        let a = |n: &str| u.attributes.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        assert_eq!(a("aliases"), ["a1", "a2"]);
+        assert_eq!(a("cards"), ["C1"]);
+        assert_eq!(u.member_of, ["Staff|IT"]);
+        let g = group(
+            &json!({"id": "5", "displayName": "Staff|IT", "members": [{"value": "17"}],
+                              ROSTER_GROUP: {"name": "IT", "parent": "Staff"}}),
+        )
+        .unwrap();
+        assert_eq!((g.id.as_str(), g.name.as_str()), ("Staff|IT", "IT"));
+        assert_eq!(g.parent.as_deref(), Some("Staff"));
+        assert_eq!(g.members, ["17"]);
     }
 }
