@@ -11,6 +11,7 @@ pub struct Serve {}
 impl Serve {
     pub fn run(self, config: &Path) -> Result<i32> {
         let cfg = Config::load(config)?;
+        crate::purge_promptly();
         roster::serve::serve(cfg, |addr, tls| {
             let scheme = if tls { "https" } else { "http" };
             tracing::info!("listening on {scheme}://{addr}");
