@@ -7,8 +7,7 @@ mod common;
 use common::*;
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,28 +23,7 @@ struct Server {
 
 impl Server {
     fn start(sb: &Sandbox) -> Server {
-        let mut child = sb
-            .command()
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start roster serve");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("listening on ") {
-                    let _ = tx.send(line[i + 13..].trim().to_string());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("serve did not listen: {:?}", log.lock().unwrap()));
+        let (child, base, log) = spawn_serve(sb);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server = Server {
             child,

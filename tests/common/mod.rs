@@ -429,3 +429,40 @@ pub fn toml_str(s: impl AsRef<str>) -> String {
     out.push('"');
     out
 }
+
+/// Starts `roster serve` for the sandbox's config: the process, its base URL once it
+/// listens, and every line it logs (collected on a thread, as they come).
+pub fn spawn_serve(
+    sb: &Sandbox,
+) -> (
+    std::process::Child,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    let mut child = sb
+        .command()
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start roster serve");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("listening on ") {
+                let _ = tx.send(line[i + 13..].trim().to_string());
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let base = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("serve did not listen: {:?}", log.lock().unwrap()));
+    (child, base, log)
+}
