@@ -504,10 +504,6 @@ impl Store {
 
     /// Records a run that failed before it could start (for example the plugin did not load).
     pub fn record_failed_run(&self, source: &str, message: &str) -> Result<i64> {
-        self.conn.execute(
-            &format!("INSERT INTO runs(source, status, started, finished, message) VALUES (?1, ?3, {NOW}, {NOW}, ?2)"),
-            params![source, message, Status::Failed],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        self.record_failed_run_notifying(source, message, None)
     }
 }
