@@ -7,24 +7,39 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// What a token may do. Each role includes the ones before it, except the bound roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// What a token may do. `read` < `sync` < `admin` each include the ones before; the
+/// others are narrow roles for one kind of client and include nothing else (except that
+/// `admin` includes `terminal` and `replica`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Reads users, groups, runs and sources.
     Read,
     /// Also starts runs.
     Sync,
-    /// Also approves and dismisses held runs.
+    /// Also approves and dismisses held runs, and edits users.
     Admin,
+    /// A card terminal: authenticates users by card and PIN and registers cards; reads
+    /// nothing else.
+    Terminal,
+    /// An identity provider pushing users over SCIM into the one source the token is bound to.
+    ScimPush,
+    /// Another roster pulling this one: `read`, plus PIN hashes in roster's SCIM extension.
+    Replica,
 }
 
 impl Role {
+    pub const NAMES: [&'static str; 6] =
+        ["read", "sync", "admin", "terminal", "scim-push", "replica"];
+
     pub fn parse(s: &str) -> Result<Role> {
         Ok(match s {
             "read" => Role::Read,
             "sync" => Role::Sync,
             "admin" => Role::Admin,
-            other => bail!("unknown role {other:?} (read, sync or admin)"),
+            "terminal" => Role::Terminal,
+            "scim-push" => Role::ScimPush,
+            "replica" => Role::Replica,
+            other => bail!("unknown role {other:?} ({})", Role::NAMES.join(", ")),
         })
     }
 
@@ -33,7 +48,25 @@ impl Role {
             Role::Read => "read",
             Role::Sync => "sync",
             Role::Admin => "admin",
+            Role::Terminal => "terminal",
+            Role::ScimPush => "scim-push",
+            Role::Replica => "replica",
         }
+    }
+
+    /// Whether a token of this role may do what `need` allows.
+    pub fn includes(self, need: Role) -> bool {
+        use Role::*;
+        match (self, need) {
+            (a, b) if a == b => true,
+            (Sync, Read) | (Admin, Read | Sync | Terminal | Replica) | (Replica, Read) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the role is bound to one source (`--source`), and only then.
+    pub fn bound(self) -> bool {
+        self == Role::ScimPush
     }
 }
 
@@ -43,12 +76,13 @@ pub struct Caller {
     pub name: String,
     /// None for a role this version does not know (a newer roster's token): it may do nothing.
     pub role: Option<Role>,
+    /// The source a bound role (`scim-push`) is bound to.
     pub source: Option<String>,
 }
 
 impl Caller {
     pub fn may(&self, role: Role) -> bool {
-        self.role.is_some_and(|r| r >= role)
+        self.role.is_some_and(|r| r.includes(role))
     }
 }
 
@@ -56,6 +90,17 @@ const PREFIX: &str = "roster_";
 
 /// Makes a token, stores its hash, and returns the token: the only time it exists in clear.
 pub fn create(store: &Store, name: &str, role: Role, source: Option<&str>) -> Result<String> {
+    match (role.bound(), source) {
+        (true, None) => bail!(
+            "role {} is bound to one source: give --source NAME",
+            role.as_str()
+        ),
+        (false, Some(_)) => bail!(
+            "role {} is not bound to a source: drop --source",
+            role.as_str()
+        ),
+        _ => {}
+    }
     if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
         bail!("a token name of 1 to 64 printable characters, got {name:?}");
     }
@@ -116,5 +161,20 @@ mod tests {
         assert!(create(&store, "ci", Role::Read, None).is_err());
         assert!(store.revoke_token("ci").unwrap());
         assert!(verify(&store, &token).unwrap().is_none());
+    }
+
+    #[test]
+    fn narrow_roles_include_nothing_else_and_admin_includes_terminal() {
+        use Role::*;
+        assert!(Admin.includes(Terminal) && Admin.includes(Replica) && !Admin.includes(ScimPush));
+        assert!(!Terminal.includes(Read) && !ScimPush.includes(Read) && !Read.includes(Terminal));
+        assert!(Replica.includes(Read) && !Replica.includes(Sync) && !Sync.includes(Replica));
+        for name in Role::NAMES {
+            assert_eq!(Role::parse(name).unwrap().as_str(), name);
+        }
+        let store = Store::memory().unwrap();
+        assert!(create(&store, "okta", ScimPush, None).is_err());
+        assert!(create(&store, "t", Terminal, Some("okta")).is_err());
+        create(&store, "okta", ScimPush, Some("okta")).unwrap();
     }
 }

@@ -12,9 +12,14 @@ pub enum Tokens {
     Create {
         name: String,
         /// read (users, groups, runs, sources), sync (also starts runs), admin (also
-        /// approves held runs).
-        #[arg(long, value_parser = ["read", "sync", "admin"])]
+        /// approves held runs and edits users), terminal (authenticates by card and PIN,
+        /// registers cards), scim-push (pushes users over SCIM into its --source), replica
+        /// (read, plus PIN hashes: another roster pulling this one).
+        #[arg(long, value_parser = Role::NAMES)]
         role: String,
+        /// The source a scim-push token writes into.
+        #[arg(long)]
+        source: Option<String>,
     },
     /// Tokens by name, with role (never the token).
     List {
@@ -29,8 +34,9 @@ impl Tokens {
     pub fn run(self, config: &Path) -> Result<i32> {
         let store = super::open_writer(config)?;
         match self {
-            Tokens::Create { name, role } => {
-                let token = roster::tokens::create(&store, &name, Role::parse(&role)?, None)?;
+            Tokens::Create { name, role, source } => {
+                let token =
+                    roster::tokens::create(&store, &name, Role::parse(&role)?, source.as_deref())?;
                 println!("{token}");
                 eprintln!("token {name} ({role}) created; it is shown only this once");
             }
