@@ -3,12 +3,14 @@
 //! Any string value may be written as `{ env = "VAR" }` or `{ file = "PATH" }`. Resolved values
 //! that may be secret are kept in [`Secret`], whose `Debug`/`Display` never show the value.
 
+use crate::authority::{check_mode, Authority, Mode, SourceRules};
 use crate::model::{Field, Secret};
 use crate::notify::config::{NotifyConfig, RawNotify, RawSourceNotify, SourceNotify};
 use crate::reconcile::{MaxDeletions, OnMissing, Options, PairBy, DEFAULT_DELETIONS_FLOOR};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A config error: exit code 2. `key` names what is wrong (`sources.hr.config.path`) when
@@ -59,6 +61,9 @@ struct RawConfig {
     #[serde(default)]
     sources: indexmap::IndexMap<String, RawSource>,
     notify: Option<RawNotify>,
+    /// `[authority] FIELD = ["ad", "badges"]`.
+    #[serde(default)]
+    authority: indexmap::IndexMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +157,11 @@ struct RawSource {
     welcome_template: Option<toml::Value>,
     generate_pin: Option<bool>,
     pin_length: Option<u64>,
+    // Per-field authority (authority.rs).
+    join: Option<bool>,
+    create_users: Option<bool>,
+    #[serde(default)]
+    fields: indexmap::IndexMap<String, String>,
 }
 
 /// What a mapping script's error on one entry does to the run.
@@ -174,6 +184,9 @@ pub struct Config {
     pub serve: ServeConfig,
     pub sources: Vec<SourceConfig>,
     pub notify: NotifyConfig,
+    /// Who may set which field, when any source joins others' users, has field modes, or
+    /// `[authority]` ranks sources; None keeps every user wholly its owner's.
+    pub authority: Option<Arc<Authority>>,
 }
 
 /// One `[sources.NAME]`, with the reconcile options still partly unset (plugins may suggest
@@ -204,6 +217,12 @@ pub struct SourceConfig {
     /// `[map]` overrides: field name → templates.
     pub map: Vec<(String, Vec<String>)>,
     pub notify: SourceNotify,
+    /// `join = true`: attaches to users other sources own.
+    pub join: bool,
+    /// `[sources.NAME.fields]`.
+    pub fields: Vec<(Field, Mode)>,
+    /// The whole config's authority (see [`Config::authority`]), for [`SourceConfig::options`].
+    pub authority: Option<Arc<Authority>>,
 }
 
 impl Config {
@@ -253,12 +272,17 @@ impl Config {
         };
         let mut notify = notify;
         notify.public_url = serve.public_url.as_ref().map(|u| format!("{u}/console"));
+        let authority = authority_of(&sources, raw.authority)?;
+        for s in &mut sources {
+            s.authority = authority.clone();
+        }
         Ok(Config {
             database: dir.join(database),
             serve,
             dir: dir.to_path_buf(),
             sources,
             notify,
+            authority,
         })
     }
 
@@ -312,6 +336,19 @@ impl SourceConfig {
             };
             map.push((field, templates));
         }
+        let mut fields = Vec::new();
+        for (field, mode) in &raw.fields {
+            let f = Field::parse(field).map_err(|e| anyhow!("fields: {e}"))?;
+            let m = Mode::parse(mode).map_err(|e| anyhow!("fields.{field}: {e}"))?;
+            check_mode(f, m).map_err(|e| anyhow!("fields.{field}: {e}"))?;
+            fields.push((f, m));
+        }
+        let import_new = match (raw.import_new, raw.create_users) {
+            (Some(a), Some(b)) if a != b => {
+                bail!("create_users: contradicts import_new; set only create_users")
+            }
+            (a, b) => a.or(b),
+        };
         let schedule = match (&raw.schedule, &raw.timezone) {
             (Some(s), tz) => Some(crate::schedule::Schedule::parse(s, tz.as_deref())?),
             (None, Some(_)) => bail!("timezone: set only with a cron `schedule`"),
@@ -334,7 +371,7 @@ impl SourceConfig {
             name,
             plugin,
             pair_by: raw.pair_by,
-            import_new: raw.import_new,
+            import_new,
             update_existing: raw.update_existing,
             on_missing: raw.on_missing,
             lowercase_usernames: raw.lowercase_usernames,
@@ -351,6 +388,9 @@ impl SourceConfig {
             config: raw.config,
             map,
             notify,
+            join: raw.join.unwrap_or(false),
+            fields,
+            authority: None,
         })
     }
 
@@ -390,8 +430,47 @@ impl SourceConfig {
         if let Some(m) = self.max_deletions {
             o.max_deletions = m;
         }
+        o.authority = self.authority.clone();
         Ok(o)
     }
+}
+
+/// The config's authority: None unless some source joins, has field modes, or `[authority]`
+/// ranks sources. Ranked names must be configured sources and fields.
+fn authority_of(
+    sources: &[SourceConfig],
+    ranks: indexmap::IndexMap<String, Vec<String>>,
+) -> Result<Option<Arc<Authority>>> {
+    let mut a = Authority::default();
+    for (field, names) in ranks {
+        let f = Field::parse(&field).map_err(|e| anyhow!("authority: {e}"))?;
+        if f == Field::Active {
+            bail!("authority.active: `active` follows the owner's listing and on_missing");
+        }
+        for n in &names {
+            if !sources.iter().any(|s| &s.name == n) {
+                let known: Vec<_> = sources.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "authority.{field}: no source named `{n}` (configured: {})",
+                    known.join(", ")
+                );
+            }
+        }
+        a.ranks.push((f, names));
+    }
+    let used = !a.ranks.is_empty() || sources.iter().any(|s| s.join || !s.fields.is_empty());
+    if !used {
+        return Ok(None);
+    }
+    a.sources = (sources.iter())
+        .map(|s| SourceRules {
+            name: s.name.clone(),
+            join: s.join,
+            contributor: s.import_new == Some(false),
+            modes: s.fields.clone(),
+        })
+        .collect();
+    Ok(Some(Arc::new(a)))
 }
 
 /// Resolves a string that may be `{ env = "VAR" }` or `{ file = "PATH" }`.

@@ -7,6 +7,7 @@
 // Output belongs to the caller (see `sync::SyncObserver`); logs go through `tracing`.
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
+pub mod authority;
 pub mod batch;
 pub mod bindings;
 pub mod caps;

@@ -142,6 +142,22 @@ pub struct Mapped {
     pub pins: Vec<(String, Secret)>,
 }
 
+impl Mapped {
+    /// Empties a field (one the source may not set).
+    pub fn clear(&mut self, f: Field) {
+        match f.kind() {
+            crate::model::Kind::One if f != Field::Username => self.record.set_one(f, None),
+            crate::model::Kind::Many => {
+                self.record.many_mut(f).clear();
+                if f == Field::Pins {
+                    self.pins.clear();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The mapping of one source.
 pub struct Mapper {
     overrides: Vec<(Field, Vec<Template>)>,

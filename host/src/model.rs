@@ -234,6 +234,16 @@ pub enum Value<'a> {
     Flag(bool),
 }
 
+impl Value<'_> {
+    /// A one-valued field's value, owned.
+    pub fn owned(self) -> Option<String> {
+        match self {
+            Value::One(v) => v.map(str::to_string),
+            _ => None,
+        }
+    }
+}
+
 impl UserRecord {
     /// The field's value.
     pub fn get(&self, f: Field) -> Value<'_> {
@@ -268,6 +278,11 @@ impl UserRecord {
             Field::Groups => &mut self.groups,
             f => panic!("{f:?} is not a list"),
         }
+    }
+
+    /// A list field's values (empty for other fields).
+    pub fn list(&self, f: Field) -> &[String] {
+        self.many(f)
     }
 
     fn many(&self, f: Field) -> &[String] {

@@ -147,6 +147,8 @@ pub struct Options {
     pub on_missing: OnMissing,
     pub lowercase_usernames: bool,
     pub max_deletions: MaxDeletions,
+    /// Per-field authority, when the config uses it (see [`crate::authority`]).
+    pub authority: Option<std::sync::Arc<crate::authority::Authority>>,
 }
 
 impl Default for Options {
@@ -158,6 +160,7 @@ impl Default for Options {
             on_missing: OnMissing::Deactivate,
             lowercase_usernames: false,
             max_deletions: MaxDeletions::default(),
+            authority: None,
         }
     }
 }

@@ -226,6 +226,9 @@ fn print_results(results: &[SourceResult]) -> Result<()> {
                 } else {
                     println!("  {:<11} {username} ({})", p.action, p.fields.join(", "));
                 }
+                for n in &p.notes {
+                    println!("  {:<11}   {}", "", clean(n));
+                }
             }
             if plan.is_empty() {
                 println!("  (no changes)");

@@ -6,6 +6,7 @@
 //! - `api`: `/api/v1`; `auth`: tokens and console sessions; `error`: JSON errors.
 //! - `events`: SSE; `metrics`: Prometheus; `console`: the web pages; `pool`: readers.
 //! - `scim`: SCIM 2.0 under `/scim/v2`.
+//! - `terminal`: card and PIN checks, card registration, local edits of users.
 
 mod api;
 mod auth;
@@ -16,6 +17,7 @@ mod metrics;
 mod pool;
 mod runner;
 pub mod scim;
+mod terminal;
 
 use crate::config::{config_err, Config};
 use crate::store::Store;
@@ -43,6 +45,7 @@ pub struct AppState {
     pool: Arc<pool::Pool>,
     sessions: Arc<auth::Sessions>,
     shutdown: watch::Receiver<bool>,
+    locks: Arc<terminal::Locks>,
 }
 
 /// Runs the service until SIGTERM or SIGINT. `ready` hears the address once it listens.
@@ -66,11 +69,14 @@ async fn run(cfg: Config, ready: impl FnOnce(SocketAddr, bool)) -> Result<()> {
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let runner = runner::Runner::new(cfg.clone(), pool.clone(), metrics, events)?;
     let (stop_tx, shutdown) = watch::channel(false);
+    let locks = Arc::new(terminal::Locks::new(pool.with(|s| s.locks()).await?));
+    locks.start_saver(runner.clone());
     let st = AppState {
         runner: runner.clone(),
         pool,
         sessions: Arc::default(),
         shutdown,
+        locks,
     };
     let app = router(st, cfg.serve.metrics_public);
     let listener = std::net::TcpListener::bind(cfg.serve.listen)
@@ -131,6 +137,7 @@ async fn shutdown_signal() {
 fn router(st: AppState, metrics_public: bool) -> Router {
     let guarded = || from_fn_with_state(st.clone(), auth::require_token);
     let api = api::routes()
+        .merge(terminal::routes())
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
         .layer(guarded());
     let metrics = Router::new().route("/metrics", get(metrics));

@@ -1,5 +1,6 @@
 //! The SQLite store: schema, migrations and queries. Only this module speaks SQL.
 
+mod edit;
 mod lease;
 mod open;
 mod outbox;
@@ -7,8 +8,10 @@ mod run;
 mod scim;
 mod service;
 
+pub use edit::{AuthUser, Edit, EditError, LockRow, Provenance};
 pub use lease::{Busy, Holder, Lease, LeaseError, LeaseInfo};
 pub use outbox::{now as unix_now, NewMessage, NewUser, OutboxRow, Pending, RunEnd, RunNotifier};
+pub(crate) use run::hash_pin;
 pub use run::{Counts, ErrorItem, KnownRaw, Outcome, PlanItem, Run, Status};
 pub use scim::{ScimGroupRow, ScimQuery, ScimResource, ScimUserRow};
 pub use service::{Held, RunPage, TokenRow};

@@ -157,6 +157,46 @@ CREATE INDEX runs_source ON runs(source, id);
 -- SCIM's userName is case-insensitive: `filter=userName eq "X"` is answered from this index.
 CREATE INDEX users_username_nocase ON users(username COLLATE NOCASE);
 "#,
+    r#"
+-- Per-field authority: several sources may link one user, its owner (users.source_id) and
+-- sources that join it. A source links a user at most once.
+CREATE TABLE links_v2(
+    source_id INTEGER NOT NULL REFERENCES sources(id),
+    anchor TEXT NOT NULL,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    raw_hash INTEGER,
+    -- A joiner's record as it last sent it (the owner's is users.record).
+    record TEXT,
+    PRIMARY KEY(source_id, anchor)
+) WITHOUT ROWID;
+INSERT INTO links_v2(source_id, anchor, user_id, raw_hash)
+    SELECT source_id, anchor, user_id, raw_hash FROM links;
+DROP TABLE links;
+ALTER TABLE links_v2 RENAME TO links;
+CREATE UNIQUE INDEX links_user ON links(user_id, source_id);
+-- Who contributed each card and name: a source, or NULL for a local edit.
+ALTER TABLE cards ADD COLUMN source_id INTEGER REFERENCES sources(id);
+UPDATE cards SET source_id = (SELECT source_id FROM users WHERE users.id = cards.user_id);
+ALTER TABLE names ADD COLUMN source_id INTEGER REFERENCES sources(id);
+UPDATE names SET source_id = (SELECT source_id FROM users WHERE users.id = names.user_id);
+-- One-valued fields whose value the owner's last write did not set: a joiner's (source_id)
+-- or a local edit's (NULL). Without a row, a field is the owner's, as of users.updated_at.
+CREATE TABLE provenance(
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    field TEXT NOT NULL,
+    source_id INTEGER REFERENCES sources(id),
+    set_at TEXT NOT NULL,
+    PRIMARY KEY(user_id, field)
+) WITHOUT ROWID;
+-- Wrong PINs at terminals, per user ('user:NAME') and per client address ('addr:IP'), and
+-- the lock they earned (unix seconds). `roster serve` keeps them in memory and saves them here.
+CREATE TABLE auth_locks(
+    subject TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    locked_until INTEGER,
+    last_failure INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this roster writes.

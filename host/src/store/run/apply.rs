@@ -80,6 +80,11 @@ impl Run<'_> {
     }
 
     fn apply_one(&mut self, locator: &str, user: Staged<'_>, user_id: Option<i64>) -> Result<()> {
+        if let (Some(auth), Some(id)) = (self.opts.authority.clone(), user_id) {
+            if self.apply_fields(&auth, locator, user, id)? {
+                return Ok(());
+            }
+        }
         let rec = user.rec;
         let existing = user_id.map(|id| self.load_existing(id)).transpose()?;
         let action = reconcile::decide(rec, existing.as_ref(), &self.source, &self.opts);
@@ -151,7 +156,7 @@ impl Run<'_> {
 
     /// Runs one entry's writes in a savepoint. The outer result is the database's; the inner
     /// one is the entry's own failure, after which its writes are rolled back.
-    fn in_savepoint(
+    pub(super) fn in_savepoint(
         &mut self,
         f: impl FnOnce(&rusqlite::Connection, &mut GroupIds) -> Result<()>,
     ) -> Result<Result<()>> {
@@ -168,7 +173,7 @@ impl Run<'_> {
 
     /// Uniqueness checks with readable reasons: usernames and aliases share a namespace;
     /// cards and personal numbers are unique.
-    fn conflicts(
+    pub(super) fn conflicts(
         &self,
         rec: &UserRecord,
         me: Option<i64>,
@@ -272,11 +277,11 @@ static UPDATE_USER: LazyLock<String> = LazyLock::new(|| {
 
 /// One staged user: its anchor, raw hash, record and (fingerprint, argon2 hash) PINs.
 #[derive(Clone, Copy)]
-struct Staged<'a> {
-    anchor: &'a str,
-    raw: i64,
-    rec: &'a UserRecord,
-    pins: &'a [(String, String)],
+pub(super) struct Staged<'a> {
+    pub anchor: &'a str,
+    pub raw: i64,
+    pub rec: &'a UserRecord,
+    pub pins: &'a [(String, String)],
 }
 
 /// Inserts or rewrites one user with its names, cards, PINs, link and this source's
@@ -336,17 +341,19 @@ fn write_user(
         }
     };
     if names {
-        let mut name =
-            db.prepare_cached("INSERT INTO names(name, user_id, alias) VALUES (?1, ?2, ?3)")?;
-        name.execute(params![rec.username, id, false])?;
+        let mut name = db.prepare_cached(
+            "INSERT INTO names(name, user_id, alias, source_id) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        name.execute(params![rec.username, id, false, source_id])?;
         for a in &rec.aliases {
-            name.execute(params![a, id, true])?;
+            name.execute(params![a, id, true, source_id])?;
         }
     }
     if cards {
-        let mut card = db.prepare_cached("INSERT INTO cards(card, user_id) VALUES (?1, ?2)")?;
+        let mut card =
+            db.prepare_cached("INSERT INTO cards(card, user_id, source_id) VALUES (?1, ?2, ?3)")?;
         for c in &rec.cards {
-            card.execute(params![c, id])?;
+            card.execute(params![c, id, source_id])?;
         }
     }
     if pins_changed {

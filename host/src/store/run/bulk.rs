@@ -94,6 +94,7 @@ impl Run<'_> {
                     action: "create",
                     username,
                     fields: vec![],
+                    notes: vec![],
                 }));
         }
         self.report.counts.created += n;
@@ -197,16 +198,17 @@ impl Run<'_> {
         tracing::debug!("bulk users: {:?}", t.elapsed());
         // Each side table is filled in its key order: appending to a b-tree is cheap.
         self.tx.execute_batch(&format!(
-            "INSERT INTO names(name, user_id, alias)
-                 SELECT name, uid, alias FROM (
+            "INSERT INTO names(name, user_id, alias, source_id)
+                 SELECT name, uid, alias, {src} FROM (
                      SELECT s.username AS name, b.uid, 0 AS alias FROM {B}
                      UNION ALL
                      SELECT j.value, b.uid, 1 FROM {B}, json_each(s.aliases) j WHERE s.aliases IS NOT NULL)
                  ORDER BY name;
-             INSERT INTO cards(card, user_id)
-                 SELECT j.value, b.uid FROM {B}, json_each(s.cards) j WHERE s.cards IS NOT NULL ORDER BY j.value;
+             INSERT INTO cards(card, user_id, source_id)
+                 SELECT j.value, b.uid, {src} FROM {B}, json_each(s.cards) j WHERE s.cards IS NOT NULL ORDER BY j.value;
              INSERT OR IGNORE INTO pins(user_id, fingerprint, hash)
-                 SELECT b.uid, j.value ->> 0, j.value ->> 1 FROM {B}, json_each(s.pins) j WHERE s.pins IS NOT NULL;"
+                 SELECT b.uid, j.value ->> 0, j.value ->> 1 FROM {B}, json_each(s.pins) j WHERE s.pins IS NOT NULL;",
+            src = self.source_id
         ))?;
         tracing::debug!("bulk names, cards, pins: {:?}", t.elapsed());
         self.tx.execute(

@@ -27,15 +27,21 @@ pub(super) struct Fast {
 }
 
 impl Fast {
-    /// Loads this source's links that still hold a raw hash.
-    pub(super) fn load(tx: &Transaction<'_>, source_id: i64) -> Result<Fast> {
+    /// Loads this source's links that still hold a raw hash. With several sources per user
+    /// (`owned_only`), only the links of users this source owns: a joiner's entries take the
+    /// staged path, which knows them unchanged by the link's record.
+    pub(super) fn load(tx: &Transaction<'_>, source_id: i64, owned_only: bool) -> Result<Fast> {
         let t = std::time::Instant::now();
         let mut fast = Vec::new();
         let mut loaded = true;
         {
-            let mut stmt = tx.prepare(
-                "SELECT raw_hash, user_id FROM links WHERE source_id = ?1 AND raw_hash IS NOT NULL",
-            )?;
+            let mut stmt = tx.prepare(if owned_only {
+                "SELECT l.raw_hash, l.user_id FROM links l
+                 JOIN users u ON u.id = l.user_id AND u.source_id = l.source_id
+                 WHERE l.source_id = ?1 AND l.raw_hash IS NOT NULL"
+            } else {
+                "SELECT raw_hash, user_id FROM links WHERE source_id = ?1 AND raw_hash IS NOT NULL"
+            })?;
             let mut rows = stmt.query([source_id])?;
             while let Some(r) = rows.next()? {
                 if fast.len() == MAX_FAST_LINKS {

@@ -59,10 +59,13 @@ impl Run<'_> {
             self.tx.execute(
                 "CREATE TEMP TABLE missing AS SELECT u.id, u.username FROM temp.removals r
                  JOIN links l ON l.source_id = ?1 AND l.anchor = r.anchor AND r.kind = 'user'
-                 JOIN users u ON u.id = l.user_id
+                 JOIN users u ON u.id = l.user_id AND u.source_id = ?1
                  WHERE ?2 != 'ignore' AND (u.active = 1 OR ?2 = 'delete')",
                 params![self.source_id, on_missing_name(self.opts.on_missing)],
             )?;
+        }
+        if self.opts.authority.is_some() {
+            self.split_missing(full)?;
         }
         let missing: u64 = self
             .tx
@@ -72,6 +75,10 @@ impl Run<'_> {
 
     /// Deactivates or deletes the users in `temp.missing`, set-wise.
     pub(super) fn apply_missing(&mut self) -> Result<()> {
+        if self.opts.authority.is_some() {
+            self.apply_handovers()?;
+            self.apply_unlinks()?;
+        }
         let delete = self.opts.on_missing == OnMissing::Delete;
         let (action, reason) = if delete {
             ("deleted", "missing from the source")
@@ -105,6 +112,7 @@ impl Run<'_> {
                     action: verb,
                     username,
                     fields: vec![],
+                    notes: vec![],
                 }));
         }
         if delete {

@@ -20,6 +20,7 @@ mod apply;
 mod bulk;
 mod end;
 mod fast;
+pub(crate) mod fields;
 mod groups;
 mod missing;
 mod staging;
@@ -122,6 +123,9 @@ pub struct PlanItem {
     pub action: &'static str,
     pub username: String,
     pub fields: Vec<&'static str>,
+    /// Field decisions that differ from a plain overwrite (per-field authority).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -271,7 +275,7 @@ impl Store {
                 r.get(0)
             })?;
         staging::create_tables(&tx)?;
-        let fast = Fast::load(&tx, source_id)?;
+        let fast = Fast::load(&tx, source_id, opts.authority.is_some())?;
         let max_id: i64 =
             tx.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))?;
         Ok(Run {
@@ -338,11 +342,23 @@ impl Run<'_> {
 
     /// A line of the dry-run plan (a real run logs events instead).
     fn planned(&mut self, action: &'static str, username: &str, fields: Vec<&'static str>) {
+        self.planned_with(action, username, fields, Vec::new());
+    }
+
+    /// A plan line with field decisions that differ from a plain overwrite.
+    fn planned_with(
+        &mut self,
+        action: &'static str,
+        username: &str,
+        fields: Vec<&'static str>,
+        notes: Vec<String>,
+    ) {
         if self.run_id.is_none() || self.keep_plan {
             self.report.plan.push(PlanItem {
                 action,
                 username: username.into(),
                 fields,
+                notes,
             });
         }
     }

@@ -51,7 +51,18 @@ pub(super) fn create_tables(tx: &Transaction<'_>) -> Result<()> {
 impl Run<'_> {
     /// Stages one mapped user. A duplicate key within the source is a failed entry. `raw` is
     /// the object's raw hash, kept with the link when the user is written.
-    pub fn stage(&mut self, locator: &str, anchor: &str, raw: i64, m: Mapped) -> Result<()> {
+    pub fn stage(&mut self, locator: &str, anchor: &str, raw: i64, mut m: Mapped) -> Result<()> {
+        // Fields the source ignores are not its to say.
+        if let Some(auth) = &self.opts.authority {
+            for f in crate::model::Field::ALL {
+                if f != crate::model::Field::Username
+                    && f != crate::model::Field::Active
+                    && auth.explicit(&self.source, f) == Some(crate::authority::Mode::Ignore)
+                {
+                    m.clear(f);
+                }
+            }
+        }
         let Some(key) = self.opts.pair_by.key(&m.record, anchor) else {
             return self.fail(
                 locator,
