@@ -210,8 +210,16 @@ impl Authority {
                 Mode::Create => link_new,
                 Mode::Fill => empty || (link_new && is_merged(f)),
                 Mode::Merge => true,
-                Mode::Sync => match self.holder(f, linked) {
-                    Some(h) if h != source => {
+                // The value stays when a sync source that outranks this one set it.
+                Mode::Sync => match set_by(f) {
+                    SetBy::Source(h)
+                        if !empty
+                            && h != source
+                            && (linked.iter()).any(|(s, owner)| {
+                                *s == h && self.mode(s, f, *owner) == Mode::Sync
+                            })
+                            && self.rank(f, &h) < self.rank(f, source) =>
+                    {
                         if differs(old, new, f) {
                             d.notes.push(format!(
                                 "{}: kept the value of source '{h}', which [authority] ranks first; {source} says {}",
@@ -402,7 +410,14 @@ mod tests {
         assert_eq!(a.holder(Field::Phone, &linked), Some("hr"));
         let d = a.decide("hr", false, false, &cur, &new, &linked, &by);
         assert!(d.take.contains(&Field::Phone));
-        let d = a.decide("ad", true, false, &new, &cur, &linked, &by);
+        let by_hr = |f| match f {
+            Field::Phone => SetBy::Source("hr".into()),
+            _ => SetBy::Source("ad".into()),
+        };
+        let d = a.decide("ad", true, false, &new, &cur, &linked, &by_hr);
         assert!(!d.take.contains(&Field::Phone));
+        // An empty field is anyone's to fill.
+        let d = a.decide("ad", true, false, &rec(None, &[]), &cur, &linked, &by_hr);
+        assert!(d.take.contains(&Field::Phone));
     }
 }

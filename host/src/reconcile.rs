@@ -224,8 +224,9 @@ pub fn decide(
             return Action::Conflict(format!(
                 "{} {:?} belongs to a user of source '{s}', and a source never takes over \
                  another's users. Leave the user to '{s}' (drop it from this source), give it a \
-                 different {} here, or remove it from '{s}' with on_missing = \"delete\" so \
-                 that this source can create it",
+                 different {} here, remove it from '{s}' with on_missing = \"delete\" so \
+                 that this source can create it, or set join = true on this source to \
+                 contribute fields to the user",
                 opts.pair_by.name(),
                 opts.pair_by.key(new, "").unwrap_or_default(),
                 opts.pair_by.name()

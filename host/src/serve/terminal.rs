@@ -19,8 +19,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-/// Wrong PINs (or unknown cards) before a lock.
+/// Wrong PINs before a user is locked.
 pub const MAX_FAILURES: u32 = 5;
+/// Failures (wrong PINs, unknown cards) before a client address is locked: more, since one
+/// terminal serves many people and their typos.
+pub const MAX_ADDR_FAILURES: u32 = 20;
 /// The first lock; each further failure doubles it, up to [`MAX_LOCK`].
 const FIRST_LOCK: i64 = 30;
 const MAX_LOCK: i64 = 3600;
@@ -74,8 +77,13 @@ impl Locks {
         }
         r.failures += 1;
         r.last_failure = now;
-        let until = (r.failures >= MAX_FAILURES).then(|| {
-            let doublings = (r.failures - MAX_FAILURES).min(10);
+        let max = if subject.starts_with("addr:") {
+            MAX_ADDR_FAILURES
+        } else {
+            MAX_FAILURES
+        };
+        let until = (r.failures >= max).then(|| {
+            let doublings = (r.failures - max).min(10);
             now + (FIRST_LOCK << doublings).min(MAX_LOCK)
         });
         if until.is_some() {
@@ -119,6 +127,50 @@ impl Locks {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_wrong_pins_lock_a_user_for_a_growing_time_and_old_failures_are_forgotten() {
+        let l = Locks::new(Vec::new());
+        for i in 0..4 {
+            assert_eq!(l.fail("user:ann", 1000 + i), None);
+        }
+        assert_eq!(l.fail("user:ann", 1004), Some(1004 + FIRST_LOCK));
+        assert_eq!(l.locked("user:ann", 1010), Some(1004 + FIRST_LOCK));
+        assert_eq!(l.locked("user:ann", 1004 + FIRST_LOCK), None);
+        // Each further failure doubles the lock, up to an hour.
+        assert_eq!(l.fail("user:ann", 1100), Some(1100 + 2 * FIRST_LOCK));
+        for t in 0..20 {
+            l.fail("user:ann", 1200 + t);
+        }
+        assert_eq!(l.locked("user:ann", 1219), Some(1219 + MAX_LOCK));
+        l.clear("user:ann");
+        assert_eq!(l.locked("user:ann", 3020), None);
+        // An address takes more failures; unlocked failures fade after a while.
+        for i in 0..(MAX_ADDR_FAILURES - 1) {
+            assert_eq!(l.fail("addr:10.0.0.1", 5000 + i as i64), None);
+        }
+        assert_eq!(l.fail("addr:10.0.0.1", 5000 + FORGET_AFTER + 100), None);
+        let saved = Locks::new(vec![LockRow {
+            subject: "user:bob".into(),
+            failures: 5,
+            locked_until: Some(9999),
+            last_failure: 9000,
+        }]);
+        assert_eq!(saved.locked("user:bob", 9500), Some(9999));
+    }
+
+    #[test]
+    fn a_pin_verifies_only_against_its_hash() {
+        let h = crate::store::hash_pin("4821").unwrap();
+        assert!(verify_pin("4821", std::slice::from_ref(&h)));
+        assert!(!verify_pin("4822", &[h]));
+        assert!(!verify_pin("4821", &[]));
     }
 }
 
@@ -192,9 +244,8 @@ async fn authenticate(
         for s in std::iter::once(&addr).chain(subject.as_ref()) {
             if let Some(until) = st.locks.fail(s, now) {
                 tracing::warn!(
-                    "terminal authentication: {s} locked until {} after {} failures",
-                    fmt_time(until),
-                    MAX_FAILURES
+                    "terminal authentication: {s} locked until {} after too many failures",
+                    fmt_time(until)
                 );
             }
         }
