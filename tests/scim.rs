@@ -396,3 +396,83 @@ fn a_site_roster_pulls_from_a_central_roster() {
     assert_eq!(site.user("user007")["full_name"], "Renamed 7");
     drop(srv);
 }
+
+/// Another roster's PIN hashes travel with a `replica` token, so a site's terminals check
+/// PINs while the central server is down; with a `read` token they do not, and the run says
+/// why.
+#[test]
+fn pin_hashes_travel_to_a_site_only_with_a_replica_token() {
+    let central = Sandbox::new();
+    central.write_csv(
+        "people.csv",
+        "username,full_name,pin\nann,Ann,4821\nbob,Bob,\n",
+    );
+    central.write_config(&format!(
+        "{}\n[serve]\nlisten = \"127.0.0.1:0\"\n",
+        config(&[csv_source("people", "people.csv", "")])
+    ));
+    central.sync_ok(&[]);
+    let token = |sb: &Sandbox, name: &str, role: &str| {
+        stdout(&sb.roster_ok(&["tokens", "create", name, "--role", role]))
+            .trim()
+            .to_string()
+    };
+    let (replica, read) = (
+        token(&central, "site", "replica"),
+        token(&central, "app", "read"),
+    );
+    let srv = Server::start(&central);
+    let ann = |t: &str| {
+        srv.scim("/Users?filter=userName%20eq%20%22ann%22", t, 200)["Resources"][0].clone()
+    };
+    let ext = "urn:roster:params:scim:schemas:extension:roster:2.0:User";
+    assert!(ann(&read)[ext].get("pinHashes").is_none());
+    let hashes = strs(&ann(&replica)[ext]["pinHashes"]);
+    assert_eq!(hashes.len(), 1);
+    assert!(hashes[0].starts_with("$argon2id$"), "{hashes:?}");
+
+    let site = |t: &str| {
+        let sb = Sandbox::new();
+        sb.write_config(&format!(
+            "{}\n[serve]\nlisten = \"127.0.0.1:0\"\n",
+            config(&[format!(
+                "[sources.central]\nplugin = \"scim\"\n[sources.central.config]\n\
+                 url = \"{}/scim/v2\"\ntoken = \"{t}\"\n",
+                srv.base
+            )])
+        ));
+        let run = sb.sync_ok(&[]).only().clone();
+        (sb, run)
+    };
+    let (plain, run) = site(&read);
+    assert_eq!(plain.user("ann")["has_pin"], false);
+    assert!(
+        run["notices"].to_string().contains("needs role replica"),
+        "{run:#}"
+    );
+    let (copy, run) = site(&replica);
+    assert!(!run["notices"].to_string().contains("replica"), "{run:#}");
+    assert_eq!(copy.user("ann")["has_pin"], true);
+    assert_eq!(copy.user("bob")["has_pin"], false);
+    // Unchanged hashes are unchanged users.
+    assert_counts(copy.sync_ok(&[]).only(), &[("updated", 0), ("failed", 0)]);
+
+    // Central goes down; the site's terminal still checks ann's PIN.
+    drop(srv);
+    let terminal = token(&copy, "kiosk", "terminal");
+    let site_srv = Server::start(&copy);
+    let check = |pin: &str| {
+        site_srv
+            .http
+            .post(format!("{}/api/v1/authenticate", site_srv.base))
+            .bearer_auth(&terminal)
+            .json(&serde_json::json!({"username": "ann", "pin": pin}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(check("4821"), 200);
+    assert_eq!(check("4822"), 401);
+    assert!(!site_srv.log().contains("argon2"), "no hash in the log");
+}

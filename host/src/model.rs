@@ -352,6 +352,27 @@ impl UserRecord {
     }
 }
 
+/// Whether a PIN value is already an argon2 hash (PHC string), as another roster sends its
+/// PINs: stored as it is, never hashed again. Only argon2 with bounded costs qualifies (at
+/// most 64 MiB, 10 passes, 4 lanes), so a hostile source cannot make each PIN check costly;
+/// anything else is a PIN.
+pub fn is_pin_hash(v: &str) -> bool {
+    if !v.starts_with("$argon2") || v.len() > 256 {
+        return false;
+    }
+    let Ok(h) = argon2::PasswordHash::new(v) else {
+        return false;
+    };
+    let Ok(p) = argon2::Params::try_from(&h) else {
+        return false;
+    };
+    argon2::Algorithm::try_from(h.algorithm.as_str()).is_ok()
+        && h.hash.is_some()
+        && p.m_cost() <= 64 * 1024
+        && p.t_cost() <= 10
+        && p.p_cost() <= 4
+}
+
 /// An email address's shape: one `@`, a local part and a domain, no spaces. Deliverability
 /// is the mail system's business; this keeps junk out of a field others pair users by.
 fn check_email(value: &str) -> Result<(), String> {
@@ -512,6 +533,18 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"username":"ann","full_name":null,"email":null,"personal_number":null,"aliases":[],"cards":["C1"],"pins":[],"groups":[],"language":null,"phone":null,"notes":null,"storage":null,"active":true}"#
         );
+    }
+
+    #[test]
+    fn only_bounded_argon2_hashes_count_as_pin_hashes() {
+        let ok = "$argon2id$v=19$m=8192,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        assert!(is_pin_hash(ok));
+        assert!(!is_pin_hash("4821"));
+        assert!(!is_pin_hash("$argon2id$v=19$m=8192,t=2,p=1$c29tZXNhbHQ"));
+        let costly =
+            "$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        assert!(!is_pin_hash(costly));
+        assert!(!is_pin_hash("$2b$12$abcdefghijklmnopqrstuv"));
     }
 
     #[test]

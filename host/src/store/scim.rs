@@ -744,6 +744,9 @@ pub struct ScimUserRow {
     /// (group id, path)
     pub groups: Vec<(i64, String)>,
     pub has_pin: bool,
+    /// The PINs' argon2 hashes, only when asked for (a `replica` token): see
+    /// [`Store::scim_pin_hashes`].
+    pub pin_hashes: Option<Vec<String>>,
     pub created: String,
     pub updated: String,
     /// The record hash: with `active` and `updated`, the source of the version.
@@ -765,7 +768,7 @@ pub struct ScimGroupRow {
 const USER_COLUMNS: &str = "u.id, u.username, u.full_name, u.email, u.personal_number,
     u.language, u.phone, u.notes, u.storage, u.active,
     (SELECT name FROM sources WHERE id = u.source_id),
-    (SELECT anchor FROM links WHERE user_id = u.id),
+    (SELECT anchor FROM links WHERE user_id = u.id AND source_id = u.source_id),
     (SELECT json_group_array(name) FROM (SELECT name FROM names WHERE user_id = u.id AND alias = 1 ORDER BY name)),
     (SELECT json_group_array(card) FROM (SELECT card FROM cards WHERE user_id = u.id ORDER BY card)),
     (SELECT json_group_array(json_array(g.id, g.path)) FROM (SELECT g.id, g.path FROM memberships m JOIN groups g ON g.id = m.group_id WHERE m.user_id = u.id ORDER BY g.path) g),
@@ -791,6 +794,7 @@ fn user_row(r: &rusqlite::Row) -> rusqlite::Result<ScimUserRow> {
         cards: list(r.get(13)?),
         groups: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
         has_pin: r.get(15)?,
+        pin_hashes: None,
         created: r.get(16)?,
         updated: r.get(17)?,
         hash: r.get(18)?,
@@ -828,6 +832,20 @@ fn group_columns(members: bool) -> String {
 }
 
 impl Store {
+    /// Fills in the PIN hashes of these users (for another roster pulling this one).
+    pub fn scim_pin_hashes(&self, rows: &mut [ScimUserRow]) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM pins WHERE user_id = ?1 ORDER BY fingerprint")?;
+        for r in rows {
+            r.pin_hashes = Some(
+                stmt.query_map([r.id], |x| x.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+            );
+        }
+        Ok(())
+    }
+
     /// A page of users and how many the filter selects in all. A filter or sort key that
     /// cannot be answered is a [`ScimError`] inside the error.
     pub fn scim_users(&self, q: &ScimQuery) -> Result<(u64, Vec<ScimUserRow>)> {

@@ -66,7 +66,9 @@ pub fn user(u: &Value) -> Result<User, String> {
             .values("aliases", list("aliases"))
             .values("cards", list("cards"))
             .values("storage", s(ext, "storage"))
-            .values("notes", s(ext, "notes"));
+            .values("notes", s(ext, "notes"))
+            // Another roster's argon2 hashes: the site's terminals check PINs offline.
+            .values("pins", list("pinHashes"));
     }
     // Another roster names groups by path (its group ids are its own row ids), and gives
     // each group's parent by path: the path is the group's id here.
@@ -85,6 +87,12 @@ pub fn user(u: &Value) -> Result<User, String> {
         user = user.member_of(g);
     }
     Ok(user)
+}
+
+/// Whether another roster says the user has a PIN but sent no hashes (a `read` token).
+pub fn pins_withheld(u: &Value) -> bool {
+    u.get(ROSTER)
+        .is_some_and(|e| e["hasPin"] == true && e.get("pinHashes").is_none())
 }
 
 /// A Group resource with its members (users and groups, by id).

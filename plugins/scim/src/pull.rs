@@ -149,6 +149,8 @@ pub struct Pull<F> {
     cursor: Cursor,
     phase: Phase,
     queue: VecDeque<Item>,
+    /// Users another roster says have a PIN but sent no PIN hashes for.
+    pins_withheld: u64,
 }
 
 impl<F: Fetch> Pull<F> {
@@ -160,6 +162,7 @@ impl<F: Fetch> Pull<F> {
             cursor,
             phase: Phase::Users(1),
             queue: VecDeque::new(),
+            pins_withheld: 0,
         }
     }
 
@@ -233,6 +236,9 @@ impl<F: Fetch> Listing for Pull<F> {
                                 self.cursor.since = Some(t.to_string());
                             }
                         }
+                        if convert::pins_withheld(&u) {
+                            self.pins_withheld += 1;
+                        }
                         self.queue.push_back(match convert::user(&u) {
                             Ok(user) => Item::User(user),
                             Err(why) => Item::failed(
@@ -272,6 +278,13 @@ impl<F: Fetch> Listing for Pull<F> {
     fn finish(&mut self, end: &mut roster_plugin::End) -> Result<(), Error> {
         end.mode = self.mode;
         end.cursor = Some(self.cursor.to_json());
+        if self.pins_withheld > 0 {
+            end.notices.push(format!(
+                "{} users have a PIN at the other roster, but no PIN hashes were sent: its token \
+                 needs role replica (roster tokens create NAME --role replica) for PINs to travel",
+                self.pins_withheld
+            ));
+        }
         Ok(())
     }
 }

@@ -86,9 +86,13 @@ pub fn list_params(query: &str) -> Result<(ScimQuery, Projection), ScimError> {
 }
 
 /// `GET /Users`.
-pub fn list_users(store: &Store, query: &str, base: &str) -> Result<Value, ScimError> {
+/// `pins`: with the PIN hashes (a `replica` token).
+pub fn list_users(store: &Store, query: &str, base: &str, pins: bool) -> Result<Value, ScimError> {
     let (q, p) = list_params(query)?;
-    let (total, rows) = store.scim_users(&q).map_err(store_error)?;
+    let (total, mut rows) = store.scim_users(&q).map_err(store_error)?;
+    if pins {
+        store.scim_pin_hashes(&mut rows).map_err(store_error)?;
+    }
     let items = rows
         .iter()
         .map(|u| p.apply(resource::user(u, base)))
@@ -134,12 +138,18 @@ pub fn get_user(
     query: &str,
     base: &str,
     if_none_match: Option<&str>,
+    pins: bool,
 ) -> Result<Answer, ScimError> {
     let (_, p) = list_params(query)?;
-    let u = store
+    let mut u = store
         .scim_user(id)
         .map_err(store_error)?
         .ok_or_else(|| ScimError::not_found(format!("no user with id {id:?}")))?;
+    if pins {
+        store
+            .scim_pin_hashes(std::slice::from_mut(&mut u))
+            .map_err(store_error)?;
+    }
     Ok(answer(
         resource::user(&u, base),
         resource::user_version(&u),
@@ -221,22 +231,25 @@ mod tests {
         let store = Store::memory().unwrap();
         store.scim_fixture_for_tests();
         let base = "http://h/scim/v2";
-        let page = list_users(&store, "filter=userName+eq+%22ASMITH%22", base).unwrap();
+        let page = list_users(&store, "filter=userName+eq+%22ASMITH%22", base, false).unwrap();
         assert_eq!(page["totalResults"], 1);
         let u = &page["Resources"][0];
         assert_eq!(u["userName"], "asmith");
         let id = u["id"].as_str().unwrap().to_string();
-        let Answer::Ok { body, etag } = get_user(&store, &id, "", base, None).unwrap() else {
+        let Answer::Ok { body, etag } = get_user(&store, &id, "", base, None, false).unwrap()
+        else {
             panic!("not ok");
         };
         assert_eq!(body["userName"], "asmith");
         let etag = etag.unwrap();
         assert_eq!(
-            get_user(&store, &id, "", base, Some(&etag)).unwrap(),
+            get_user(&store, &id, "", base, Some(&etag), false).unwrap(),
             Answer::NotModified { etag: etag.clone() }
         );
         assert_eq!(
-            get_user(&store, "999", "", base, None).unwrap_err().status,
+            get_user(&store, "999", "", base, None, false)
+                .unwrap_err()
+                .status,
             404
         );
         let groups = list_groups(&store, "excludedAttributes=members", base).unwrap();

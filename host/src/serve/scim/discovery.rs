@@ -234,6 +234,14 @@ pub fn schemas(base: &str) -> Vec<Value> {
             .set("mutability", json!("writeOnly"))
             .returned("never"),
             a("hasPin", "boolean", "Whether the user has a PIN.").read_only(),
+            a(
+                "pinHashes",
+                "string",
+                "The argon2 (PHC) hashes of the user's PINs, never the PINs: only to tokens of \
+                 role replica or admin, for another roster pulling this one.",
+            )
+            .multi()
+            .read_only(),
             a("storage", "string", "The scan storage path.").exact(),
             a("notes", "string", "Free-text notes."),
             a("source", "string", "The roster source that owns the user.")

@@ -117,6 +117,9 @@ pub fn user(u: &ScimUserRow, base: &str) -> Value {
     put(&mut ext, "notes", u.notes.clone());
     put(&mut ext, "source", u.source.clone());
     ext.insert("hasPin".into(), json!(u.has_pin));
+    if let Some(h) = u.pin_hashes.as_ref().filter(|h| !h.is_empty()) {
+        ext.insert("pinHashes".into(), json!(h));
+    }
     schemas.push(json!(ROSTER_USER));
     r.insert(ROSTER_USER.into(), Value::Object(ext));
     r.insert(
@@ -425,6 +428,7 @@ mod tests {
             cards: vec!["04A1".into()],
             groups: vec![(3, "Staff".into())],
             has_pin: true,
+            pin_hashes: None,
             created: "2026-01-01T00:00:00Z".into(),
             updated: "2026-02-01T00:00:00Z".into(),
             hash: 42,

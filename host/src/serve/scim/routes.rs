@@ -183,7 +183,8 @@ async fn list_users(
     need_read(&caller)?;
     let base = base(&st, &headers);
     let q = q.unwrap_or_default();
-    let body = read(&st, move |s| api::list_users(s, &q, &base)).await?;
+    let pins = caller.may(Role::Replica);
+    let body = read(&st, move |s| api::list_users(s, &q, &base, pins)).await?;
     Ok(scim(StatusCode::OK, &body))
 }
 
@@ -217,8 +218,9 @@ async fn get_user(
     let base = base(&st, &headers);
     let q = q.unwrap_or_default();
     let inm = if_none_match(&headers);
+    let pins = caller.may(Role::Replica);
     let a = read(&st, move |s| {
-        api::get_user(s, &id, &q, &base, inm.as_deref())
+        api::get_user(s, &id, &q, &base, inm.as_deref(), pins)
     })
     .await?;
     Ok(answer(a))

@@ -312,8 +312,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The argon2 hash for a PIN: reused when the same fingerprint is stored, else computed.
+    /// The argon2 hash for a PIN: reused when the same fingerprint is stored, else computed;
+    /// a value that is already a hash (another roster's) is kept as it is.
     fn pin_hash(&self, fingerprint: &str, pin: &str) -> Result<String> {
+        if crate::model::is_pin_hash(pin) {
+            return Ok(pin.to_string());
+        }
         if let Some(h) = self
             .tx
             .prepare_cached("SELECT hash FROM pins WHERE fingerprint = ?1 LIMIT 1")?
