@@ -137,7 +137,7 @@ fn scim_reads() {
 
     // Discovery says what is served.
     let spc = srv.scim("/ServiceProviderConfig", &token, 200);
-    assert_eq!(spc["patch"]["supported"], false);
+    assert_eq!(spc["patch"]["supported"], true, "pushed writes take PATCH");
     assert_eq!(spc["bulk"]["supported"], false);
     assert_eq!(spc["filter"]["maxResults"], 1000);
     assert_eq!(srv.scim("/ResourceTypes", &token, 200)["totalResults"], 2);
@@ -324,7 +324,7 @@ fn scim_reads() {
     // What is not served is a SCIM error too.
     let r = srv
         .http
-        .post(format!("{}/scim/v2/Users", srv.base))
+        .post(format!("{}/scim/v2/Groups", srv.base))
         .bearer_auth(&token)
         .body("{}")
         .send()

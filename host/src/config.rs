@@ -126,7 +126,9 @@ impl ServeConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
-    plugin: toml::Value,
+    plugin: Option<toml::Value>,
+    /// `push = "scim"`: no plugin; users are pushed in over SCIM.
+    push: Option<String>,
     pair_by: Option<PairBy>,
     import_new: Option<bool>,
     update_existing: Option<bool>,
@@ -219,6 +221,9 @@ pub struct SourceConfig {
     pub notify: SourceNotify,
     /// `join = true`: attaches to users other sources own.
     pub join: bool,
+    /// `push = "scim"`: the source has no plugin and is never pulled; identity providers
+    /// push users into it over SCIM (`roster serve`, a `scim-push` token bound to it).
+    pub push: bool,
     /// `[sources.NAME.fields]`.
     pub fields: Vec<(Field, Mode)>,
     /// The whole config's authority (see [`Config::authority`]), for [`SourceConfig::options`].
@@ -299,7 +304,18 @@ impl Config {
 
 impl SourceConfig {
     fn from_raw(name: String, raw: RawSource, dir: &Path) -> Result<Self> {
-        let plugin = resolve_string(&raw.plugin, dir, "plugin")?.0;
+        let (plugin, push) = match (&raw.plugin, raw.push.as_deref()) {
+            (Some(p), None) => (resolve_string(p, dir, "plugin")?.0, false),
+            (None, Some("scim")) => (String::new(), true),
+            (None, Some(other)) => bail!("push: expected \"scim\", got {other:?}"),
+            (Some(_), Some(_)) => {
+                bail!("push: a pushed source has no plugin; drop `plugin` or `push`")
+            }
+            (None, None) => bail!("plugin: required (or push = \"scim\" for a source that identity providers push users into)"),
+        };
+        if push && raw.schedule.is_some() {
+            bail!("schedule: a pushed source is never pulled; drop the schedule");
+        }
         let max_deletions = raw
             .max_deletions
             .map(|v| match v {
@@ -389,6 +405,7 @@ impl SourceConfig {
             map,
             notify,
             join: raw.join.unwrap_or(false),
+            push,
             fields,
             authority: None,
         })

@@ -35,6 +35,15 @@ impl Tokens {
         let store = super::open_writer(config)?;
         match self {
             Tokens::Create { name, role, source } => {
+                if let Some(src) = &source {
+                    let cfg = roster::config::Config::load(config)?;
+                    if !cfg.source(src)?.push {
+                        anyhow::bail!(roster::config::config_err(format!(
+                            "source `{src}` is not configured with push = \"scim\": a scim-push \
+                             token writes only into such a source"
+                        )));
+                    }
+                }
                 let token =
                     roster::tokens::create(&store, &name, Role::parse(&role)?, source.as_deref())?;
                 println!("{token}");

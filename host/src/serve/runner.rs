@@ -284,6 +284,27 @@ impl Runner {
         }
     }
 
+    /// The config, shared.
+    pub fn config_arc(&self) -> Arc<Config> {
+        self.cfg.clone()
+    }
+
+    /// As [`Runner::write`], with the store for a run (a SCIM push).
+    pub async fn write_mut<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _writer = me.writer.blocking_lock();
+            let mut store = Store::open(&me.cfg.database)?;
+            store.set_process("roster serve");
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("database task: {e}"))?
+    }
+
     /// A write from the API (such as a dismissal), in turn with the runs.
     pub async fn write<T: Send + 'static>(
         self: &Arc<Self>,

@@ -34,6 +34,14 @@ pub fn prepare(
     store: Option<&Store>,
     rt: &Runtime,
 ) -> Result<Prepared> {
+    if src.push {
+        return Err(crate::config::ConfigError::at(
+            format!("sources.{}", src.name),
+            "users are pushed into this source over SCIM (push = \"scim\"): there is nothing \
+             to pull or connect to; its writes are runs (roster runs list)",
+        )
+        .into());
+    }
     let bytes = crate::plugins::resolve(&src.plugin, store, &cfg.database, &cfg.dir)?;
     let component = rt
         .load(&bytes)

@@ -279,6 +279,30 @@ impl Store {
             .pop())
     }
 
+    /// The user a source's anchor is linked to.
+    pub fn linked_user(&self, source: &str, anchor: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT l.user_id FROM links l JOIN sources s ON s.id = l.source_id
+                 WHERE s.name = ?1 AND l.anchor = ?2",
+            )?
+            .query_row([source, anchor], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The anchor by which a source links a user (by the user's id), if it does.
+    pub fn link_anchor(&self, source: &str, user_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT l.anchor FROM links l JOIN sources s ON s.id = l.source_id
+                 WHERE s.name = ?1 AND l.user_id = ?2",
+            )?
+            .query_row(rusqlite::params![source, user_id], |r| r.get(0))
+            .optional()?)
+    }
+
     fn query_users<P: rusqlite::Params>(
         &self,
         filter: &str,

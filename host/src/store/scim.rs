@@ -722,6 +722,8 @@ pub struct ScimQuery {
     /// 1-based, as SCIM counts.
     pub start_index: u64,
     pub count: u64,
+    /// Only users linked to this source (what a `scim-push` token sees).
+    pub scope: Option<String>,
 }
 
 /// One user with everything its SCIM resource shows.
@@ -912,13 +914,21 @@ impl Store {
         id: &str,
         row: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>,
     ) -> Result<(u64, Vec<T>)> {
-        let w = match &q.filter {
+        let mut w = match &q.filter {
             Some(f) => translate(resource, f)?,
             None => Where {
                 sql: "1".into(),
                 params: vec![],
             },
         };
+        if let (ScimResource::User, Some(scope)) = (resource, &q.scope) {
+            w.sql = format!(
+                "({}) AND EXISTS (SELECT 1 FROM links pl JOIN sources ps ON ps.id = pl.source_id
+                  WHERE pl.user_id = u.id AND ps.name = ?)",
+                w.sql
+            );
+            w.params.push(Value::Text(scope.clone()));
+        }
         let dir = if q.descending { "DESC" } else { "ASC" };
         let order = match &q.sort_by {
             Some(p) => format!("{} {dir}, {id}", order_by(resource, p)?),

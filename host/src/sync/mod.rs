@@ -3,6 +3,7 @@
 //! The engine prints nothing: it reports progress and results to a [`SyncObserver`].
 
 mod pipeline;
+pub mod push;
 
 use crate::config::{config_err, Config, ConfigError, SourceConfig};
 use crate::error::FailureKind;
@@ -226,6 +227,24 @@ fn sync_source(
     flags: SyncFlags,
     observer: &mut dyn SyncObserver,
 ) -> SourceResult {
+    if src.push {
+        return SourceResult {
+            source: src.name.clone(),
+            run_id: None,
+            status: Status::Ok,
+            dry_run: flags.dry_run,
+            mode: "push",
+            counts: Counts::default(),
+            errors: Vec::new(),
+            message: Some(
+                "users are pushed into this source over SCIM: there is nothing to pull".into(),
+            ),
+            notices: Vec::new(),
+            plan: flags.dry_run.then(Vec::new),
+            config_error: false,
+            failure: None,
+        };
+    }
     let setup = (|| -> Result<_> {
         let prepared = session::prepare(cfg, src, Some(store), rt)?;
         let (opts, mapper) = session::mapping(src, &prepared.info.defaults, store.pin_key()?)?;

@@ -87,8 +87,15 @@ pub fn list_params(query: &str) -> Result<(ScimQuery, Projection), ScimError> {
 
 /// `GET /Users`.
 /// `pins`: with the PIN hashes (a `replica` token).
-pub fn list_users(store: &Store, query: &str, base: &str, pins: bool) -> Result<Value, ScimError> {
-    let (q, p) = list_params(query)?;
+pub fn list_users(
+    store: &Store,
+    query: &str,
+    base: &str,
+    pins: bool,
+    scope: Option<String>,
+) -> Result<Value, ScimError> {
+    let (mut q, p) = list_params(query)?;
+    q.scope = scope;
     let (total, mut rows) = store.scim_users(&q).map_err(store_error)?;
     if pins {
         store.scim_pin_hashes(&mut rows).map_err(store_error)?;
@@ -231,7 +238,8 @@ mod tests {
         let store = Store::memory().unwrap();
         store.scim_fixture_for_tests();
         let base = "http://h/scim/v2";
-        let page = list_users(&store, "filter=userName+eq+%22ASMITH%22", base, false).unwrap();
+        let page =
+            list_users(&store, "filter=userName+eq+%22ASMITH%22", base, false, None).unwrap();
         assert_eq!(page["totalResults"], 1);
         let u = &page["Resources"][0];
         assert_eq!(u["userName"], "asmith");

@@ -6,6 +6,7 @@ pub mod api;
 pub mod discovery;
 pub mod error;
 pub mod filter;
+pub mod push;
 pub mod resource;
 pub mod routes;
 pub mod write;

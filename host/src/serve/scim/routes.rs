@@ -16,9 +16,9 @@ use serde_json::Value;
 
 pub const CONTENT_TYPE: &str = "application/scim+json";
 
-/// What this build serves: reads, with ETags; no writes yet.
+/// What this build serves: reads and pushed writes (PATCH included), with ETags.
 const FEATURES: Features = Features {
-    patch: false,
+    patch: true,
     etag: true,
 };
 
@@ -27,8 +27,14 @@ pub fn routes() -> Router<AppState> {
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/ResourceTypes", get(resource_types))
         .route("/Schemas", get(schemas))
-        .route("/Users", get(list_users))
-        .route("/Users/{id}", get(get_user))
+        .route("/Users", get(list_users).post(super::push::create))
+        .route(
+            "/Users/{id}",
+            get(get_user)
+                .put(super::push::replace)
+                .patch(super::push::patch)
+                .delete(super::push::delete),
+        )
         .route("/Groups", get(list_groups))
         .route("/Groups/{id}", get(get_group))
         .fallback(|| async { ScimError::not_found("no such SCIM endpoint") })
@@ -77,6 +83,18 @@ pub async fn scim_errors(req: Request, next: Next) -> Response {
     out
 }
 
+/// Which users a caller reads: all (role read), or those linked to the source a
+/// `scim-push` token writes into (Entra and Okta look users up before they create them).
+fn user_scope(st: &AppState, caller: &Caller) -> Result<Option<String>, ScimError> {
+    if caller.may(Role::Read) {
+        return Ok(None);
+    }
+    if caller.may(Role::ScimPush) {
+        return super::push::push_source(st, caller).map(Some);
+    }
+    need_read(caller).map(|_| None)
+}
+
 fn need_read(caller: &Caller) -> Result<(), ScimError> {
     if caller.may(Role::Read) {
         Ok(())
@@ -93,7 +111,7 @@ fn need_read(caller: &Caller) -> Result<(), ScimError> {
 }
 
 /// The SCIM root as clients reach it: `public_url`, else this request's host.
-fn base(st: &AppState, headers: &HeaderMap) -> String {
+pub(super) fn base(st: &AppState, headers: &HeaderMap) -> String {
     let cfg = st.runner.config();
     if let Some(u) = &cfg.serve.public_url {
         return format!("{u}/scim/v2");
@@ -180,11 +198,11 @@ async fn list_users(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ScimError> {
-    need_read(&caller)?;
+    let scope = user_scope(&st, &caller)?;
     let base = base(&st, &headers);
     let q = q.unwrap_or_default();
     let pins = caller.may(Role::Replica);
-    let body = read(&st, move |s| api::list_users(s, &q, &base, pins)).await?;
+    let body = read(&st, move |s| api::list_users(s, &q, &base, pins, scope)).await?;
     Ok(scim(StatusCode::OK, &body))
 }
 
@@ -214,12 +232,22 @@ async fn get_user(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ScimError> {
-    need_read(&caller)?;
+    let scope = user_scope(&st, &caller)?;
     let base = base(&st, &headers);
     let q = q.unwrap_or_default();
     let inm = if_none_match(&headers);
     let pins = caller.may(Role::Replica);
     let a = read(&st, move |s| {
+        if let Some(source) = &scope {
+            let linked = (id.parse::<i64>().ok())
+                .map(|uid| s.link_anchor(source, uid))
+                .transpose()
+                .map_err(api::store_error)?
+                .flatten();
+            if linked.is_none() {
+                return Err(ScimError::not_found(format!("no user with id {id:?}")));
+            }
+        }
         api::get_user(s, &id, &q, &base, inm.as_deref(), pins)
     })
     .await?;

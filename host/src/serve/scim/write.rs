@@ -413,6 +413,28 @@ fn container<'a>(r: &'a mut Map<String, Value>, path: &AttrPath) -> &'a mut Map<
     }
 }
 
+/// The sub-attributes a filter of equalities (`type eq "work"`, joined by `and`) pins down,
+/// as a new value's object; None for any other filter.
+fn seed(f: &Filter) -> Option<Map<String, Value>> {
+    match f {
+        Filter::Compare(path, CompareOp::Eq, lit) if path.sub.is_none() => {
+            let v = match lit {
+                Literal::Str(s) => Value::String(s.clone()),
+                Literal::Bool(b) => Value::Bool(*b),
+                Literal::Num(n) => Value::Number(n.clone()),
+                Literal::Null => return None,
+            };
+            Some(Map::from_iter([(path.attr.clone(), v)]))
+        }
+        Filter::And(a, b) => {
+            let mut m = seed(a)?;
+            m.extend(seed(b)?);
+            Some(m)
+        }
+        _ => None,
+    }
+}
+
 fn key_in(obj: &Map<String, Value>, name: &str) -> String {
     obj.keys()
         .find(|k| k.eq_ignore_ascii_case(name))
@@ -434,6 +456,29 @@ fn apply_one(
     match (&p.filter, &p.attr.sub) {
         // `attr[filter]` or `attr[filter].sub`
         (Some(f), _) => {
+            // Entra adds a first work phone as `phoneNumbers[type eq "work"].value`: a value
+            // the filter's equalities describe is created when none matches.
+            let any_match = matches!(obj.get(&key), Some(Value::Array(items)) if items.iter().any(|i| matches(f, i)));
+            // (A replace with no match stays noTarget, as RFC 7644 §3.5.2.3 says.)
+            if !any_match && kind == Op::Add {
+                if let Some(mut item) = seed(f) {
+                    match (&p.sub, value.clone().expect("checked")) {
+                        (Some(sub), v) => {
+                            item.insert(sub.clone(), v);
+                        }
+                        (None, Value::Object(v)) => item.extend(v),
+                        (None, _) => return Err(invalid(format!("{} needs an object", p.attr))),
+                    }
+                    let slot = obj.entry(key).or_insert_with(|| Value::Array(vec![]));
+                    if !slot.is_array() {
+                        *slot = Value::Array(vec![]);
+                    }
+                    slot.as_array_mut()
+                        .expect("an array")
+                        .push(Value::Object(item));
+                    return Ok(());
+                }
+            }
             let Some(Value::Array(items)) = obj.get_mut(&key) else {
                 if kind == Op::Remove {
                     return Ok(());

@@ -213,6 +213,26 @@ fn group_member_patches() {
 }
 
 #[test]
+fn an_add_with_a_value_filter_creates_the_value_it_describes() {
+    let mut r = resource();
+    let ops =
+        json!([{ "op": "Add", "value": { "phoneNumbers[type eq \"work\"].value": "+1 555" } }]);
+    apply_patch(&mut r, &patch(ops)).unwrap();
+    assert_eq!(
+        r["phoneNumbers"],
+        json!([{ "type": "work", "value": "+1 555" }])
+    );
+    // Once there, the same add changes it instead of adding another.
+    let ops =
+        json!([{ "op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 556" }]);
+    apply_patch(&mut r, &patch(ops)).unwrap();
+    assert_eq!(
+        r["phoneNumbers"],
+        json!([{ "type": "work", "value": "+1 556" }])
+    );
+}
+
+#[test]
 fn bad_patches_are_refused() {
     for (ops, kind) in [
         (

@@ -1,0 +1,274 @@
+//! SCIM writes: `POST`, `PUT`, `PATCH` and `DELETE` on `/Users`, from an identity provider
+//! (Entra ID, Okta) with a `scim-push` token, into the one `push = "scim"` source the token
+//! is bound to. Each write is a run of that source through the engine
+//! ([`crate::sync::push`]); this file only speaks HTTP.
+
+use super::error::{ScimError, ScimType};
+use super::{api, resource, write};
+use crate::serve::AppState;
+use crate::store::Status;
+use crate::sync::push::{PushOp, Pushed, Refused};
+use crate::tokens::{Caller, Role};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::Value;
+
+/// The push source a caller writes into: its token must be `scim-push`, bound to a source
+/// configured with `push = "scim"`.
+pub fn push_source(st: &AppState, caller: &Caller) -> Result<String, ScimError> {
+    let forbidden = |why: String| ScimError::new(403, None, why);
+    if !caller.may(Role::ScimPush) {
+        return Err(forbidden(format!(
+            "token {:?} may not write users: it needs role scim-push",
+            caller.name
+        )));
+    }
+    let Some(source) = &caller.source else {
+        return Err(forbidden("the token is bound to no source".into()));
+    };
+    match st.runner.config().source(source) {
+        Ok(s) if s.push => Ok(source.clone()),
+        _ => Err(forbidden(format!(
+            "the token's source {source:?} is not configured with push = \"scim\""
+        ))),
+    }
+}
+
+/// A request body as JSON (whatever its content type says: clients differ).
+fn json(body: &[u8]) -> Result<Value, ScimError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ScimError::bad_request(
+            ScimType::InvalidSyntax,
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+/// `POST /Users`.
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let source = push_source(&st, &caller)?;
+    let entry = write::user_entry(&json(&body)?)?;
+    let username = (entry.attributes.iter())
+        .find(|(k, _)| k == "username")
+        .and_then(|(_, v)| v.first().cloned())
+        .ok_or_else(|| ScimError::invalid_value("userName is required"))?;
+    // externalId is the anchor; without one, the userName as the provider wrote it.
+    let anchor = entry.external_id.clone().unwrap_or(username);
+    let op = PushOp::Upsert {
+        object: entry.to_object(&anchor),
+        anchor,
+        create_only: true,
+    };
+    let pushed = run(&st, &source, op).await?;
+    respond(&st, &headers, pushed, StatusCode::CREATED).await
+}
+
+/// `PUT /Users/{id}`: the body replaces the user.
+pub async fn replace(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let source = push_source(&st, &caller)?;
+    let body = json(&body)?;
+    let (anchor, current) = linked(&st, &source, &id, &headers).await?;
+    let mut entry = write::user_entry(&body)?;
+    keep_pins(&st, &mut entry, current.id).await?;
+    let op = PushOp::Upsert {
+        object: entry.to_object(&anchor),
+        anchor,
+        create_only: false,
+    };
+    let pushed = run(&st, &source, op).await?;
+    respond(&st, &headers, pushed, StatusCode::OK).await
+}
+
+/// `PATCH /Users/{id}`: RFC 7644 §3.5.2 operations on the user as it is, in Entra's and
+/// Okta's forms too.
+pub async fn patch(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let source = push_source(&st, &caller)?;
+    let body = json(&body)?;
+    let (anchor, current) = linked(&st, &source, &id, &headers).await?;
+    let mut res = resource::user(&current, "");
+    write::apply_patch(&mut res, &body)?;
+    let mut entry = write::user_entry(&res)?;
+    keep_pins(&st, &mut entry, current.id).await?;
+    let op = PushOp::Upsert {
+        object: entry.to_object(&anchor),
+        anchor,
+        create_only: false,
+    };
+    let pushed = run(&st, &source, op).await?;
+    respond(&st, &headers, pushed, StatusCode::OK).await
+}
+
+/// `DELETE /Users/{id}`: the source's `on_missing` applies (deactivate, delete or ignore).
+pub async fn delete(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let source = push_source(&st, &caller)?;
+    let (anchor, _) = linked(&st, &source, &id, &headers).await?;
+    run(&st, &source, PushOp::Remove { anchor }).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The anchor by which `source` links user `id`, and the user as it is: 404 for a user the
+/// source does not link; 412 when `If-Match` names another version.
+async fn linked(
+    st: &AppState,
+    source: &str,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(String, crate::store::ScimUserRow), ScimError> {
+    let (source, id) = (source.to_string(), id.to_string());
+    let found = st
+        .pool
+        .with(move |s| {
+            let Some(u) = s.scim_user(&id)? else {
+                return Ok(None);
+            };
+            Ok(s.link_anchor(&source, u.id)?.map(|a| (a, u)))
+        })
+        .await
+        .map_err(api::store_error)?;
+    let Some((anchor, user)) = found else {
+        return Err(ScimError::not_found(
+            "no such user among this token's source's users",
+        ));
+    };
+    if let Some(want) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        let have = resource::user_version(&user);
+        if want.trim() != "*" && !api::etag_matches(want, &have) {
+            return Err(ScimError::new(
+                412,
+                None,
+                format!("the user changed: its version is {have}, If-Match names {want}"),
+            ));
+        }
+    }
+    Ok((anchor, user))
+}
+
+/// A body without PINs keeps the user's PINs: their hashes stand in for them.
+async fn keep_pins(st: &AppState, entry: &mut write::Entry, id: i64) -> Result<(), ScimError> {
+    if entry.pins_given {
+        return Ok(());
+    }
+    let hashes = st
+        .pool
+        .with(move |s| {
+            let mut rows = s
+                .scim_user(&id.to_string())?
+                .into_iter()
+                .collect::<Vec<_>>();
+            s.scim_pin_hashes(&mut rows)?;
+            Ok(rows.pop().and_then(|r| r.pin_hashes).unwrap_or_default())
+        })
+        .await
+        .map_err(api::store_error)?;
+    entry.attributes.retain(|(k, _)| k != "pins");
+    if !hashes.is_empty() {
+        entry.attributes.push(("pins".into(), hashes));
+    }
+    Ok(())
+}
+
+/// Runs the write in turn with the source's runs.
+async fn run(st: &AppState, source: &str, op: PushOp) -> Result<Pushed, ScimError> {
+    let cfg = st.runner.config_arc();
+    let name = source.to_string();
+    let r = st
+        .runner
+        .write_mut(move |store| {
+            let src = cfg.source(&name)?;
+            crate::sync::push::push(&cfg, store, src, op)
+        })
+        .await;
+    let pushed = match r {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(match e.downcast_ref::<Refused>() {
+                Some(Refused::Invalid(m)) => ScimError::invalid_value(m.clone()),
+                Some(Refused::Exists(m)) => {
+                    ScimError::new(409, Some(ScimType::Uniqueness), m.clone())
+                }
+                None if e.downcast_ref::<crate::store::Busy>().is_some() => {
+                    ScimError::new(503, None, "the source is busy; retry shortly")
+                }
+                None => api::store_error(e),
+            })
+        }
+    };
+    let o = &pushed.outcome;
+    if o.status != Status::Ok {
+        let why = o.message.clone().unwrap_or_else(|| o.status.to_string());
+        return Err(ScimError::new(500, None, why));
+    }
+    if let Some(e) = o.errors.first() {
+        // The entry failed: another user holds a name, card or number, or another source
+        // owns the user. Nothing changed.
+        let taken = ["already used", "held by", "belongs to", "duplicate"]
+            .iter()
+            .any(|w| e.reason.contains(w));
+        return Err(if taken {
+            ScimError::new(409, Some(ScimType::Uniqueness), e.reason.clone())
+        } else {
+            ScimError::invalid_value(e.reason.clone())
+        });
+    }
+    Ok(pushed)
+}
+
+/// The user as it is now, with `Location` and `ETag`.
+async fn respond(
+    st: &AppState,
+    headers: &HeaderMap,
+    pushed: Pushed,
+    status: StatusCode,
+) -> Result<Response, ScimError> {
+    // `active = false` into a source whose on_missing deletes: the user is gone.
+    let Some(id) = pushed.user_id else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let base = super::routes::base(st, headers);
+    let row = st
+        .pool
+        .with(move |s| s.scim_user(&id.to_string()))
+        .await
+        .map_err(api::store_error)?
+        .ok_or_else(|| ScimError::not_found("the user is gone"))?;
+    let etag = resource::user_version(&row);
+    let body = resource::user(&row, &base);
+    let mut res = (
+        status,
+        [(header::CONTENT_TYPE, super::routes::CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/Users/{id}")) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}

@@ -1,0 +1,101 @@
+//! Pushed writes: an identity provider's SCIM write into a `push = "scim"` source is a delta
+//! run of that source with one entry, through the same mapping (templates, limits,
+//! `lowercase_usernames`), staging and reconcile as a sync, recorded with its events and
+//! notifications. The service speaks SCIM; this knows nothing of HTTP.
+
+use crate::config::{Config, SourceConfig};
+use crate::reconcile::OnMissing;
+use crate::runtime::SourceObject;
+use crate::session;
+use crate::store::{Outcome, Store};
+use anyhow::Result;
+
+/// One write.
+#[derive(Debug)]
+pub enum PushOp {
+    /// Create or update the user with this anchor. `create_only` refuses a user that
+    /// exists already (by anchor, or by the mapped username or an alias).
+    Upsert {
+        anchor: String,
+        object: SourceObject,
+        create_only: bool,
+    },
+    /// The provider deleted the user: the source's `on_missing` applies.
+    Remove { anchor: String },
+}
+
+/// Why a write was refused before it ran: nothing was written, not even a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The entry fails the source's mapping or a field's limits.
+    #[error("{0}")]
+    Invalid(String),
+    /// The user exists already (a create).
+    #[error("{0}")]
+    Exists(String),
+}
+
+/// A write that ran.
+#[derive(Debug)]
+pub struct Pushed {
+    pub outcome: Outcome,
+    /// The user the anchor is linked to now (None after a deletion or a failed entry).
+    pub user_id: Option<i64>,
+}
+
+/// Applies one write to `src` (a push source). Errors are [`Refused`], a busy source
+/// ([`crate::store::Busy`]) or the store's.
+pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> Result<Pushed> {
+    let (opts, mapper) = session::mapping(src, &[], store.pin_key()?)?;
+    let on_missing = opts.on_missing;
+    let anchor = match &op {
+        PushOp::Upsert { anchor, .. } | PushOp::Remove { anchor } => anchor.clone(),
+    };
+    let mut staged = None;
+    if let PushOp::Upsert {
+        object,
+        create_only,
+        ..
+    } = &op
+    {
+        let mapped = mapper.map(object).map_err(Refused::Invalid)?;
+        if *create_only {
+            if store.linked_user(&src.name, &anchor)?.is_some() {
+                return Err(Refused::Exists(format!(
+                    "a user with externalId {anchor:?} exists already"
+                ))
+                .into());
+            }
+            if store.user(&mapped.record.username)?.is_some() {
+                return Err(Refused::Exists(format!(
+                    "userName {:?} is taken",
+                    mapped.record.username
+                ))
+                .into());
+            }
+        }
+        // `active = false` is the provider's soft delete: the source's on_missing decides.
+        if !mapped.record.active && on_missing != OnMissing::Deactivate {
+            let mut m = mapped;
+            m.record.active = on_missing == OnMissing::Ignore;
+            if on_missing == OnMissing::Delete {
+                return push(cfg, store, src, PushOp::Remove { anchor });
+            }
+            staged = Some((mapper.raw_hash(object), m));
+        } else {
+            staged = Some((mapper.raw_hash(object), mapped));
+        }
+    }
+    let mut run = store.begin_run(&src.name, opts, false)?;
+    if let Some(hook) = crate::notify::RunHook::for_source(cfg, src) {
+        run.notify_with(hook);
+    }
+    let locator = format!("SCIM {anchor}");
+    match staged {
+        Some((raw, m)) => run.stage(&locator, &anchor, raw, m)?,
+        None => run.stage_removal("user", &anchor)?,
+    }
+    let outcome = run.finish(false, None, Vec::new(), false)?;
+    let user_id = store.linked_user(&src.name, &anchor)?;
+    Ok(Pushed { outcome, user_id })
+}

@@ -1,0 +1,378 @@
+//! SCIM provisioning into `roster serve` (issue #22's push half): identity providers push
+//! users into a `push = "scim"` source with a `scim-push` token bound to it. The sequences
+//! are the ones Entra ID and Okta send; every write is a run of the source; refused writes
+//! change no user.
+
+mod common;
+
+use common::*;
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const ROSTER: &str = "urn:roster:params:scim:schemas:extension:roster:2.0:User";
+
+struct Service {
+    child: std::process::Child,
+    base: String,
+    http: Client,
+}
+
+impl Service {
+    fn start(sb: &Sandbox) -> Service {
+        let (child, base, _log) = spawn_serve(sb);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Service {
+            child,
+            base,
+            http: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A SCIM call: (status, ETag, body).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> (u16, Option<String>, Value) {
+        let url = format!("{}/scim/v2{path}", self.base);
+        let mut req = match method {
+            "POST" => self.http.post(url),
+            "PUT" => self.http.put(url),
+            "PATCH" => self.http.patch(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.get(url),
+        }
+        .bearer_auth(token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        if let Some(m) = if_match {
+            req = req.header("if-match", m);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        let etag = r
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, etag, r.json().unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(sb: &Sandbox, name: &str, role: &str, source: Option<&str>) -> String {
+    let mut args = vec!["tokens", "create", name, "--role", role];
+    if let Some(s) = source {
+        args.extend(["--source", s]);
+    }
+    String::from_utf8_lossy(&sb.roster_ok(&args).stdout)
+        .trim()
+        .to_string()
+}
+
+/// A config with two push sources (`entra` deactivates, `okta` deletes on removal) and a CSV
+/// source `hr` that owns `hrperson`.
+fn setup() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write_config(
+        r#"
+database = "roster.db"
+
+[serve]
+listen = "127.0.0.1:0"
+
+[sources.entra]
+push = "scim"
+lowercase_usernames = true
+
+[sources.okta]
+push = "scim"
+on_missing = "delete"
+
+[sources.hr]
+plugin = "csv"
+[sources.hr.config]
+path = "hr.csv"
+"#,
+    );
+    sb.write_csv(
+        "hr.csv",
+        "username,full_name,cards\nhrperson,HR Person,C-HR\n",
+    );
+    sb.sync_ok(&["hr"]);
+    sb
+}
+
+#[test]
+fn an_entra_provisioning_sequence() {
+    let sb = setup();
+    let entra = token(&sb, "entra-app", "scim-push", Some("entra"));
+    let svc = Service::start(&sb);
+    // Entra looks the user up first; a scim-push token sees only its source's users.
+    let (s, _, list) = svc.call(
+        "GET",
+        "/Users?filter=userName%20eq%20%22hrperson%22",
+        &entra,
+        None,
+        None,
+    );
+    assert_eq!((s, list["totalResults"].as_u64()), (200, Some(0)), "{list}");
+    let (s, etag, u) = svc.call(
+        "POST",
+        "/Users",
+        &entra,
+        Some(json!({
+            "schemas": [USER],
+            "externalId": "b1c2-entra",
+            "userName": "Test.User@Contoso.com",
+            "active": true,
+            "displayName": "Test User",
+            "emails": [{"primary": true, "type": "work", "value": "test.user@contoso.com"}],
+            "name": {"formatted": "Test User", "givenName": "Test", "familyName": "User"},
+        })),
+        None,
+    );
+    assert_eq!(s, 201, "{u}");
+    assert!(etag.is_some());
+    assert_eq!(
+        u["userName"], "test.user@contoso.com",
+        "lowercase_usernames applies"
+    );
+    assert_eq!(u["externalId"], "b1c2-entra");
+    let id = u["id"].as_str().unwrap().to_string();
+    let found = sb.user("test.user@contoso.com");
+    assert_eq!(
+        (found["source"].as_str(), found["email"].as_str()),
+        (Some("entra"), Some("test.user@contoso.com"))
+    );
+    let (s, _, list) = svc.call(
+        "GET",
+        "/Users?filter=externalId%20eq%20%22b1c2-entra%22",
+        &entra,
+        None,
+        None,
+    );
+    assert_eq!((s, list["totalResults"].as_u64()), (200, Some(1)), "{list}");
+    // A second POST of the same user is a uniqueness conflict.
+    let (s, _, e) = svc.call(
+        "POST",
+        "/Users",
+        &entra,
+        Some(json!({"schemas": [USER], "externalId": "b1c2-entra", "userName": "x@contoso.com"})),
+        None,
+    );
+    assert_eq!(
+        (s, e["scimType"].as_str()),
+        (409, Some("uniqueness")),
+        "{e}"
+    );
+
+    // Entra's PATCH: capitalised ops, a path-less Replace with a value object.
+    let (s, _, u) = svc.call(
+        "PATCH",
+        &format!("/Users/{id}"),
+        &entra,
+        Some(json!({"schemas": [PATCH], "Operations": [
+            {"op": "Replace", "path": "displayName", "value": "Test U. Renamed"},
+            {"op": "Add", "value": {"phoneNumbers[type eq \"work\"].value": "+1 555"}},
+        ]})),
+        None,
+    );
+    assert_eq!(s, 200, "{u}");
+    let found = sb.user("test.user@contoso.com");
+    assert_eq!(found["phone"], "+1 555", "{found}");
+    // Soft delete: active "False" deactivates (entra's on_missing is deactivate).
+    let (s, _, u) = svc.call(
+        "PATCH",
+        &format!("/Users/{id}"),
+        &entra,
+        Some(json!({"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]})),
+        None,
+    );
+    assert_eq!((s, u["active"].as_bool()), (200, Some(false)), "{u}");
+    assert_eq!(sb.user("test.user@contoso.com")["active"], false);
+    let (s, _, _) = svc.call("DELETE", &format!("/Users/{id}"), &entra, None, None);
+    assert_eq!(s, 204);
+    // Every write is a run of the source.
+    let runs = sb.runs();
+    let pushed = runs.iter().filter(|r| r["source"] == "entra").count();
+    assert!(pushed >= 4, "{runs:#?}");
+}
+
+#[test]
+fn an_okta_sequence_and_refusals_that_change_nothing() {
+    let sb = setup();
+    let okta = token(&sb, "okta-app", "scim-push", Some("okta"));
+    let reader = token(&sb, "app", "read", None);
+    let svc = Service::start(&sb);
+    let (s, _, u) = svc.call(
+        "POST",
+        "/Users",
+        &okta,
+        Some(json!({
+            "schemas": [USER, ROSTER],
+            "externalId": "00u1abc",
+            "userName": "isabella@example.com",
+            "name": {"givenName": "Isabella", "familyName": "Rossi"},
+            "emails": [{"primary": true, "value": "isabella@example.com", "type": "work"}],
+            "active": true,
+            ROSTER: {"cards": ["04FF"], "pins": ["1234"]},
+        })),
+        None,
+    );
+    assert_eq!(s, 201, "{u}");
+    let id = u["id"].as_str().unwrap().to_string();
+    assert!(
+        u[ROSTER].get("pins").is_none() && u[ROSTER]["hasPin"] == true,
+        "{u}"
+    );
+
+    // Okta updates by PUT; a stale If-Match is refused (412), the current one accepted, and
+    // the PIN stays though the body has none.
+    let (_, etag, _) = svc.call("GET", &format!("/Users/{id}"), &okta, None, None);
+    let etag = etag.unwrap();
+    let body = json!({
+        "schemas": [USER, ROSTER],
+        "externalId": "00u1abc",
+        "userName": "isabella@example.com",
+        "name": {"givenName": "Isabella", "familyName": "Rossi-Bianchi"},
+        "active": true,
+        ROSTER: {"cards": ["04FF", "05AA"]},
+    });
+    let before = sb.users();
+    let (s, _, e) = svc.call(
+        "PUT",
+        &format!("/Users/{id}"),
+        &okta,
+        Some(body.clone()),
+        Some("W/\"stale\""),
+    );
+    assert_eq!(s, 412, "{e}");
+    assert_eq!(sb.users(), before);
+    let (s, _, u) = svc.call(
+        "PUT",
+        &format!("/Users/{id}"),
+        &okta,
+        Some(body),
+        Some(&etag),
+    );
+    assert_eq!(s, 200, "{u}");
+    let found = sb.user("isabella@example.com");
+    assert_eq!(found["full_name"], "Isabella Rossi-Bianchi");
+    assert_eq!(strs(&found["cards"]), ["04FF", "05AA"]);
+    assert_eq!(found["has_pin"], true);
+
+    // Refusals: a card another source's user holds; a user another source owns; a token
+    // of another source or role; a malformed body. None changes a user.
+    let before = sb.users();
+    let (s, _, e) = svc.call("PUT", &format!("/Users/{id}"), &okta, Some(json!({"schemas": [USER], "userName": "isabella@example.com", ROSTER: {"cards": ["C-HR"]}})), None);
+    assert_eq!(
+        (s, e["scimType"].as_str()),
+        (409, Some("uniqueness")),
+        "{e}"
+    );
+    let (s, _, e) = svc.call(
+        "POST",
+        "/Users",
+        &okta,
+        Some(json!({"schemas": [USER], "userName": "hrperson"})),
+        None,
+    );
+    assert_eq!(
+        (s, e["scimType"].as_str()),
+        (409, Some("uniqueness")),
+        "{e}"
+    );
+    let hr_id = {
+        let (_, _, l) = svc.call(
+            "GET",
+            "/Users?filter=userName%20eq%20%22hrperson%22",
+            &reader,
+            None,
+            None,
+        );
+        l["Resources"][0]["id"].as_str().unwrap().to_string()
+    };
+    let (s, _, _) = svc.call("DELETE", &format!("/Users/{hr_id}"), &okta, None, None);
+    assert_eq!(s, 404, "a user of another source is not the token's");
+    let (s, _, _) = svc.call(
+        "POST",
+        "/Users",
+        &reader,
+        Some(json!({"schemas": [USER], "userName": "z"})),
+        None,
+    );
+    assert_eq!(s, 403);
+    let (s, _, e) = svc.call(
+        "POST",
+        "/Users",
+        &okta,
+        Some(json!(["not", "an", "object"])),
+        None,
+    );
+    assert_eq!(s, 400, "{e}");
+    let (s, _, e) = svc.call(
+        "POST",
+        "/Users",
+        &okta,
+        Some(json!({"schemas": [USER], "userName": "bad\u{7}name"})),
+        None,
+    );
+    assert_eq!(
+        (s, e["scimType"].as_str()),
+        (400, Some("invalidValue")),
+        "{e}"
+    );
+    assert_eq!(sb.users(), before, "refused writes changed users");
+
+    // Okta deactivates by PATCH; okta's on_missing is delete.
+    let (s, _, _) = svc.call(
+        "PATCH",
+        &format!("/Users/{id}"),
+        &okta,
+        Some(json!({"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": false}}]})),
+        None,
+    );
+    assert_eq!(s, 204, "the user is deleted, so there is nothing to show");
+    assert!(find_user(&sb.users(), "isabella@example.com").is_none());
+    assert_eq!(
+        svc.call("GET", &format!("/Users/{id}"), &okta, None, None)
+            .0,
+        404
+    );
+    // A scim-push token for a non-push source cannot be made.
+    let out = sb.roster(&[
+        "tokens",
+        "create",
+        "bad",
+        "--role",
+        "scim-push",
+        "--source",
+        "hr",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // `roster sync` of a push source says it is pushed to, and is no failure.
+    let s = sb.sync_ok(&["okta"]);
+    assert!(
+        s.only()["message"].as_str().unwrap().contains("pushed"),
+        "{:#?}",
+        s.runs
+    );
+}
