@@ -52,6 +52,9 @@ setup:
 	@test -x $(SDK_TOOLS)/scim-venv/bin/scim2-server || ( \
 	    python3 -m venv $(SDK_TOOLS)/scim-venv && \
 	    $(SDK_TOOLS)/scim-venv/bin/pip install -q scim2-server==0.8.3 )
+	@# SCIM compliance: the third-party suite scim2-tester (and its httpx2 client) in the same venv.
+	@$(SDK_TOOLS)/scim-venv/bin/python -c 'import scim2_tester, httpx2' 2>/dev/null || \
+	    $(SDK_TOOLS)/scim-venv/bin/python -m pip install -q scim2-tester==0.5.2 httpx2==2.17.0
 	@# Notification tests: a recording SMTP server (aiosmtpd, STARTTLS and AUTH) in the same venv.
 	@$(SDK_TOOLS)/venv/bin/python -c 'import aiosmtpd' 2>/dev/null || \
 	    $(SDK_TOOLS)/venv/bin/python -m pip install -q aiosmtpd==1.4.6

@@ -291,6 +291,16 @@ impl Store {
             .optional()?)
     }
 
+    /// Changes the anchor of a source's link (a pushed user's new externalId).
+    pub fn relink(&self, source: &str, from: &str, to: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE links SET anchor = ?3, raw_hash = NULL
+             WHERE source_id = (SELECT id FROM sources WHERE name = ?1) AND anchor = ?2",
+            [source, from, to],
+        )?;
+        Ok(())
+    }
+
     /// The anchor by which a source links a user (by the user's id), if it does.
     pub fn link_anchor(&self, source: &str, user_id: i64) -> Result<Option<String>> {
         Ok(self

@@ -22,6 +22,9 @@ pub enum PushOp {
     },
     /// The provider deleted the user: the source's `on_missing` applies.
     Remove { anchor: String },
+    /// The provider changed the user's externalId: the link follows (no run; nothing else
+    /// changes).
+    Relink { from: String, to: String },
 }
 
 /// Why a write was refused before it ran: nothing was written, not even a run.
@@ -38,7 +41,8 @@ pub enum Refused {
 /// A write that ran.
 #[derive(Debug)]
 pub struct Pushed {
-    pub outcome: Outcome,
+    /// None for a relink, which is no run.
+    pub outcome: Option<Outcome>,
     /// The user the anchor is linked to now (None after a deletion or a failed entry).
     pub user_id: Option<i64>,
 }
@@ -46,10 +50,27 @@ pub struct Pushed {
 /// Applies one write to `src` (a push source). Errors are [`Refused`], a busy source
 /// ([`crate::store::Busy`]) or the store's.
 pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> Result<Pushed> {
-    let (opts, mapper) = session::mapping(src, &[], store.pin_key()?)?;
+    // A pushed user is found by its anchor (externalId), so a renamed userName is the
+    // same user; an admin may still set pair_by.
+    let defaults = [("pair_by".to_string(), "\"anchor\"".to_string())];
+    let (opts, mapper) = session::mapping(src, &defaults, store.pin_key()?)?;
     let on_missing = opts.on_missing;
     let anchor = match &op {
         PushOp::Upsert { anchor, .. } | PushOp::Remove { anchor } => anchor.clone(),
+        PushOp::Relink { from, to } => {
+            if store.linked_user(&src.name, to)?.is_some() {
+                return Err(Refused::Exists(format!(
+                    "a user with externalId {to:?} exists already"
+                ))
+                .into());
+            }
+            store.relink(&src.name, from, to)?;
+            let user_id = store.linked_user(&src.name, to)?;
+            return Ok(Pushed {
+                outcome: None,
+                user_id,
+            });
+        }
     };
     let mut staged = None;
     if let PushOp::Upsert {
@@ -74,17 +95,13 @@ pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> 
                 .into());
             }
         }
-        // `active = false` is the provider's soft delete: the source's on_missing decides.
-        if !mapped.record.active && on_missing != OnMissing::Deactivate {
-            let mut m = mapped;
-            m.record.active = on_missing == OnMissing::Ignore;
-            if on_missing == OnMissing::Delete {
-                return push(cfg, store, src, PushOp::Remove { anchor });
-            }
-            staged = Some((mapper.raw_hash(object), m));
-        } else {
-            staged = Some((mapper.raw_hash(object), mapped));
+        // `active = false` is the provider's soft delete (Entra's, before a DELETE days
+        // later): it deactivates, unless on_missing = "ignore" keeps pushed users active.
+        let mut m = mapped;
+        if !m.record.active && on_missing == OnMissing::Ignore {
+            m.record.active = true;
         }
+        staged = Some((mapper.raw_hash(object), m));
     }
     let mut run = store.begin_run(&src.name, opts, false)?;
     if let Some(hook) = crate::notify::RunHook::for_source(cfg, src) {
@@ -97,5 +114,8 @@ pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> 
     }
     let outcome = run.finish(false, None, Vec::new(), false)?;
     let user_id = store.linked_user(&src.name, &anchor)?;
-    Ok(Pushed { outcome, user_id })
+    Ok(Pushed {
+        outcome: Some(outcome),
+        user_id,
+    })
 }

@@ -84,6 +84,7 @@ pub async fn replace(
     let (anchor, current) = linked(&st, &source, &id, &headers).await?;
     let mut entry = write::user_entry(&body)?;
     keep_pins(&st, &mut entry, current.id).await?;
+    let anchor = follow_external_id(&st, &source, anchor, &entry).await?;
     let op = PushOp::Upsert {
         object: entry.to_object(&anchor),
         anchor,
@@ -109,6 +110,7 @@ pub async fn patch(
     write::apply_patch(&mut res, &body)?;
     let mut entry = write::user_entry(&res)?;
     keep_pins(&st, &mut entry, current.id).await?;
+    let anchor = follow_external_id(&st, &source, anchor, &entry).await?;
     let op = PushOp::Upsert {
         object: entry.to_object(&anchor),
         anchor,
@@ -168,6 +170,26 @@ async fn linked(
     Ok((anchor, user))
 }
 
+/// A new externalId moves the user's link to it (the anchor), before the write.
+async fn follow_external_id(
+    st: &AppState,
+    source: &str,
+    anchor: String,
+    entry: &write::Entry,
+) -> Result<String, ScimError> {
+    match &entry.external_id {
+        Some(to) if *to != anchor => {
+            let op = PushOp::Relink {
+                from: anchor,
+                to: to.clone(),
+            };
+            run(st, source, op).await?;
+            Ok(to.clone())
+        }
+        _ => Ok(anchor),
+    }
+}
+
 /// A body without PINs keeps the user's PINs: their hashes stand in for them.
 async fn keep_pins(st: &AppState, entry: &mut write::Entry, id: i64) -> Result<(), ScimError> {
     if entry.pins_given {
@@ -218,7 +240,9 @@ async fn run(st: &AppState, source: &str, op: PushOp) -> Result<Pushed, ScimErro
             })
         }
     };
-    let o = &pushed.outcome;
+    let Some(o) = &pushed.outcome else {
+        return Ok(pushed);
+    };
     if o.status != Status::Ok {
         let why = o.message.clone().unwrap_or_else(|| o.status.to_string());
         return Err(ScimError::new(500, None, why));

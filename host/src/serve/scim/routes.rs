@@ -26,8 +26,21 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/ResourceTypes", get(resource_types))
+        .route("/ResourceTypes/{id}", get(resource_type))
         .route("/Schemas", get(schemas))
+        .route("/Schemas/{id}", get(schema))
         .route("/Users", get(list_users).post(super::push::create))
+        .route("/Users/.search", axum::routing::post(search_users))
+        .route(
+            "/.search",
+            axum::routing::post(|| async {
+                ScimError::new(
+                    501,
+                    None,
+                    "searching several resource types at once is not supported: POST /Users/.search",
+                )
+            }),
+        )
         .route(
             "/Users/{id}",
             get(get_user)
@@ -167,7 +180,7 @@ async fn service_provider_config(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    need_read(&caller)?;
+    user_scope(&st, &caller)?;
     let body = discovery::service_provider_config(&base(&st, &headers), FEATURES);
     Ok(scim(StatusCode::OK, &body))
 }
@@ -177,7 +190,7 @@ async fn resource_types(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    need_read(&caller)?;
+    user_scope(&st, &caller)?;
     let body = discovery::list(discovery::resource_types(&base(&st, &headers)));
     Ok(scim(StatusCode::OK, &body))
 }
@@ -187,9 +200,84 @@ async fn schemas(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
-    need_read(&caller)?;
+    user_scope(&st, &caller)?;
     let body = discovery::list(discovery::schemas(&base(&st, &headers)));
     Ok(scim(StatusCode::OK, &body))
+}
+
+/// `POST /Users/.search` (RFC 7644 §3.4.3): a SearchRequest body, answered as the same
+/// query's `GET /Users`.
+async fn search_users(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ScimError> {
+    let scope = user_scope(&st, &caller)?;
+    let q = search_query(&body)?;
+    let base = base(&st, &headers);
+    let pins = caller.may(Role::Replica);
+    let body = read(&st, move |s| api::list_users(s, &q, &base, pins, scope)).await?;
+    Ok(scim(StatusCode::OK, &body))
+}
+
+/// A SearchRequest body as the query string of the same `GET`.
+fn search_query(body: &[u8]) -> Result<String, ScimError> {
+    let req: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        ScimError::bad_request(
+            super::error::ScimType::InvalidSyntax,
+            format!("the body is not a SearchRequest: {e}"),
+        )
+    })?;
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &req {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(a) => (a.iter())
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        if k != "schemas" {
+            q.append_pair(k, &text);
+        }
+    }
+    Ok(q.finish())
+}
+
+/// `GET /ResourceTypes/{id}` (`User`, `Group`).
+async fn resource_type(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    user_scope(&st, &caller)?;
+    one(
+        discovery::resource_types(&base(&st, &headers)),
+        &id,
+        "resource type",
+    )
+}
+
+/// `GET /Schemas/{id}`, by the schema's URN.
+async fn schema(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    user_scope(&st, &caller)?;
+    one(discovery::schemas(&base(&st, &headers)), &id, "schema")
+}
+
+fn one(all: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError> {
+    match all.into_iter().find(|r| r["id"] == id) {
+        Some(r) => Ok(scim(StatusCode::OK, &r)),
+        None => Err(ScimError::not_found(format!("no {what} {id:?}"))),
+    }
 }
 
 async fn list_users(

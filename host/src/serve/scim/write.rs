@@ -348,6 +348,26 @@ pub fn apply_patch(resource: &mut Value, body: &Value) -> Result<(), ScimError> 
         };
         let value = get(o, "value").cloned();
         match get(o, "path").and_then(Value::as_str) {
+            // A path that is an extension's URN: the whole extension object.
+            Some(path)
+                if path.eq_ignore_ascii_case(ENTERPRISE_USER)
+                    || path.eq_ignore_ascii_case(ROSTER_USER) =>
+            {
+                let key = key_in(r, path);
+                match (kind, value) {
+                    (Op::Remove, _) => {
+                        r.remove(&key);
+                    }
+                    (_, Some(Value::Object(v))) => {
+                        let slot = r.entry(key).or_insert_with(|| Value::Object(Map::new()));
+                        match (kind, slot.as_object_mut()) {
+                            (Op::Add, Some(o)) => o.extend(v),
+                            _ => *slot = Value::Object(v),
+                        }
+                    }
+                    _ => return Err(invalid(format!("{path} takes an object"))),
+                }
+            }
             Some(path) => {
                 let path = filter::parse_path(path)?;
                 apply_one(r, kind, &path, value)?;
