@@ -324,7 +324,7 @@ fn scim_reads() {
     // What is not served is a SCIM error too.
     let r = srv
         .http
-        .post(format!("{}/scim/v2/Groups", srv.base))
+        .post(format!("{}/scim/v2/ServiceProviderConfig", srv.base))
         .bearer_auth(&token)
         .body("{}")
         .send()

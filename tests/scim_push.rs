@@ -208,12 +208,80 @@ fn an_entra_provisioning_sequence() {
     );
     assert_eq!((s, u["active"].as_bool()), (200, Some(false)), "{u}");
     assert_eq!(sb.user("test.user@contoso.com")["active"], false);
+    // Groups: Entra creates one with members, then adds and removes members by PATCH.
+    let (_, _, second) = svc.call(
+        "POST",
+        "/Users",
+        &entra,
+        Some(json!({"schemas": [USER], "externalId": "e-2", "userName": "second@contoso.com"})),
+        None,
+    );
+    let id2 = second["id"].as_str().unwrap().to_string();
+    const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+    let (s, _, g) = svc.call(
+        "POST",
+        "/Groups",
+        &entra,
+        Some(json!({"schemas": [GROUP], "externalId": "g-1", "displayName": "Printers", "members": [{"value": id}]})),
+        None,
+    );
+    assert_eq!(s, 201, "{g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        strs(&sb.user("test.user@contoso.com")["groups"]),
+        ["Printers"]
+    );
+    let patch_group = |ops: Value| {
+        let (s, _, g) = svc.call(
+            "PATCH",
+            &format!("/Groups/{gid}"),
+            &entra,
+            Some(json!({"schemas": [PATCH], "Operations": ops})),
+            None,
+        );
+        assert_eq!(s, 200, "{g}");
+    };
+    patch_group(json!([{"op": "Add", "path": "members", "value": [{"value": id2}]}]));
+    assert_eq!(strs(&sb.user("second@contoso.com")["groups"]), ["Printers"]);
+    patch_group(json!([{"op": "Remove", "path": "members", "value": [{"value": id}]}]));
+    assert!(strs(&sb.user("test.user@contoso.com")["groups"]).is_empty());
+    assert_eq!(strs(&sb.user("second@contoso.com")["groups"]), ["Printers"]);
+    patch_group(json!([{"op": "remove", "path": format!("members[value eq \"{id2}\"]")}]));
+    assert!(strs(&sb.user("second@contoso.com")["groups"]).is_empty());
+    // A member that is not the source's user is refused; the token sees only its groups.
+    let (s, _, e) = svc.call(
+        "POST",
+        "/Groups",
+        &entra,
+        Some(
+            json!({"schemas": [GROUP], "displayName": "Others", "members": [{"value": "999999"}]}),
+        ),
+        None,
+    );
+    assert_eq!(
+        (s, e["scimType"].as_str()),
+        (400, Some("invalidValue")),
+        "{e}"
+    );
+    let (_, _, list) = svc.call("GET", "/Groups", &entra, None, None);
+    assert_eq!(list["totalResults"], 1, "{list}");
+    assert_eq!(
+        svc.call("DELETE", &format!("/Groups/{gid}"), &entra, None, None)
+            .0,
+        204
+    );
+    assert_eq!(
+        svc.call("GET", &format!("/Groups/{gid}"), &entra, None, None)
+            .0,
+        404
+    );
+
     let (s, _, _) = svc.call("DELETE", &format!("/Users/{id}"), &entra, None, None);
     assert_eq!(s, 204);
     // Every write is a run of the source.
     let runs = sb.runs();
     let pushed = runs.iter().filter(|r| r["source"] == "entra").count();
-    assert!(pushed >= 4, "{runs:#?}");
+    assert!(pushed >= 10, "{runs:#?}");
 }
 
 #[test]

@@ -291,6 +291,43 @@ impl Store {
             .optional()?)
     }
 
+    /// The group a source's anchor names.
+    pub fn group_by_anchor(&self, source: &str, anchor: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT g.id FROM groups g JOIN sources s ON s.id = g.source_id
+                 WHERE s.name = ?1 AND g.anchor = ?2",
+                [source, anchor],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The group at a path.
+    pub fn group_by_path(&self, path: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM groups WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// The anchor by which a source names a group (by its id), if the group is the source's.
+    pub fn group_anchor(&self, source: &str, group_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT g.anchor FROM groups g JOIN sources s ON s.id = g.source_id
+                 WHERE s.name = ?1 AND g.id = ?2",
+                rusqlite::params![source, group_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     /// Changes the anchor of a source's link (a pushed user's new externalId).
     pub fn relink(&self, source: &str, from: &str, to: &str) -> Result<()> {
         self.conn.execute(

@@ -722,7 +722,7 @@ pub struct ScimQuery {
     /// 1-based, as SCIM counts.
     pub start_index: u64,
     pub count: u64,
-    /// Only users linked to this source (what a `scim-push` token sees).
+    /// Only users linked to, and groups of, this source (what a `scim-push` token sees).
     pub scope: Option<String>,
 }
 
@@ -921,12 +921,18 @@ impl Store {
                 params: vec![],
             },
         };
-        if let (ScimResource::User, Some(scope)) = (resource, &q.scope) {
-            w.sql = format!(
-                "({}) AND EXISTS (SELECT 1 FROM links pl JOIN sources ps ON ps.id = pl.source_id
-                  WHERE pl.user_id = u.id AND ps.name = ?)",
-                w.sql
-            );
+        if let Some(scope) = &q.scope {
+            w.sql = match resource {
+                ScimResource::User => format!(
+                    "({}) AND EXISTS (SELECT 1 FROM links pl JOIN sources ps ON ps.id = pl.source_id
+                      WHERE pl.user_id = u.id AND ps.name = ?)",
+                    w.sql
+                ),
+                ScimResource::Group => format!(
+                    "({}) AND g.source_id = (SELECT id FROM sources WHERE name = ?)",
+                    w.sql
+                ),
+            };
             w.params.push(Value::Text(scope.clone()));
         }
         let dir = if q.descending { "DESC" } else { "ASC" };

@@ -25,6 +25,16 @@ pub enum PushOp {
     /// The provider changed the user's externalId: the link follows (no run; nothing else
     /// changes).
     Relink { from: String, to: String },
+    /// Create or replace the group with this anchor: its name and complete member list (the
+    /// members' anchors in this source).
+    Group {
+        anchor: String,
+        name: String,
+        members: Vec<String>,
+        create_only: bool,
+    },
+    /// The provider deleted the group.
+    RemoveGroup { anchor: String },
 }
 
 /// Why a write was refused before it ran: nothing was written, not even a run.
@@ -45,6 +55,8 @@ pub struct Pushed {
     pub outcome: Option<Outcome>,
     /// The user the anchor is linked to now (None after a deletion or a failed entry).
     pub user_id: Option<i64>,
+    /// For a group write, the group the anchor names now.
+    pub group_id: Option<i64>,
 }
 
 /// Applies one write to `src` (a push source). Errors are [`Refused`], a busy source
@@ -69,7 +81,11 @@ pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> 
             return Ok(Pushed {
                 outcome: None,
                 user_id,
+                group_id: None,
             });
+        }
+        PushOp::Group { .. } | PushOp::RemoveGroup { .. } => {
+            return push_group(cfg, store, src, op)
         }
     };
     let mut staged = None;
@@ -117,5 +133,49 @@ pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> 
     Ok(Pushed {
         outcome: Some(outcome),
         user_id,
+        group_id: None,
+    })
+}
+
+fn push_group(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> Result<Pushed> {
+    let (opts, _) = session::mapping(src, &[], store.pin_key()?)?;
+    let anchor = match &op {
+        PushOp::Group {
+            anchor,
+            name,
+            create_only: true,
+            ..
+        } => {
+            if store.group_by_anchor(&src.name, anchor)?.is_some() {
+                return Err(Refused::Exists(format!(
+                    "a group with externalId {anchor:?} exists already"
+                ))
+                .into());
+            }
+            if store.group_by_path(&name.replace('|', "/"))?.is_some() {
+                return Err(Refused::Exists(format!("displayName {name:?} is taken")).into());
+            }
+            anchor.clone()
+        }
+        PushOp::Group { anchor, .. } | PushOp::RemoveGroup { anchor } => anchor.clone(),
+        _ => unreachable!("a group write"),
+    };
+    let mut run = store.begin_run(&src.name, opts, false)?;
+    if let Some(hook) = crate::notify::RunHook::for_source(cfg, src) {
+        run.notify_with(hook);
+    }
+    match &op {
+        PushOp::Group { name, members, .. } => {
+            run.stage_group(&format!("SCIM group {anchor}"), &anchor, name, None)?;
+            run.stage_edges(&anchor, &[], members)?;
+        }
+        _ => run.stage_removal("group", &anchor)?,
+    }
+    let outcome = run.finish(false, None, Vec::new(), false)?;
+    let group_id = store.group_by_anchor(&src.name, &anchor)?;
+    Ok(Pushed {
+        outcome: Some(outcome),
+        user_id: None,
+        group_id,
     })
 }

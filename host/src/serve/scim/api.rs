@@ -108,8 +108,14 @@ pub fn list_users(
 }
 
 /// `GET /Groups`. Members are read only when the response shows them.
-pub fn list_groups(store: &Store, query: &str, base: &str) -> Result<Value, ScimError> {
-    let (q, p) = list_params(query)?;
+pub fn list_groups(
+    store: &Store,
+    query: &str,
+    base: &str,
+    scope: Option<String>,
+) -> Result<Value, ScimError> {
+    let (mut q, p) = list_params(query)?;
+    q.scope = scope;
     let (total, rows) = store
         .scim_groups(&q, p.shows("members"))
         .map_err(store_error)?;
@@ -260,9 +266,9 @@ mod tests {
                 .status,
             404
         );
-        let groups = list_groups(&store, "excludedAttributes=members", base).unwrap();
+        let groups = list_groups(&store, "excludedAttributes=members", base, None).unwrap();
         assert!(groups["Resources"][0].get("members").is_none());
-        let groups = list_groups(&store, "", base).unwrap();
+        let groups = list_groups(&store, "", base, None).unwrap();
         assert_eq!(groups["Resources"][0]["members"][0]["display"], "asmith");
         let gid = groups["Resources"][0]["id"].as_str().unwrap().to_string();
         let Answer::Ok { body, .. } =

@@ -296,3 +296,232 @@ async fn respond(
     }
     Ok(res)
 }
+
+/// A Group body as (anchor, name, members' anchors). Members are roster user ids, each a
+/// user this source links.
+async fn group_body(
+    st: &AppState,
+    source: &str,
+    body: &Value,
+    anchor: Option<String>,
+) -> Result<(String, String, Vec<String>), ScimError> {
+    let Value::Object(b) = body else {
+        return Err(ScimError::bad_request(
+            ScimType::InvalidSyntax,
+            "the body must be a JSON object",
+        ));
+    };
+    let field = |k: &str| {
+        b.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
+    let name = field("displayName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ScimError::invalid_value("displayName is required"))?
+        .to_string();
+    crate::model::Field::Groups
+        .check(&name)
+        .map_err(ScimError::invalid_value)?;
+    let external = field("externalId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let anchor = anchor.or(external).unwrap_or_else(|| name.clone());
+    let ids: Vec<String> = match field("members") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|m| {
+                m.get("value")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| ScimError::invalid_value("a member needs a value (a user id)"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ScimError::invalid_value("members must be an array")),
+    };
+    if ids.len() > 100_000 {
+        return Err(ScimError::new(
+            413,
+            Some(ScimType::TooMany),
+            "too many members",
+        ));
+    }
+    let source = source.to_string();
+    let members = st
+        .pool
+        .with(move |s| {
+            let mut out = Vec::new();
+            for id in &ids {
+                let anchor = (id.parse::<i64>().ok())
+                    .map(|uid| s.link_anchor(&source, uid))
+                    .transpose()?
+                    .flatten();
+                out.push((id.clone(), anchor));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(api::store_error)?;
+    let mut anchors = Vec::new();
+    for (id, a) in members {
+        match a {
+            Some(a) => anchors.push(a),
+            None => {
+                return Err(ScimError::invalid_value(format!(
+                    "member {id:?} is not a user of this token's source"
+                )))
+            }
+        }
+    }
+    Ok((anchor, name, anchors))
+}
+
+/// The anchor by which `source` names group `id`, and the group with its members: 404 for
+/// another source's group; 412 when `If-Match` names another version.
+async fn linked_group(
+    st: &AppState,
+    source: &str,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(String, crate::store::ScimGroupRow), ScimError> {
+    let (source, id) = (source.to_string(), id.to_string());
+    let found = st
+        .pool
+        .with(move |s| {
+            let Some(g) = s.scim_group(&id, true)? else {
+                return Ok(None);
+            };
+            Ok(s.group_anchor(&source, g.id)?.map(|a| (a, g)))
+        })
+        .await
+        .map_err(api::store_error)?;
+    let Some((anchor, group)) = found else {
+        return Err(ScimError::not_found(
+            "no such group among this token's source's groups",
+        ));
+    };
+    if let Some(want) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        let have = resource::group_version(&group);
+        if want.trim() != "*" && !api::etag_matches(want, &have) {
+            return Err(ScimError::new(
+                412,
+                None,
+                format!("the group changed: its version is {have}, If-Match names {want}"),
+            ));
+        }
+    }
+    Ok((anchor, group))
+}
+
+/// `POST /Groups`.
+pub async fn create_group(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let source = push_source(&st, &caller)?;
+    let (anchor, name, members) = group_body(&st, &source, &json(&body)?, None).await?;
+    let op = PushOp::Group {
+        anchor,
+        name,
+        members,
+        create_only: true,
+    };
+    let pushed = run(&st, &source, op).await?;
+    respond_group(&st, &headers, pushed, StatusCode::CREATED).await
+}
+
+/// `PUT /Groups/{id}`.
+pub async fn replace_group(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let source = push_source(&st, &caller)?;
+    let body = json(&body)?;
+    let (anchor, _) = linked_group(&st, &source, &id, &headers).await?;
+    let (anchor, name, members) = group_body(&st, &source, &body, Some(anchor)).await?;
+    let op = PushOp::Group {
+        anchor,
+        name,
+        members,
+        create_only: false,
+    };
+    let pushed = run(&st, &source, op).await?;
+    respond_group(&st, &headers, pushed, StatusCode::OK).await
+}
+
+/// `PATCH /Groups/{id}`: Entra adds and removes members this way.
+pub async fn patch_group(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    let source = push_source(&st, &caller)?;
+    let body = json(&body)?;
+    let (anchor, current) = linked_group(&st, &source, &id, &headers).await?;
+    let mut res = resource::group(&current, "");
+    write::apply_patch(&mut res, &body)?;
+    let (anchor, name, members) = group_body(&st, &source, &res, Some(anchor)).await?;
+    let op = PushOp::Group {
+        anchor,
+        name,
+        members,
+        create_only: false,
+    };
+    let pushed = run(&st, &source, op).await?;
+    respond_group(&st, &headers, pushed, StatusCode::OK).await
+}
+
+/// `DELETE /Groups/{id}`.
+pub async fn delete_group(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ScimError> {
+    let source = push_source(&st, &caller)?;
+    let (anchor, _) = linked_group(&st, &source, &id, &headers).await?;
+    run(&st, &source, PushOp::RemoveGroup { anchor }).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn respond_group(
+    st: &AppState,
+    headers: &HeaderMap,
+    pushed: Pushed,
+    status: StatusCode,
+) -> Result<Response, ScimError> {
+    let Some(id) = pushed.group_id else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let base = super::routes::base(st, headers);
+    let row = st
+        .pool
+        .with(move |s| s.scim_group(&id.to_string(), true))
+        .await
+        .map_err(api::store_error)?
+        .ok_or_else(|| ScimError::not_found("the group is gone"))?;
+    let etag = resource::group_version(&row);
+    let body = resource::group(&row, &base);
+    let mut res = (
+        status,
+        [(header::CONTENT_TYPE, super::routes::CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/Groups/{id}")) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}

@@ -48,8 +48,14 @@ pub fn routes() -> Router<AppState> {
                 .patch(super::push::patch)
                 .delete(super::push::delete),
         )
-        .route("/Groups", get(list_groups))
-        .route("/Groups/{id}", get(get_group))
+        .route("/Groups", get(list_groups).post(super::push::create_group))
+        .route(
+            "/Groups/{id}",
+            get(get_group)
+                .put(super::push::replace_group)
+                .patch(super::push::patch_group)
+                .delete(super::push::delete_group),
+        )
         .fallback(|| async { ScimError::not_found("no such SCIM endpoint") })
 }
 
@@ -96,7 +102,7 @@ pub async fn scim_errors(req: Request, next: Next) -> Response {
     out
 }
 
-/// Which users a caller reads: all (role read), or those linked to the source a
+/// Which users and groups a caller reads: all (role read), or those of the source a
 /// `scim-push` token writes into (Entra and Okta look users up before they create them).
 fn user_scope(st: &AppState, caller: &Caller) -> Result<Option<String>, ScimError> {
     if caller.may(Role::Read) {
@@ -300,10 +306,10 @@ async fn list_groups(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ScimError> {
-    need_read(&caller)?;
+    let scope = user_scope(&st, &caller)?;
     let base = base(&st, &headers);
     let q = q.unwrap_or_default();
-    let body = read(&st, move |s| api::list_groups(s, &q, &base)).await?;
+    let body = read(&st, move |s| api::list_groups(s, &q, &base, scope)).await?;
     Ok(scim(StatusCode::OK, &body))
 }
 
@@ -349,11 +355,21 @@ async fn get_group(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ScimError> {
-    need_read(&caller)?;
+    let scope = user_scope(&st, &caller)?;
     let base = base(&st, &headers);
     let q = q.unwrap_or_default();
     let inm = if_none_match(&headers);
     let a = read(&st, move |s| {
+        if let Some(source) = &scope {
+            let own = (id.parse::<i64>().ok())
+                .map(|gid| s.group_anchor(source, gid))
+                .transpose()
+                .map_err(api::store_error)?
+                .flatten();
+            if own.is_none() {
+                return Err(ScimError::not_found(format!("no group with id {id:?}")));
+            }
+        }
         api::get_group(s, &id, &q, &base, inm.as_deref())
     })
     .await?;

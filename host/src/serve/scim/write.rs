@@ -473,6 +473,17 @@ fn apply_one(
     }
     let obj = container(r, &p.attr);
     let key = key_in(obj, &p.attr.attr);
+    // Entra removes members as `{"op": "Remove", "path": "members", "value": [{"value":
+    // "id"}]}`: only those values go, not the whole attribute.
+    if let (Op::Remove, None, None, Some(Value::Array(gone))) =
+        (kind, &p.filter, &p.attr.sub, &value)
+    {
+        let values: Vec<&Value> = gone.iter().filter_map(|g| g.get("value")).collect();
+        if let Some(Value::Array(items)) = obj.get_mut(&key) {
+            items.retain(|i| !values.contains(&i.get("value").unwrap_or(&Value::Null)));
+        }
+        return Ok(());
+    }
     match (&p.filter, &p.attr.sub) {
         // `attr[filter]` or `attr[filter].sub`
         (Some(f), _) => {
