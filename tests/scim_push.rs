@@ -478,6 +478,14 @@ const DELIBERATE: &[(&str, &str)] = &[
     ("check_add_attribute", "PATCH modify() returned unexpected value for 'urn:roster:params:scim:schemas:extension:roster:2.0:User"),
     ("check_replace_attribute", "PATCH modify() returned unexpected value for 'urn:roster:params:scim:schemas:extension:roster:2.0:User"),
     ("check_remove_attribute", "PATCH modify() did not remove attribute 'urn:roster:params:scim:schemas:extension:roster:2.0:User'"),
+    // The roster group extension's name and source are read-only and always returned.
+    ("check_add_attribute", "PATCH modify() returned unexpected value for 'urn:roster:params:scim:schemas:extension:roster:2.0:Group'"),
+    ("check_replace_attribute", "PATCH modify() returned unexpected value for 'urn:roster:params:scim:schemas:extension:roster:2.0:Group'"),
+    ("check_remove_attribute", "PATCH modify() did not remove attribute 'urn:roster:params:scim:schemas:extension:roster:2.0:Group'"),
+    // A group's members must be users of the same source, named by their ids; the suite
+    // sends members that are not.
+    ("check_add_attribute", "Failed to add attribute 'members'"),
+    ("check_replace_attribute", "Failed to replace attribute 'members'"),
     // externalId is the anchor and stays; a user without `active` is active.
     ("check_remove_attribute", "PATCH modify() did not remove attribute 'externalId'"),
     ("check_remove_attribute", "PATCH modify() did not remove attribute 'active'"),
@@ -522,5 +530,5 @@ fn the_scim2_tester_compliance_suite_passes_but_for_deliberate_differences() {
         })
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
-    assert!(passed >= 60, "only {passed} checks passed: {results:#?}");
+    assert!(passed >= 75, "only {passed} checks passed: {results:#?}");
 }

@@ -12,5 +12,5 @@ from scim2_tester import check_server
 
 url, token = sys.argv[1], sys.argv[2]
 http = httpx2.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-for r in check_server(SyncSCIMClient(http), resource_types=["User"]):
+for r in check_server(SyncSCIMClient(http), resource_types=["User", "Group"]):
     print(json.dumps({"title": r.title, "status": r.status.name, "reason": r.reason or ""}))

@@ -304,6 +304,16 @@ impl Store {
             .optional()?)
     }
 
+    /// Changes the anchor of a source's group (a pushed group's new externalId).
+    pub fn relink_group(&self, source: &str, from: &str, to: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE groups SET anchor = ?3
+             WHERE source_id = (SELECT id FROM sources WHERE name = ?1) AND anchor = ?2",
+            [source, from, to],
+        )?;
+        Ok(())
+    }
+
     /// The group at a path.
     pub fn group_by_path(&self, path: &str) -> Result<Option<i64>> {
         Ok(self

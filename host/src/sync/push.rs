@@ -35,6 +35,8 @@ pub enum PushOp {
     },
     /// The provider deleted the group.
     RemoveGroup { anchor: String },
+    /// The provider changed the group's externalId.
+    RelinkGroup { from: String, to: String },
 }
 
 /// Why a write was refused before it ran: nothing was written, not even a run.
@@ -82,6 +84,21 @@ pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> 
                 outcome: None,
                 user_id,
                 group_id: None,
+            });
+        }
+        PushOp::RelinkGroup { from, to } => {
+            if store.group_by_anchor(&src.name, to)?.is_some() {
+                return Err(Refused::Exists(format!(
+                    "a group with externalId {to:?} exists already"
+                ))
+                .into());
+            }
+            store.relink_group(&src.name, from, to)?;
+            let group_id = store.group_by_anchor(&src.name, to)?;
+            return Ok(Pushed {
+                outcome: None,
+                user_id: None,
+                group_id,
             });
         }
         PushOp::Group { .. } | PushOp::RemoveGroup { .. } => {

@@ -415,6 +415,30 @@ async fn linked_group(
     Ok((anchor, group))
 }
 
+/// A new externalId in a group body moves the group's anchor to it.
+async fn follow_group_external_id(
+    st: &AppState,
+    source: &str,
+    anchor: String,
+    body: &Value,
+) -> Result<String, ScimError> {
+    let external = (body.as_object().into_iter().flatten())
+        .find(|(k, _)| k.eq_ignore_ascii_case("externalId"))
+        .and_then(|(_, v)| v.as_str())
+        .filter(|e| !e.is_empty());
+    match external {
+        Some(to) if to != anchor => {
+            let op = PushOp::RelinkGroup {
+                from: anchor,
+                to: to.to_string(),
+            };
+            run(st, source, op).await?;
+            Ok(to.to_string())
+        }
+        _ => Ok(anchor),
+    }
+}
+
 /// `POST /Groups`.
 pub async fn create_group(
     State(st): State<AppState>,
@@ -445,6 +469,7 @@ pub async fn replace_group(
     let source = push_source(&st, &caller)?;
     let body = json(&body)?;
     let (anchor, _) = linked_group(&st, &source, &id, &headers).await?;
+    let anchor = follow_group_external_id(&st, &source, anchor, &body).await?;
     let (anchor, name, members) = group_body(&st, &source, &body, Some(anchor)).await?;
     let op = PushOp::Group {
         anchor,
@@ -469,6 +494,7 @@ pub async fn patch_group(
     let (anchor, current) = linked_group(&st, &source, &id, &headers).await?;
     let mut res = resource::group(&current, "");
     write::apply_patch(&mut res, &body)?;
+    let anchor = follow_group_external_id(&st, &source, anchor, &res).await?;
     let (anchor, name, members) = group_body(&st, &source, &res, Some(anchor)).await?;
     let op = PushOp::Group {
         anchor,
