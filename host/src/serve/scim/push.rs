@@ -157,16 +157,7 @@ async fn linked(
             "no such user among this token's source's users",
         ));
     };
-    if let Some(want) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        let have = resource::user_version(&user);
-        if want.trim() != "*" && !api::etag_matches(want, &have) {
-            return Err(ScimError::new(
-                412,
-                None,
-                format!("the user changed: its version is {have}, If-Match names {want}"),
-            ));
-        }
-    }
+    if_match(headers, &resource::user_version(&user), "user")?;
     Ok((anchor, user))
 }
 
@@ -280,21 +271,41 @@ async fn respond(
         .await
         .map_err(api::store_error)?
         .ok_or_else(|| ScimError::not_found("the user is gone"))?;
-    let etag = resource::user_version(&row);
-    let body = resource::user(&row, &base);
+    let location = format!("{base}/Users/{id}");
+    Ok(written(
+        status,
+        &resource::user(&row, &base),
+        &resource::user_version(&row),
+        &location,
+    ))
+}
+
+/// `412` when `If-Match` names another version than `have`.
+fn if_match(headers: &HeaderMap, have: &str, what: &str) -> Result<(), ScimError> {
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(want) if want.trim() != "*" && !api::etag_matches(want, have) => Err(ScimError::new(
+            412,
+            None,
+            format!("the {what} changed: its version is {have}, If-Match names {want}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A written resource: its body with `ETag` and `Location`.
+fn written(status: StatusCode, body: &Value, etag: &str, location: &str) -> Response {
     let mut res = (
         status,
         [(header::CONTENT_TYPE, super::routes::CONTENT_TYPE)],
         body.to_string(),
     )
         .into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        res.headers_mut().insert(header::ETAG, v);
+    for (name, v) in [(header::ETAG, etag), (header::LOCATION, location)] {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            res.headers_mut().insert(name, v);
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("{base}/Users/{id}")) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(res)
+    res
 }
 
 /// A Group body as (anchor, name, members' anchors). Members are roster user ids, each a
@@ -402,16 +413,7 @@ async fn linked_group(
             "no such group among this token's source's groups",
         ));
     };
-    if let Some(want) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        let have = resource::group_version(&group);
-        if want.trim() != "*" && !api::etag_matches(want, &have) {
-            return Err(ScimError::new(
-                412,
-                None,
-                format!("the group changed: its version is {have}, If-Match names {want}"),
-            ));
-        }
-    }
+    if_match(headers, &resource::group_version(&group), "group")?;
     Ok((anchor, group))
 }
 
@@ -535,19 +537,11 @@ async fn respond_group(
         .await
         .map_err(api::store_error)?
         .ok_or_else(|| ScimError::not_found("the group is gone"))?;
-    let etag = resource::group_version(&row);
-    let body = resource::group(&row, &base);
-    let mut res = (
+    let location = format!("{base}/Groups/{id}");
+    Ok(written(
         status,
-        [(header::CONTENT_TYPE, super::routes::CONTENT_TYPE)],
-        body.to_string(),
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        res.headers_mut().insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("{base}/Groups/{id}")) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(res)
+        &resource::group(&row, &base),
+        &resource::group_version(&row),
+        &location,
+    ))
 }
