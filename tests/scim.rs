@@ -247,9 +247,27 @@ fn scim_reads() {
         start += 1000;
     }
     assert_eq!(seen.len(), total);
+    // The same users by cursor (RFC 9865): each once, whatever the depth.
+    let (mut by_cursor, mut cursor, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = srv.scim(&format!("/Users?count=1000&cursor={cursor}"), &token, 200);
+        assert_eq!(page["totalResults"], total);
+        by_cursor.extend(names(&page));
+        pages += 1;
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, total.div_ceil(1000));
+    by_cursor.sort_by_key(|s| s.to_lowercase());
+    assert_eq!(by_cursor.len(), total);
+    let e = srv.scim("/Users?cursor=forged", &token, 400);
+    assert_eq!(e["scimType"], "invalidCursor");
     let mut sorted = seen.clone();
     sorted.sort_by_key(|s| s.to_lowercase());
     assert_eq!(seen, sorted);
+    assert_eq!(by_cursor, sorted, "cursor pages hold the same users");
     sorted.dedup();
     assert_eq!(sorted.len(), total);
     let page = srv.scim(

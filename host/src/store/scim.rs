@@ -724,6 +724,9 @@ pub struct ScimQuery {
     pub count: u64,
     /// Only users linked to, and groups of, this source (what a `scim-push` token sees).
     pub scope: Option<String>,
+    /// Cursor paging (RFC 9865): rows after this id, in id order, one more than `count` to
+    /// tell whether another page follows. `startIndex` is then not used.
+    pub after: Option<i64>,
 }
 
 /// One user with everything its SCIM resource shows.
@@ -940,26 +943,49 @@ impl Store {
             Some(p) => format!("{} {dir}, {id}", order_by(resource, p)?),
             None => id.to_string(),
         };
-        let total: u64 = self.conn.query_row(
-            &format!("SELECT count(*) FROM {table} WHERE {}", w.sql),
-            rusqlite::params_from_iter(&w.params),
-            |r| r.get(0),
-        )?;
+        let count_sql = format!("SELECT count(*) FROM {table} WHERE {}", w.sql);
+        let count_params = w.params.clone();
+        let count = || -> Result<u64> {
+            Ok(self
+                .conn
+                .prepare_cached(&count_sql)?
+                .query_row(rusqlite::params_from_iter(&count_params), |r| r.get(0))?)
+        };
         if q.count == 0 {
-            return Ok((total, vec![]));
+            return Ok((count()?, vec![]));
         }
         let mut params = w.params;
-        params.push(Value::Integer(q.count.min(i64::MAX as u64) as i64));
-        params.push(Value::Integer(
-            q.start_index.saturating_sub(1).min(i64::MAX as u64) as i64,
-        ));
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {columns} FROM {table} WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
-            w.sql
+        let (sql, order) = match q.after {
+            // A keyset: no OFFSET to walk, however deep the page.
+            Some(after) => {
+                params.push(Value::Integer(after));
+                (format!("({}) AND {id} > ?", w.sql), id.to_string())
+            }
+            None => (w.sql, order),
+        };
+        let limit = q.count + u64::from(q.after.is_some());
+        params.push(Value::Integer(limit.min(i64::MAX as u64) as i64));
+        let offset = match q.after {
+            Some(_) => 0,
+            None => q.start_index.saturating_sub(1),
+        };
+        params.push(Value::Integer(offset.min(i64::MAX as u64) as i64));
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {columns} FROM {table} WHERE {sql} ORDER BY {order} LIMIT ? OFFSET ?"
         ))?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(&params), row)?
             .collect::<Result<Vec<_>, _>>()?;
+        // A first page that is not full holds every match: no count needed (a lookup by
+        // userName is one query, not two). A later page that is not full, and not empty,
+        // ends the matches too.
+        let first = q.after.is_none_or(|a| a == 0);
+        let short = (rows.len() as u64) < limit;
+        let total = match (q.after, short) {
+            (Some(_), true) if first => rows.len() as u64,
+            (None, true) if offset == 0 || !rows.is_empty() => offset + rows.len() as u64,
+            _ => count()?,
+        };
         Ok((total, rows))
     }
 }

@@ -28,6 +28,8 @@ pub fn service_provider_config(base: &str, f: Features) -> Value {
         "changePassword": { "supported": false },
         "sort": { "supported": true },
         "etag": { "supported": f.etag },
+        // RFC 9865: `cursor` and `nextCursor` beside startIndex and count.
+        "pagination": { "cursor": true, "index": true, "defaultPaginationMethod": "index", "maxPageSize": MAX_RESULTS },
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
             "name": "Bearer token",
