@@ -12,6 +12,7 @@
 #   (p) GET /api/v1/users?limit=1000&after=NAME, random pages: the same;
 #   (s) SCIM GET /scim/v2/Users?filter=userName eq "U0000042" (case-insensitive), and
 #   (sp) SCIM 1,000-user pages (startIndex, count): the same;
+#   (sc) SCIM 1,000-user pages by cursor (RFC 9865) at random depths: the same;
 #   serve's peak RSS (VmHWM) over the whole benchmark, and its CPU use while idle.
 # Goals: p99 of (u) <= 5 ms and of (s) <= 10 ms under that load; peak RSS <= 250 MB; no CPU while idle.
 set -euo pipefail
@@ -149,12 +150,31 @@ request = function()
   return wrk.format("GET", path, { ["Authorization"] = "Bearer $token" })
 end
 LUA
+# Cursors (RFC 9865) are opaque to clients; the bench makes ones at random depths as the
+# server does, to read pages as deep as (sp) does.
+cursors=$(for i in $(seq 1 200); do
+    printf 'after:%d' $(( (RANDOM * 32768 + RANDOM) % (rows - 1000) )) | base64 | tr '+/' '-_' | tr -d '=\n'
+    printf ' '
+done)
+{
+    echo 'math.randomseed(os.time() + 4)'
+    printf 'local cursors = {'
+    for c in $cursors; do printf '"%s",' "$c"; done
+    echo '}'
+    echo 'request = function()'
+    echo '  local path = "/scim/v2/Users?count=1000&cursor=" .. cursors[math.random(1, #cursors)]'
+    echo "  return wrk.format(\"GET\", path, { [\"Authorization\"] = \"Bearer $token\" })"
+    echo 'end'
+} > "$out/scim_cursor.lua"
 echo "== (s) SCIM GET /Users?filter=userName eq (other case), 32 clients, $duration, while 'other' syncs"
 wrk -t2 -c32 -d"$duration" --latency -s "$out/scim_user.lua" "$base" > "$out/scim_user.txt"
 echo "   $(rps "$out/scim_user.txt") requests/s, p99 $(p99 "$out/scim_user.txt") ms"
 echo "== (sp) SCIM GET /Users?startIndex=N&count=1000, 32 clients, $duration, while 'other' syncs"
 wrk -t2 -c32 -d"$duration" --latency --timeout 10s -s "$out/scim_page.lua" "$base" > "$out/scim_page.txt"
 echo "   $(rps "$out/scim_page.txt") requests/s, p99 $(p99 "$out/scim_page.txt") ms"
+echo "== (sc) SCIM GET /Users?count=1000&cursor=C (RFC 9865), 32 clients, $duration, while 'other' syncs"
+wrk -t2 -c32 -d"$duration" --latency --timeout 10s -s "$out/scim_cursor.lua" "$base" > "$out/scim_cursor.txt"
+echo "   $(rps "$out/scim_cursor.txt") requests/s, p99 $(p99 "$out/scim_cursor.txt") ms"
 touch "$out/stop"
 wait "$syncer" || true
 runs=$(curl -fs -H "Authorization: Bearer $token" "$base/api/v1/runs?source=other&limit=1000" | grep -o '"status":"ok"' | wc -l)
