@@ -110,6 +110,13 @@ on_missing = "delete"
 plugin = "csv"
 [sources.hr.config]
 path = "hr.csv"
+
+# Pushes phone numbers onto users other sources own.
+[sources.phones]
+push = "scim"
+join = true
+pair_by = "username"
+create_users = false
 "#,
     );
     sb.write_csv(
@@ -436,6 +443,38 @@ fn an_okta_sequence_and_refusals_that_change_nothing() {
         svc.call("GET", &format!("/Users/{id}"), &okta, None, None)
             .0,
         404
+    );
+    // A joining push source adds to a user another source owns, and creates nobody.
+    let phones = token(&sb, "phones-app", "scim-push", Some("phones"));
+    let (s, _, u) = svc.call(
+        "POST",
+        "/Users",
+        &phones,
+        Some(json!({"schemas": [USER], "externalId": "p-1", "userName": "hrperson", "phoneNumbers": [{"value": "+420 1", "type": "work"}]})),
+        None,
+    );
+    assert_eq!(s, 201, "{u}");
+    let hr = sb.user("hrperson");
+    assert_eq!(
+        (hr["source"].as_str(), hr["phone"].as_str()),
+        (Some("hr"), Some("+420 1"))
+    );
+    assert_eq!(strs(&hr["cards"]), ["C-HR"]);
+    let (s, _, e) = svc.call(
+        "POST",
+        "/Users",
+        &phones,
+        Some(json!({"schemas": [USER], "userName": "nobody-new"})),
+        None,
+    );
+    assert_eq!(
+        (s, e["scimType"].as_str()),
+        (400, Some("invalidValue")),
+        "{e}"
+    );
+    assert!(
+        find_user(&sb.users(), "nobody-new").is_none(),
+        "a contributor creates nobody"
     );
     // A scim-push token for a non-push source cannot be made.
     let out = sb.roster(&[

@@ -120,7 +120,8 @@ pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> 
                 ))
                 .into());
             }
-            if store.user(&mapped.record.username)?.is_some() {
+            // A joining push source attaches to the user instead (per-field authority).
+            if !src.join && store.user(&mapped.record.username)?.is_some() {
                 return Err(Refused::Exists(format!(
                     "userName {:?} is taken",
                     mapped.record.username

@@ -68,6 +68,11 @@ pub async fn create(
         create_only: true,
     };
     let pushed = run(&st, &source, op).await?;
+    if pushed.user_id.is_none() {
+        return Err(ScimError::invalid_value(format!(
+            "source {source:?} creates no users (create_users = false) and no user matches"
+        )));
+    }
     respond(&st, &headers, pushed, StatusCode::CREATED).await
 }
 
