@@ -594,3 +594,77 @@ fn an_sdk_delta_run_returns_its_cursor_and_removals() {
     assert_eq!(s.only()["mode"], "delta");
     assert_eq!(usernames(&sb.active_users()), ["a"]);
 }
+
+/// The packed page (`next-page-packed`, one buffer per page) and the per-value lists give
+/// the same entries: binary and non-UTF-8 values, an empty value, hundreds of values, and
+/// pages of one and of many entries.
+#[test]
+fn packed_ldap_pages_read_the_same_entries_as_per_value_lists() {
+    use common::slapd::{self, Slapd};
+    let mut ldif = slapd::directory_ldif();
+    ldif.push_str(&format!(
+        "\ndn: uid=odd,{}\nobjectClass: inetOrgPerson\nuid: odd\ncn: Odd\nsn: Ödd\n\
+         jpegPhoto:: /9gAgP4KDQ==\nuserPassword:\n",
+        slapd::PEOPLE
+    ));
+    for i in 0..300 {
+        ldif.push_str(&format!("description: value {i}\n"));
+    }
+    let server = Slapd::start(&ldif);
+    let wasm = toml_str(sdk_probe_wasm().to_str().unwrap());
+    // Every entry: the suffix, two OUs, the people, four groups and `odd`.
+    let entries = 3 + slapd::people().len() as u64 + 4 + 1;
+    for count in [1, 500] {
+        let sb = Sandbox::new();
+        sb.write_config(&format!(
+            "[sources.l]\nplugin = {wasm}\n[sources.l.config]\nmode = \"ldap-paths\"\n\
+             count = {count}\nurl = [\"{}\"]\nbind_dn = \"{}\"\npassword = \"{}\"\n\
+             base_dn = [\"{}\"]\n",
+            server.url,
+            slapd::ROOT_DN,
+            slapd::ROOT_PW,
+            slapd::SUFFIX
+        ));
+        let s = sb.sync_ok(&[]);
+        assert_counts(s.only(), &[("created", entries), ("failed", 0)]);
+        // odd's values all crossed: objectClass, uid, cn, sn, jpegPhoto, the empty
+        // userPassword and 300 descriptions.
+        let odd = sb.json(&["users", "show", "odd", "--json"]);
+        assert_eq!(odd["notes"], "306");
+    }
+}
+
+/// A component that reads pages only as per-value lists, as every component built before
+/// `next-page-packed` does, does not import it and keeps working: the addition is compatible.
+#[test]
+fn a_component_without_packed_pages_still_reads_ldap() {
+    use common::slapd::{self, Slapd};
+    let wasm = ldap_lists_wasm();
+    let bytes = std::fs::read(&wasm).unwrap();
+    let imports = |name: &[u8]| bytes.windows(name.len()).any(|w| w == name);
+    assert!(imports(b"next-page") && !imports(b"next-page-packed"));
+
+    let server = Slapd::start(&slapd::directory_ldif());
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "[sources.l]\nplugin = {}\n[sources.l.config]\ncount = 7\nurl = [\"{}\"]\n\
+         bind_dn = \"{}\"\npassword = \"{}\"\nbase_dn = [\"{}\"]\n",
+        toml_str(wasm.to_str().unwrap()),
+        server.url,
+        slapd::ROOT_DN,
+        slapd::ROOT_PW,
+        slapd::SUFFIX
+    ));
+    let people = slapd::people();
+    let uids: Vec<&str> = people.iter().filter_map(|p| p.uid.as_deref()).collect();
+    let s = sb.sync_ok(&[]);
+    assert_counts(
+        s.only(),
+        &[
+            ("created", uids.len() as u64),
+            ("failed", (people.len() - uids.len()) as u64),
+        ],
+    );
+    let first = people.iter().find(|p| p.uid.is_some()).unwrap();
+    assert_eq!(sb.user(uids[0])["full_name"], first.cn.as_str());
+}

@@ -406,6 +406,13 @@ pub fn sdk_probe_wasm() -> PathBuf {
         .clone()
 }
 
+/// The `ldap-lists` test component (tests/components/ldap-lists), built on first use.
+pub fn ldap_lists_wasm() -> PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_wasm("ldap-lists", "ldap_lists"))
+        .clone()
+}
+
 /// Builds a test component of the guest workspace.
 fn guest_wasm(package: &str, artifact: &str) -> PathBuf {
     let root = repo_root();

@@ -155,7 +155,7 @@ impl Entries {
         let Some(pages) = &self.pages else {
             return Ok(None);
         };
-        match pages.next_page() {
+        match next_packed(pages) {
             Ok(Some(page)) => Ok(Some(page)),
             Ok(None) => {
                 self.pages = None;
@@ -177,7 +177,7 @@ impl Iterator for Entries {
             if let Some(e) = self.page.next() {
                 return Some(Ok(e));
             }
-            match self.pages.as_ref()?.next_page() {
+            match next_packed(self.pages.as_ref()?) {
                 Ok(Some(page)) => self.page = page.into_iter(),
                 Ok(None) => {
                     self.pages = None;
@@ -189,6 +189,85 @@ impl Iterator for Entries {
                 }
             }
         }
+    }
+}
+
+/// The next page through `next-page-packed`: one buffer crosses into the guest instead of a
+/// list per value, which is what a no-change resync of a large directory spends its time on.
+fn next_packed(pages: &wit::Search) -> Result<Option<Vec<Entry>>, LdapError> {
+    match pages.next_page_packed()? {
+        Some(buf) => unpack_page(&buf).map(Some).map_err(LdapError::Other),
+        None => Ok(None),
+    }
+}
+
+/// Decodes a page in the contract's packed layout (see `next-page-packed` in `wit/host.wit`):
+/// u32 little-endian counts and lengths, `entry-count, { dn, attribute-count, { name,
+/// value-count, { value } } }`. A truncated or malformed buffer is an error, never a panic.
+pub fn unpack_page(buf: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut r = Reader(buf);
+    let n = r.count()?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let dn = r.text()?;
+        let attrs = r.count()?;
+        let mut attributes = Vec::with_capacity(attrs);
+        for _ in 0..attrs {
+            let name = r.text()?;
+            let count = r.count()?;
+            let mut values = Vec::with_capacity(count);
+            for _ in 0..count {
+                values.push(r.bytes()?.to_vec());
+            }
+            attributes.push(LdapAttribute { name, values });
+        }
+        entries.push(Entry { dn, attributes });
+    }
+    if !r.0.is_empty() {
+        return Err(format!(
+            "packed LDAP page: {} bytes after the last entry",
+            r.0.len()
+        ));
+    }
+    Ok(entries)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn u32(&mut self) -> Result<usize, String> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<4>()
+            .ok_or("packed LDAP page: truncated")?;
+        self.0 = rest;
+        Ok(u32::from_le_bytes(*head) as usize)
+    }
+
+    /// A count, bounded by the bytes left (each item takes at least 4), so a hostile or
+    /// broken buffer cannot make us reserve memory it does not back.
+    fn count(&mut self) -> Result<usize, String> {
+        let n = self.u32()?;
+        if n > self.0.len() / 4 {
+            return Err("packed LDAP page: a count exceeds the buffer".into());
+        }
+        Ok(n)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = self.u32()?;
+        if n > self.0.len() {
+            return Err("packed LDAP page: a value exceeds the buffer".into());
+        }
+        let (v, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(v)
+    }
+
+    fn text(&mut self) -> Result<String, String> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| "packed LDAP page: a DN or name is not UTF-8".into())
     }
 }
 
@@ -217,5 +296,68 @@ fn error(e: LdapError) -> Error {
         LdapError::Unreachable(m) | LdapError::TimeLimit(m) => Error::unavailable(m),
         LdapError::NoSuchBase(m) | LdapError::Denied(m) | LdapError::Tls(m) => Error::config(m),
         LdapError::Other(m) => Error::unavailable(format!("LDAP error: {m}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout written out by hand, as the contract documents it.
+    fn packed(entries: &[(&str, &[(&str, &[&[u8]])])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let n = |out: &mut Vec<u8>, n: usize| out.extend((n as u32).to_le_bytes());
+        n(&mut out, entries.len());
+        for (dn, attrs) in entries {
+            n(&mut out, dn.len());
+            out.extend(dn.as_bytes());
+            n(&mut out, attrs.len());
+            for (name, values) in *attrs {
+                n(&mut out, name.len());
+                out.extend(name.as_bytes());
+                n(&mut out, values.len());
+                for v in *values {
+                    n(&mut out, v.len());
+                    out.extend(*v);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_packed_page_decodes_to_its_entries() {
+        let photo: &[u8] = &[0xff, 0xd8, 0x00, 0x80];
+        let buf = packed(&[
+            (
+                "uid=ann,dc=example",
+                &[("uid", &[b"ann"]), ("jpegPhoto", &[photo, b""])],
+            ),
+            ("cn=empty", &[]),
+        ]);
+        let page = unpack_page(&buf).unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(page[0].dn, "uid=ann,dc=example");
+        assert_eq!(page[0].attributes[1].name, "jpegPhoto");
+        assert_eq!(page[0].attributes[1].values, vec![photo.to_vec(), vec![]]);
+        assert!(page[1].attributes.is_empty());
+        assert!(unpack_page(&packed(&[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_broken_packed_page_is_an_error() {
+        let buf = packed(&[("uid=ann", &[("uid", &[b"ann"])])]);
+        for cut in 0..buf.len() {
+            assert!(unpack_page(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = buf.clone();
+        trailing.push(0);
+        assert!(unpack_page(&trailing).is_err());
+        // A count no buffer backs is refused before anything is reserved.
+        assert!(unpack_page(&u32::MAX.to_le_bytes()).is_err());
+        let not_utf8 = packed(&[("\u{0}", &[])]);
+        let mut bad = not_utf8.clone();
+        bad[8] = 0xff;
+        assert!(unpack_page(&bad).unwrap_err().contains("UTF-8"));
     }
 }

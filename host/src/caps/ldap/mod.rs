@@ -19,6 +19,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+mod packed;
 mod settings;
 mod sync;
 pub use settings::{BaseDns, LdapSettings};
@@ -629,6 +630,14 @@ impl HostSearch for LdapView<'_> {
             .get_mut(&s)
             .map_err(|e| LdapError::Other(e.to_string()))?;
         search.next_page().await
+    }
+
+    async fn next_page_packed(
+        &mut self,
+        s: Resource<Search>,
+    ) -> Result<Option<Vec<u8>>, LdapError> {
+        let page = HostSearch::next_page(self, s).await?;
+        Ok(page.map(|entries| packed::pack_page(&entries)))
     }
 
     async fn drop(&mut self, s: Resource<Search>) -> wasmtime::Result<()> {
