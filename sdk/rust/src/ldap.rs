@@ -303,8 +303,12 @@ fn error(e: LdapError) -> Error {
 mod tests {
     use super::*;
 
+    /// An attribute's name and values; an entry's DN and attributes.
+    type Attr<'a> = (&'a str, &'a [&'a [u8]]);
+    type Ent<'a> = (&'a str, &'a [Attr<'a>]);
+
     /// The layout written out by hand, as the contract documents it.
-    fn packed(entries: &[(&str, &[(&str, &[&[u8]])])]) -> Vec<u8> {
+    fn packed(entries: &[Ent]) -> Vec<u8> {
         let mut out = Vec::new();
         let n = |out: &mut Vec<u8>, n: usize| out.extend((n as u32).to_le_bytes());
         n(&mut out, entries.len());
