@@ -26,6 +26,10 @@ fn main() {
         plugins.join(".cargo/config.toml"),
         repo.join("wit"),
         manifest_dir.join("guest_build.rs"),
+        // Every built-in is written with the SDK and the guest allocator.
+        repo.join("sdk/rust/src"),
+        repo.join("sdk/rust/Cargo.toml"),
+        plugins.join("alloc"),
     ];
     for (name, _, _) in BUILTINS {
         watched.push(plugins.join(name).join("src"));
