@@ -531,6 +531,47 @@ const DELIBERATE: &[(&str, &str)] = &[
 ];
 
 #[test]
+fn a_write_into_a_source_another_process_syncs_waits_then_answers_503() {
+    let sb = setup();
+    let entra = token(&sb, "entra-app", "scim-push", Some("entra"));
+    let svc = Service::start(&sb);
+    // A live lease of another node (as a `roster sync` elsewhere holds it): not taken over.
+    let mut leases = sb.db_path().into_os_string();
+    leases.push("-lease");
+    let db = rusqlite::Connection::open(leases).unwrap();
+    db.execute(
+        "INSERT INTO leases(source, token, host, pid, process, node, start, since, expires)
+         VALUES ('entra', 't', 'other-host', 1, 'roster sync', 'other-node', 0,
+                 '2026-01-01T00:00:00Z', 32503680000000)",
+        [],
+    )
+    .unwrap();
+    let before = (sb.db_state(), sb.runs().len());
+    let body = json!({"schemas": [USER], "externalId": "e-1", "userName": "waiter"});
+    let r = svc
+        .http
+        .post(format!("{}/scim/v2/Users", svc.base))
+        .bearer_auth(&entra)
+        .header("content-type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let err: Value = r.json().unwrap();
+    assert_eq!(err["status"], "503", "{err}");
+    assert!(err["detail"].as_str().unwrap().contains("busy"), "{err}");
+    assert_eq!((sb.db_state(), sb.runs().len()), before);
+
+    // The lease is gone: the provider's retry is written.
+    db.execute("DELETE FROM leases WHERE source = 'entra'", [])
+        .unwrap();
+    let (s, _, u) = svc.call("POST", "/Users", &entra, Some(body), None);
+    assert_eq!(s, 201, "{u}");
+    assert_eq!(sb.user("waiter")["username"], "waiter");
+}
+
+#[test]
 fn the_scim2_tester_compliance_suite_passes_but_for_deliberate_differences() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)

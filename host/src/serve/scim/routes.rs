@@ -62,7 +62,13 @@ pub fn routes() -> Router<AppState> {
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        scim(status, &self.body())
+        let mut res = scim(status, &self.body());
+        // A 503 is a busy source (RFC 9110 §10.2.3): the provider retries.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        res
     }
 }
 
