@@ -531,6 +531,46 @@ const DELIBERATE: &[(&str, &str)] = &[
 ];
 
 #[test]
+fn push_sources_in_the_cli_config_and_tokens() {
+    let sb = setup();
+    // Nothing to pull or connect to: said, and not a failure.
+    let out = sb.roster(&["sync", "entra"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("pushed into this source over SCIM"));
+    let out = sb.roster(&["sources", "test", "entra"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("pushed into it over SCIM"));
+    // A scim-push token is bound to a push source only.
+    let out = sb.roster(&[
+        "tokens",
+        "create",
+        "x",
+        "--role",
+        "scim-push",
+        "--source",
+        "hr",
+    ]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("not configured with push = \"scim\""));
+    // Config errors name the key.
+    for (toml, says) in [
+        (
+            "push = \"scim\"\nplugin = \"csv\"",
+            "sources.e: push: a pushed source has no plugin",
+        ),
+        (
+            "push = \"ldap\"",
+            "sources.e: push: expected \"scim\", got \"ldap\"",
+        ),
+    ] {
+        sb.write_config(&format!("database = \"roster.db\"\n[sources.e]\n{toml}\n"));
+        let out = sb.roster(&["sync"]);
+        assert_ne!(code(&out), 0);
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn a_write_into_a_source_another_process_syncs_waits_then_answers_503() {
     let sb = setup();
     let entra = token(&sb, "entra-app", "scim-push", Some("entra"));
@@ -569,6 +609,12 @@ fn a_write_into_a_source_another_process_syncs_waits_then_answers_503() {
     let (s, _, u) = svc.call("POST", "/Users", &entra, Some(body), None);
     assert_eq!(s, 201, "{u}");
     assert_eq!(sb.user("waiter")["username"], "waiter");
+
+    // A body over the cap is refused in SCIM's error schema.
+    let big = json!({"schemas": [USER], "userName": "big", "displayName": "x".repeat(100_000)});
+    let (s, _, e) = svc.call("POST", "/Users", &entra, Some(big), None);
+    assert_eq!((s, e["status"].as_str()), (413, Some("413")), "{e}");
+    assert!(find_user(&sb.users(), "big").is_none());
 }
 
 #[test]

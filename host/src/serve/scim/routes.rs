@@ -108,6 +108,15 @@ pub async fn scim_errors(req: Request, next: Next) -> Response {
     out
 }
 
+/// The same outside the SCIM router, for what is answered before it (the body cap's 413).
+pub async fn scim_path_errors(req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/scim/") {
+        scim_errors(req, next).await
+    } else {
+        next.run(req).await
+    }
+}
+
 /// Which users and groups a caller reads: all (role read), or those of the source a
 /// `scim-push` token writes into (Entra and Okta look users up before they create them).
 fn user_scope(st: &AppState, caller: &Caller) -> Result<Option<String>, ScimError> {
