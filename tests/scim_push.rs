@@ -531,6 +531,93 @@ const DELIBERATE: &[(&str, &str)] = &[
 ];
 
 #[test]
+fn push_sources_in_the_cli_config_and_tokens() {
+    let sb = setup();
+    // Nothing to pull or connect to: said, and not a failure.
+    let out = sb.roster(&["sync", "entra"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("pushed into this source over SCIM"));
+    let out = sb.roster(&["sources", "test", "entra"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("pushed into it over SCIM"));
+    // A scim-push token is bound to a push source only.
+    let out = sb.roster(&[
+        "tokens",
+        "create",
+        "x",
+        "--role",
+        "scim-push",
+        "--source",
+        "hr",
+    ]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("not configured with push = \"scim\""));
+    // Config errors name the key.
+    for (toml, says) in [
+        (
+            "push = \"scim\"\nplugin = \"csv\"",
+            "sources.e: push: a pushed source has no plugin",
+        ),
+        (
+            "push = \"ldap\"",
+            "sources.e: push: expected \"scim\", got \"ldap\"",
+        ),
+    ] {
+        sb.write_config(&format!("database = \"roster.db\"\n[sources.e]\n{toml}\n"));
+        let out = sb.roster(&["sync"]);
+        assert_ne!(code(&out), 0);
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_write_into_a_source_another_process_syncs_waits_then_answers_503() {
+    let sb = setup();
+    let entra = token(&sb, "entra-app", "scim-push", Some("entra"));
+    let svc = Service::start(&sb);
+    // A live lease of another node (as a `roster sync` elsewhere holds it): not taken over.
+    let mut leases = sb.db_path().into_os_string();
+    leases.push("-lease");
+    let db = rusqlite::Connection::open(leases).unwrap();
+    db.execute(
+        "INSERT INTO leases(source, token, host, pid, process, node, start, since, expires)
+         VALUES ('entra', 't', 'other-host', 1, 'roster sync', 'other-node', 0,
+                 '2026-01-01T00:00:00Z', 32503680000000)",
+        [],
+    )
+    .unwrap();
+    let before = (sb.db_state(), sb.runs().len());
+    let body = json!({"schemas": [USER], "externalId": "e-1", "userName": "waiter"});
+    let r = svc
+        .http
+        .post(format!("{}/scim/v2/Users", svc.base))
+        .bearer_auth(&entra)
+        .header("content-type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let err: Value = r.json().unwrap();
+    assert_eq!(err["status"], "503", "{err}");
+    assert!(err["detail"].as_str().unwrap().contains("busy"), "{err}");
+    assert_eq!((sb.db_state(), sb.runs().len()), before);
+
+    // The lease is gone: the provider's retry is written.
+    db.execute("DELETE FROM leases WHERE source = 'entra'", [])
+        .unwrap();
+    let (s, _, u) = svc.call("POST", "/Users", &entra, Some(body), None);
+    assert_eq!(s, 201, "{u}");
+    assert_eq!(sb.user("waiter")["username"], "waiter");
+
+    // A body over the cap is refused in SCIM's error schema.
+    let big = json!({"schemas": [USER], "userName": "big", "displayName": "x".repeat(100_000)});
+    let (s, _, e) = svc.call("POST", "/Users", &entra, Some(big), None);
+    assert_eq!((s, e["status"].as_str()), (413, Some("413")), "{e}");
+    assert!(find_user(&sb.users(), "big").is_none());
+}
+
+#[test]
 fn the_scim2_tester_compliance_suite_passes_but_for_deliberate_differences() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)

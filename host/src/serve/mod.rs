@@ -166,6 +166,7 @@ fn router(st: AppState, metrics_public: bool) -> Router {
         .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(from_fn(scim::routes::scim_path_errors))
         .layer(from_fn(error::json_errors))
         .layer(from_fn_with_state(st.clone(), count_requests))
         .with_state(st)

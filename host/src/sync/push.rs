@@ -11,7 +11,7 @@ use crate::store::{Outcome, Store};
 use anyhow::Result;
 
 /// One write.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum PushOp {
     /// Create or update the user with this anchor. `create_only` refuses a user that
     /// exists already (by anchor, or by the mapped username or an alias).

@@ -15,6 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::Value;
+use std::time::Duration;
 
 /// The push source a caller writes into: its token must be `scim-push`, bound to a source
 /// configured with `push = "scim"`.
@@ -210,17 +211,34 @@ async fn keep_pins(st: &AppState, entry: &mut write::Entry, id: i64) -> Result<(
     Ok(())
 }
 
+/// How long a write waits for a source another process is syncing.
+const LEASE_WAIT: Duration = Duration::from_secs(2);
+
 /// Runs the write in turn with the source's runs.
 async fn run(st: &AppState, source: &str, op: PushOp) -> Result<Pushed, ScimError> {
-    let cfg = st.runner.config_arc();
-    let name = source.to_string();
-    let r = st
-        .runner
-        .write_mut(move |store| {
-            let src = cfg.source(&name)?;
-            crate::sync::push::push(&cfg, store, src, op)
-        })
-        .await;
+    // Another process's run of the source holds its lease: wait briefly for it, then 503.
+    let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+    let r = loop {
+        let cfg = st.runner.config_arc();
+        let name = source.to_string();
+        let op = op.clone();
+        let r = st
+            .runner
+            .write_mut(move |store| {
+                let src = cfg.source(&name)?;
+                crate::sync::push::push(&cfg, store, src, op)
+            })
+            .await;
+        match &r {
+            Err(e)
+                if e.downcast_ref::<crate::store::Busy>().is_some()
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => break r,
+        }
+    };
     let pushed = match r {
         Ok(p) => p,
         Err(e) => {
@@ -229,9 +247,11 @@ async fn run(st: &AppState, source: &str, op: PushOp) -> Result<Pushed, ScimErro
                 Some(Refused::Exists(m)) => {
                     ScimError::new(409, Some(ScimType::Uniqueness), m.clone())
                 }
-                None if e.downcast_ref::<crate::store::Busy>().is_some() => {
-                    ScimError::new(503, None, "the source is busy; retry shortly")
-                }
+                None if e.downcast_ref::<crate::store::Busy>().is_some() => ScimError::new(
+                    503,
+                    None,
+                    "the source is busy with another run; retry shortly",
+                ),
                 None => api::store_error(e),
             })
         }

@@ -62,7 +62,13 @@ pub fn routes() -> Router<AppState> {
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        scim(status, &self.body())
+        let mut res = scim(status, &self.body());
+        // A 503 is a busy source (RFC 9110 §10.2.3): the provider retries.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        res
     }
 }
 
@@ -100,6 +106,15 @@ pub async fn scim_errors(req: Request, next: Next) -> Response {
             .insert(header::WWW_AUTHENTICATE, v.clone());
     }
     out
+}
+
+/// The same outside the SCIM router, for what is answered before it (the body cap's 413).
+pub async fn scim_path_errors(req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/scim/") {
+        scim_errors(req, next).await
+    } else {
+        next.run(req).await
+    }
 }
 
 /// Which users and groups a caller reads: all (role read), or those of the source a
