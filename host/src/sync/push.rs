@@ -64,11 +64,6 @@ pub struct Pushed {
 /// Applies one write to `src` (a push source). Errors are [`Refused`], a busy source
 /// ([`crate::store::Busy`]) or the store's.
 pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> Result<Pushed> {
-    // A pushed user is found by its anchor (externalId), so a renamed userName is the
-    // same user; an admin may still set pair_by.
-    let defaults = [("pair_by".to_string(), "\"anchor\"".to_string())];
-    let (opts, mapper) = session::mapping(src, &defaults, store.pin_key()?)?;
-    let on_missing = opts.on_missing;
     let anchor = match &op {
         PushOp::Upsert { anchor, .. } | PushOp::Remove { anchor } => anchor.clone(),
         PushOp::Relink { from, to } => {
@@ -105,6 +100,12 @@ pub fn push(cfg: &Config, store: &mut Store, src: &SourceConfig, op: PushOp) -> 
             return push_group(cfg, store, src, op)
         }
     };
+    // Only user writes map (relinks and group writes returned above). A pushed user is
+    // found by its anchor (externalId), so a renamed userName is the same user; an admin
+    // may still set pair_by.
+    let defaults = [("pair_by".to_string(), "\"anchor\"".to_string())];
+    let (opts, mapper) = session::mapping(src, &defaults, store.pin_key()?)?;
+    let on_missing = opts.on_missing;
     let mut staged = None;
     if let PushOp::Upsert {
         object,
