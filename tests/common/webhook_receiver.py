@@ -5,7 +5,7 @@ usage: webhook_receiver.py OUT DIR SECRET...   (prints "PORT n" once listening)
 Paths choose the behaviour: /ok answers 200; /fail-first answers 500 to the first delivery
 of each message id, then 200; /slow waits 20 s, then 200; /hold waits until DIR/release
 exists (at most 60 s) and answers 503 to the first delivery of each id, then 200.
-Every request is appended to OUT as a JSON line once answered; /hold also writes a "held"
+Every request is appended to OUT as a JSON line just before it is answered; /hold also writes a "held"
 line when it starts waiting.
 """
 import base64
@@ -65,12 +65,7 @@ class Handler(BaseHTTPRequestHandler):
             while not os.path.exists(os.path.join(workdir, "release")) and time.time() < deadline:
                 time.sleep(0.05)
             status = 503
-        try:
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-        except OSError:
-            pass
+        # Recorded before the answer: a client that has its answer finds the request logged.
         record({
             "path": self.path,
             "id": msg_id,
@@ -78,6 +73,12 @@ class Handler(BaseHTTPRequestHandler):
             "status": status,
             "body": json.loads(body or b"null"),
         })
+        try:
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        except OSError:
+            pass
 
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
