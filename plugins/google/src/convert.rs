@@ -1,6 +1,8 @@
 //! Directory API objects as roster's users and groups.
 
+use crate::wire;
 use roster_plugin::{Group, User};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Group ids: users' anchors are Google ids too, so groups and OUs carry a prefix.
@@ -16,50 +18,53 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    (v.get(key).and_then(Value::as_array).into_iter().flatten())
-        .filter_map(|x| x.as_str().map(str::to_string))
-        .collect()
-}
-
-/// The `value` of the first entry of a list (`phones`, `externalIds`, `organizations`)
-/// that `pick` accepts.
-fn pick<'a>(v: &'a Value, list: &str, mut pick: impl FnMut(&Value) -> bool) -> Option<&'a Value> {
-    v.get(list)?.as_array()?.iter().find(|e| pick(e))
-}
-
 /// The primary phone, else a mobile one, else the first.
-fn phone(u: &Value) -> Option<String> {
-    let value = |e: &Value| s(e, "value").map(str::to_string);
-    (pick(u, "phones", |p| p["primary"] == true).and_then(value))
-        .or_else(|| pick(u, "phones", |p| p["type"] == "mobile").and_then(value))
-        .or_else(|| pick(u, "phones", |_| true).and_then(value))
+fn phone(u: &wire::User) -> Option<String> {
+    let phones = &u.phones.0;
+    let value = |e: &wire::Obj<wire::Entry>| e.0.value.filled().map(str::to_string);
+    (phones.iter().find(|p| p.0.primary.0).and_then(value))
+        .or_else(|| (phones.iter().find(|p| p.0.kind.get() == Some("mobile"))).and_then(value))
+        .or_else(|| phones.first().and_then(value))
 }
 
-/// A user of `users.list` (`projection=full`); None without an id or a primary email (a
-/// failed entry, `why` says which).
-pub fn user(u: &Value) -> Result<User, String> {
-    let id = s(u, "id").ok_or("the user has no id")?;
-    let email = s(u, "primaryEmail").ok_or("the user has no primaryEmail")?;
-    let name = u.get("name").cloned().unwrap_or(Value::Null);
-    let (given, family) = (s(&name, "givenName"), s(&name, "familyName"));
-    let full = s(&name, "fullName")
+/// A user of `users.list` (`projection=full`), as the Directory API's JSON value: for
+/// answers the typed page read refused (see [`wire`]).
+pub fn user_value(u: &Value) -> Result<User, String> {
+    let w = wire::User::deserialize(u).map_err(|e| format!("the user is not readable: {e}"))?;
+    user(&w)
+}
+
+/// A user of `users.list` (`projection=full`); an error without an id or a primary email (a
+/// failed entry, the error says which).
+pub fn user(u: &wire::User) -> Result<User, String> {
+    let id = u.id.filled().ok_or("the user has no id")?;
+    let email = u
+        .primary_email
+        .filled()
+        .ok_or("the user has no primaryEmail")?;
+    let name = &u.name.0;
+    let (given, family) = (name.given_name.filled(), name.family_name.filled());
+    let full = (name.full_name.filled())
         .map(str::to_string)
         .or_else(|| match (given, family) {
             (Some(g), Some(f)) => Some(format!("{g} {f}")),
             (g, f) => g.or(f).map(str::to_string),
         });
-    let mut aliases = strings(u, "aliases");
-    aliases.extend(strings(u, "nonEditableAliases"));
-    let number = pick(u, "externalIds", |e| e["type"] == "organization")
-        .and_then(|e| s(e, "value"))
+    let aliases: Vec<String> = (u.aliases.0.iter())
+        .chain(&u.non_editable_aliases.0)
+        .filter_map(|a| a.get().map(str::to_string))
+        .collect();
+    let number = (u.external_ids.0.iter())
+        .find(|e| e.0.kind.get() == Some("organization"))
+        .and_then(|e| e.0.value.filled())
         .map(str::to_string);
-    let org = pick(u, "organizations", |o| o["primary"] == true)
-        .or_else(|| pick(u, "organizations", |_| true))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let suspended = u["suspended"] == true;
-    let ou = s(u, "orgUnitPath").unwrap_or("/");
+    let orgs = &u.organizations.0;
+    let org = orgs.iter().find(|o| o.0.primary.0).or(orgs.first());
+    let org_field = |f: for<'o> fn(&'o wire::Organization<'o>) -> &'o wire::Str<'o>| {
+        org.and_then(|o| f(&o.0).filled())
+    };
+    let suspended = u.suspended.0;
+    let ou = u.org_unit_path.filled().unwrap_or("/");
     let flag = |b: bool| if b { "true" } else { "false" };
     // Every user has the same attributes, in the same order: they travel as rows.
     Ok(User::new(id)
@@ -77,11 +82,11 @@ pub fn user(u: &Value) -> Result<User, String> {
         .values("familyName", family)
         .attr("orgUnitPath", ou)
         .attr("suspended", flag(suspended))
-        .attr("archived", flag(u["archived"] == true))
-        .attr("isAdmin", flag(u["isAdmin"] == true))
-        .values("department", s(&org, "department"))
-        .values("title", s(&org, "title"))
-        .values("costCenter", s(&org, "costCenter")))
+        .attr("archived", flag(u.archived.0))
+        .attr("isAdmin", flag(u.is_admin.0))
+        .values("department", org_field(|o| &o.department))
+        .values("title", org_field(|o| &o.title))
+        .values("costCenter", org_field(|o| &o.cost_center)))
 }
 
 /// An organisational unit of `orgunits.list` as a group under its parent (`/Staff/IT` is
@@ -120,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_full_projection_user_fills_roster_fields() {
-        let u = user(&json!({
+        let u = user_value(&json!({
             "id": "1001", "primaryEmail": "alice@ex.com",
             "name": {"givenName": "Alice", "familyName": "Smith", "fullName": "Alice Smith"},
             "suspended": false, "orgUnitPath": "/Staff/IT",
@@ -142,7 +147,7 @@ mod tests {
         assert_eq!(attr(&u, "active"), ["true"]);
         assert_eq!(attr(&u, "department"), ["IT"]);
 
-        let u = user(&json!({"id": "2", "primaryEmail": "b@ex.com", "suspended": true,
+        let u = user_value(&json!({"id": "2", "primaryEmail": "b@ex.com", "suspended": true,
             "name": {"givenName": "Bob"}, "phones": [{"value": "1", "type": "work"}, {"value": "2", "type": "mobile"}]}))
         .unwrap();
         assert_eq!(attr(&u, "full_name"), ["Bob"]);
@@ -151,7 +156,7 @@ mod tests {
         assert_eq!(attr(&u, "orgUnitPath"), ["/"]);
         assert!(attr(&u, "personal_number").is_empty());
         assert_eq!(
-            user(&json!({"id": "3"})).unwrap_err(),
+            user_value(&json!({"id": "3"})).unwrap_err(),
             "the user has no primaryEmail"
         );
     }

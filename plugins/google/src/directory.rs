@@ -4,7 +4,9 @@
 
 use crate::convert::{self, group_id, ou_id};
 use crate::settings::{self, Settings};
+use crate::wire;
 use roster_plugin::{Error, Group, Item, Listing};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{HashSet, VecDeque};
 
@@ -63,11 +65,16 @@ impl<F: Fetch> Api<F> {
     /// GETs and parses a 2xx JSON answer; other answers are errors by class. `what` names
     /// the call and `scope` the scope it needs, for the admin.
     fn get(&mut self, url: &str, what: &str, scope: &str) -> Result<Value, Error> {
+        let body = self.get_body(url, what, scope)?;
+        parse(&body, what)
+    }
+
+    /// GETs a URL: the body of a 2xx answer; other answers are errors by class.
+    fn get_body(&mut self, url: &str, what: &str, scope: &str) -> Result<Vec<u8>, Error> {
         let r = self.fetch.get(url)?;
         let msg = || google_message(&r.body);
         match r.status {
-            200..=299 => serde_json::from_slice(&r.body)
-                .map_err(|e| Error::bad_data(format!("{what}: the answer is not JSON: {e}"))),
+            200..=299 => Ok(r.body),
             401 => Err(Error::authentication(format!(
                 "{what}: Google refused the token (HTTP 401: {})",
                 msg()
@@ -120,19 +127,16 @@ impl<F: Fetch> Api<F> {
         }
     }
 
-    /// One page of `users.list`; the next one is asked for before this one is returned.
-    pub fn users_page(
-        &mut self,
-        token: Option<&str>,
-    ) -> Result<(Vec<Value>, Option<String>), Error> {
+    /// The body of one page of `users.list`.
+    pub fn users_body(&mut self, token: Option<&str>) -> Result<Vec<u8>, Error> {
         let url = self.users_url(token);
-        let v = self.get(&url, "users", settings::USER_SCOPE)?;
-        let (users, next) = page(v, "users")?;
-        if let Some(n) = &next {
-            let next_url = self.users_url(Some(n));
-            self.fetch.prefetch(&next_url);
-        }
-        Ok((users, next))
+        self.get_body(&url, "users", settings::USER_SCOPE)
+    }
+
+    /// Asks for the next page of users while this one is converted.
+    fn prefetch_users(&mut self, token: &str) {
+        let next_url = self.users_url(Some(token));
+        self.fetch.prefetch(&next_url);
     }
 
     fn users_url(&self, token: Option<&str>) -> String {
@@ -204,6 +208,12 @@ impl<F: Fetch> Api<F> {
             }
         }
     }
+}
+
+/// A 2xx answer's JSON.
+fn parse(body: &[u8], what: &str) -> Result<Value, Error> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::bad_data(format!("{what}: the answer is not JSON: {e}")))
 }
 
 /// The list under `key` and the next page's token of a list answer.
@@ -335,19 +345,40 @@ impl<F: Fetch> Run<F> {
     }
 
     fn users(&mut self, token: Option<String>) -> Result<Option<String>, Error> {
-        let (users, next) = self.api.users_page(token.as_deref())?;
+        let body = self.api.users_body(token.as_deref())?;
+        // Typed first; an answer that is not (a duplicate key, `users` not a list) goes the
+        // way of a `Value`, which reports what is wrong with it.
+        let fallback: Vec<Value>;
+        let (users, next): (Vec<wire::User>, Option<String>) =
+            match serde_json::from_slice::<wire::UsersPage>(&body) {
+                Ok(p) => {
+                    let next = p.next_page_token.filled().map(str::to_string);
+                    (p.users.unwrap_or_default(), next)
+                }
+                Err(_) => {
+                    let (values, next) = page(parse(&body, "users")?, "users")?;
+                    fallback = values;
+                    let users = (fallback.iter())
+                        .map(|v| wire::User::deserialize(v).unwrap_or_default())
+                        .collect();
+                    (users, next)
+                }
+            };
+        if let Some(n) = &next {
+            self.api.prefetch_users(n);
+        }
         let s = &self.api.settings;
-        for u in users {
-            let mut user = match convert::user(&u) {
+        for u in &users {
+            let mut user = match convert::user(u) {
                 Ok(user) => user,
                 Err(why) => {
-                    let at = u["id"].as_str().unwrap_or("a user without an id");
+                    let at = u.id.get().unwrap_or("a user without an id");
                     self.queue.push_back(Item::failed(at, why));
                     continue;
                 }
             };
-            let ou = u["orgUnitPath"].as_str().unwrap_or("/");
-            if (u["suspended"] == true && !s.include_suspended)
+            let ou = u.org_unit_path.get().unwrap_or("/");
+            if (u.suspended.0 && !s.include_suspended)
                 || !s.ou_in_scope(ou)
                 || self.scope.as_ref().is_some_and(|sc| !sc.contains(&user.id))
             {
@@ -428,6 +459,8 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         answers: HashMap<String, (u16, Value)>,
+        /// Bodies given as text (what a `Value` cannot hold, such as a duplicate key).
+        raw: HashMap<String, String>,
         asked: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
     }
 
@@ -437,6 +470,10 @@ mod tests {
                 .strip_prefix("https://admin.googleapis.com/admin/directory/v1")
                 .unwrap();
             self.asked.borrow_mut().push(rel.to_string());
+            if let Some(body) = self.raw.get(rel) {
+                let body = body.clone().into_bytes();
+                return Ok(Reply { status: 200, body });
+            }
             let (status, v) = self.answers.get(rel).cloned().unwrap_or((
                 404,
                 json!({"error": {"code": 404, "message": "Resource Not Found"}}),
@@ -557,6 +594,29 @@ mod tests {
                 "failed 4: the user has no primaryEmail",
             ]
         );
+    }
+
+    #[test]
+    fn a_page_the_typed_read_refuses_is_read_as_a_value_with_the_same_result() {
+        let first = "/users?customer=my_customer&projection=full&maxResults=500";
+        let second = format!("{first}&pageToken=p+2");
+        let typed = ids(&items(settings(""), tenant()).unwrap());
+        // A duplicate key (the last one counts, as in `Value`) fails the typed read.
+        let mut f = tenant();
+        let mut page = f.answers[first].1.to_string();
+        page.insert_str(1, r#""users": 5, "#);
+        assert!(serde_json::from_str::<wire::UsersPage>(&page).is_err());
+        f.raw.insert(first.to_string(), page);
+        let mut page = f.answers[&second].1.to_string();
+        page.insert_str(1, r#""users": [], "#);
+        f.raw.insert(second, page);
+        assert_eq!(ids(&items(settings(""), f).unwrap()), typed);
+        // `users` that is not a list is reported, as before.
+        let mut f = tenant();
+        f.raw
+            .insert(first.to_string(), r#"{"users": 5}"#.to_string());
+        let err = items(settings(""), f).unwrap_err();
+        assert!(err.to_string().contains("is not a list"), "{err}");
     }
 
     #[test]

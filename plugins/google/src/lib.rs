@@ -9,6 +9,7 @@
 pub mod convert;
 pub mod directory;
 pub mod settings;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
