@@ -41,6 +41,9 @@ setup:
 	@# account's key pair with openssl too; the Unix tests read `getent` (libc-bin).
 	@$(call need,samba-tool,samba winbind)
 	@$(call need,openssl,openssl)
+	@# PostgreSQL store tests: a throwaway server (initdb, postgres) from Debian's package,
+	@# whose binaries live in /usr/lib/postgresql/N/bin, off PATH.
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ($(APT) update && $(APT) install -y postgresql)
 	@# Python and JavaScript SDK tests: componentize-py in a venv, componentize-js and jco
 	@# from npm, both under target/sdk-tools (pinned versions).
 	@$(call need,python3,python3 python3-venv)

@@ -261,6 +261,13 @@ impl Config {
             Some(v) => resolve_string(v, dir, "database")?.0,
             None => "roster.db".to_string(),
         };
+        if crate::store::pg::is_url(&database) {
+            // Not a file name: without this, it would become a directory called `postgres:`.
+            return Err(config_err(
+                "database: roster does not yet run on PostgreSQL; `roster db copy --to URL` \
+                 prepares a PostgreSQL database from this SQLite one",
+            ));
+        }
         let mut sources = Vec::new();
         let notify = NotifyConfig::from_raw(raw.notify, dir)?;
         for (name, raw) in raw.sources {
@@ -622,6 +629,11 @@ mod tests {
     #[test]
     fn env_and_file_references() {
         std::env::set_var("ROSTER_CFG_TEST_DB", "x.db");
+        let e = parse("database = 'postgres://roster@db/roster'").unwrap_err();
+        assert!(
+            e.to_string().contains("does not yet run on PostgreSQL"),
+            "{e}"
+        );
         let c = parse("database = { env = 'ROSTER_CFG_TEST_DB' }").unwrap();
         assert_eq!(c.database, Path::new("/tmp/x.db"));
         let e = parse("database = { env = 'ROSTER_CFG_TEST_MISSING' }").unwrap_err();

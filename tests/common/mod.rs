@@ -10,6 +10,7 @@ use serde_json::Value;
 pub mod google;
 pub mod graph;
 pub mod notify;
+pub mod pg;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

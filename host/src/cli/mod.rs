@@ -1,6 +1,7 @@
 //! The command line: parse, call the library, print. One file per command, each with a
 //! short `run`; no logic of its own.
 
+mod db;
 mod docs;
 mod groups;
 mod init;
@@ -70,6 +71,9 @@ enum Command {
     Plugin(plugin::Plugin),
     /// Run as a service: schedules, an HTTP API, a web console and metrics.
     Serve(serve::Serve),
+    /// The database: copy it into PostgreSQL.
+    #[command(subcommand)]
+    Db(db::Db),
     /// API tokens of `roster serve`.
     #[command(subcommand)]
     Tokens(tokens::Tokens),
@@ -125,6 +129,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Script(c) => c.run(config),
         Command::Serve(c) => c.run(config),
         Command::Tokens(c) => c.run(config),
+        Command::Db(c) => c.run(config),
         Command::Notify(c) => c.run(config),
         Command::Completions(c) => c.run(Cli::command()),
         Command::Man(c) => c.run(Cli::command()),

@@ -1,13 +1,17 @@
-//! The SQLite store: schema, migrations and queries. Only this module speaks SQL.
+//! The store: schema, migrations and queries. Only this module speaks SQL. SQLite is the
+//! store roster runs on; PostgreSQL (`pg`) so far has the schema and `db copy`.
 
+mod copy;
 mod edit;
 mod lease;
 mod open;
 mod outbox;
+pub mod pg;
 mod run;
 mod scim;
 mod service;
 
+pub use copy::{CopyCount, CopyReport};
 pub use edit::{AuthUser, Edit, EditError, LockRow, Provenance};
 pub use lease::{Busy, Holder, Lease, LeaseError, LeaseInfo};
 pub use outbox::{now as unix_now, NewMessage, NewUser, OutboxRow, Pending, RunEnd, RunNotifier};

@@ -1,0 +1,272 @@
+//! PostgreSQL against a real server (tests/common/pg.rs): its schema matches SQLite's
+//! table for table, migrations run once under a lock, a newer schema is refused, and
+//! `roster db copy` moves a synced database across whole, or not at all.
+
+mod common;
+
+use common::pg::server;
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const HEADER: &str = "username,full_name,email,personal_number,aliases,cards,groups\n";
+
+/// A sandbox with a CSV source synced, a token, and a second source's run log.
+fn synced() -> Sandbox {
+    let sb = Sandbox::new();
+    let mut csv = String::from(HEADER);
+    for i in 0..300 {
+        csv.push_str(&format!(
+            "u{i:03},User {i},u{i:03}@example.com,P{i:03},a{i:03},C{i:03},\"Staff|Team{},All\"\n",
+            i % 7
+        ));
+    }
+    sb.write_csv("users.csv", &csv);
+    sb.write_config(&config(&[csv_source("hr", "users.csv", "")]));
+    sb.sync_ok(&[]);
+    sb.roster_ok(&["tokens", "create", "reader", "--role", "read"]);
+    sb
+}
+
+fn copy(sb: &Sandbox, url: &str) -> std::process::Output {
+    sb.roster(&["db", "copy", "--to", url, "--json"])
+}
+
+fn counts(report: &Value) -> BTreeMap<String, (u64, u64)> {
+    (report["tables"].as_array().unwrap().iter())
+        .map(|t| {
+            let n = |k: &str| t[k].as_u64().unwrap();
+            (
+                t["table"].as_str().unwrap().to_string(),
+                (n("sqlite"), n("postgres")),
+            )
+        })
+        .collect()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_synced_database_copies_whole_and_a_second_copy_is_refused() {
+    let pg = server();
+    let sb = synced();
+    let url = pg.new_database();
+    let out = copy(&sb, &url);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counts = counts(&report);
+    for (table, (sqlite, postgres)) in &counts {
+        assert_eq!(sqlite, postgres, "table {table}");
+    }
+    assert_eq!(counts["users"].0, 300);
+    assert_eq!(counts["names"].0, 600, "usernames and aliases");
+    assert_eq!(counts["cards"].0, 300);
+    assert_eq!(counts["links"].0, 300);
+    assert_eq!(counts["memberships"].0, 600);
+    assert_eq!(counts["tokens"].0, 1);
+    assert_eq!(counts["runs"].0, 1);
+
+    // The rows themselves: users with their groups, as `users list` shows them.
+    let mut client = pg.client(&url);
+    let listed: BTreeMap<String, Value> = (sb.users().into_iter())
+        .map(|u| (u["username"].as_str().unwrap().to_string(), u))
+        .collect();
+    let rows = client
+        .query(
+            "SELECT u.username, u.email, u.active, string_agg(g.path, ',' ORDER BY g.path)
+             FROM users u JOIN memberships m ON m.user_id = u.id JOIN groups g ON g.id = m.group_id
+             GROUP BY u.id ORDER BY u.username",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), listed.len());
+    for row in &rows {
+        let name: String = row.get(0);
+        let user = &listed[&name];
+        assert_eq!(user["email"].as_str(), row.get::<_, Option<&str>>(1));
+        assert_eq!(row.get::<_, i64>(2), 1);
+        let mut groups: Vec<&str> = (user["groups"].as_array().unwrap().iter())
+            .map(|g| g.as_str().unwrap())
+            .collect();
+        groups.sort();
+        assert_eq!(groups.join(","), row.get::<_, String>(3), "{name}");
+    }
+    // A token keeps its hash; the PIN key its bytes.
+    let hash: Vec<u8> = client
+        .query_one("SELECT hash FROM tokens WHERE name = 'reader'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(hash.len(), 32);
+    // Ids continue after the copied ones.
+    let next: i64 = client
+        .query_one(
+            "INSERT INTO sources(name) VALUES ('next') RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let max: i64 = client
+        .query_one("SELECT max(id) FROM sources WHERE name <> 'next'", &[])
+        .unwrap()
+        .get(0);
+    assert!(next > max, "{next} after {max}");
+    client
+        .execute("DELETE FROM sources WHERE name = 'next'", &[])
+        .unwrap();
+
+    // Again into the same database: refused, and nothing changes.
+    let out = copy(&sb, &url);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("already holds roster data"), "{err}");
+    assert!(err.contains("users (300)"), "{err}");
+    let users: i64 = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 300);
+}
+
+#[test]
+fn the_postgres_schema_has_sqlites_tables_and_columns() {
+    let pg = server();
+    let sb = Sandbox::new();
+    sb.write_config(&config(&[]));
+    let url = pg.new_database();
+    let out = copy(&sb, &url);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sqlite = rusqlite::Connection::open(sb.db_path()).unwrap();
+    let mut tables: Vec<String> = sqlite
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables.retain(|t| !t.starts_with("sqlite_"));
+    let mut client = pg.client(&url);
+    let pg_tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = 'public' AND table_name <> 'roster_schema' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, pg_tables);
+    for table in &tables {
+        // A key column is NOT NULL in PostgreSQL, and may be NULL in an SQLite table with a
+        // rowid: keys are compared as names only.
+        let columns: Vec<(String, bool)> = sqlite
+            .prepare(&format!(
+                "SELECT name, \"notnull\" OR pk > 0 FROM pragma_table_info('{table}')"
+            ))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let pg_columns: Vec<(String, bool)> = client
+            .query(
+                "SELECT column_name::text, is_nullable = 'NO' FROM information_schema.columns
+                 WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+                &[table],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(columns, pg_columns, "{table}: columns and NOT NULL");
+    }
+}
+
+#[test]
+fn migrations_run_once_under_a_lock_and_a_newer_schema_is_refused() {
+    let pg = server();
+    let url = pg.new_database();
+    // Four copies of one database at once: one migrates and copies, the others wait for
+    // the lock, then find the schema current and the database full.
+    let sb = synced();
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| copy(&sb, &url))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(ok, 1, "{:?}", outs.iter().map(stderr).collect::<Vec<_>>());
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert!(
+            stderr(o).contains("already holds roster data"),
+            "{}",
+            stderr(o)
+        );
+    }
+    let mut client = pg.client(&url);
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM roster_schema", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let current = versions[0];
+    assert_eq!(versions.len(), 1);
+
+    // A database a newer roster migrated: refused, naming both versions, and untouched.
+    let newer = current + 1;
+    client
+        .execute("UPDATE roster_schema SET version = $1", &[&newer])
+        .unwrap();
+    let fresh = synced();
+    let out = copy(&fresh, &url);
+    assert!(!out.status.success());
+    let want = format!(
+        "database schema version {newer} is newer than this roster ({current}); upgrade roster"
+    );
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
+    let version: i64 = client
+        .query_one("SELECT version FROM roster_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, newer);
+}
+
+#[test]
+fn a_dead_server_or_bad_url_is_a_clear_error_that_never_shows_the_password() {
+    let pg = server();
+    let sb = synced();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = copy(
+        &sb,
+        &format!("postgres://roster:hunter2-secret@127.0.0.1:{port}/nowhere"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "connecting to PostgreSQL at roster@127.0.0.1:{port}/nowhere"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
+    // A database that does not exist: the server's own words.
+    let missing = pg.url("no_such_database");
+    let out = copy(&sb, &missing);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+
+    let out = copy(&sb, "postgres://roster@localhost/x?sslmode=sometimes");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a config error: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("PostgreSQL URL"), "{}", stderr(&out));
+}
