@@ -159,7 +159,10 @@ impl Workspace {
     /// An emulator with `users` standard users, the OUs /Staff, /Staff/IT and /Students,
     /// and no groups; every scope delegated, the admin may read everything.
     pub fn start(users: usize) -> Workspace {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind the emulator"));
+        let server = Arc::new(
+            tiny_http::Server::from_listener(super::nodelay_listener(), None)
+                .expect("bind the emulator"),
+        );
         let port = server.server_addr().to_ip().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
         let st = State {

@@ -117,7 +117,10 @@ pub fn user_id(i: usize) -> String {
 impl Graph {
     /// An emulator holding `users` (see [`user`]) and no groups, accepting `secret`.
     pub fn start(secret: &str, users: usize) -> Graph {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind the emulator"));
+        let server = Arc::new(
+            tiny_http::Server::from_listener(super::nodelay_listener(), None)
+                .expect("bind the emulator"),
+        );
         let port = server.server_addr().to_ip().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
         let mut st = State {

@@ -17,6 +17,20 @@ use std::sync::OnceLock;
 
 pub mod samba;
 
+/// A loopback listener for the API emulators whose connections send without delay
+/// (TCP_NODELAY, which accepted sockets inherit). Without it, the last piece of each large
+/// answer waited for the client's delayed ACK (Nagle): 40 ms a page on a kept-alive
+/// connection, a stall real API front ends do not have.
+pub fn nodelay_listener() -> std::net::TcpListener {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    socket.set_tcp_nodelay(true).expect("TCP_NODELAY");
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&addr.into()).expect("bind to loopback");
+    socket.listen(128).expect("listen");
+    socket.into()
+}
+
 /// The `roster` binary under test.
 pub fn roster_bin() -> &'static str {
     env!("CARGO_BIN_EXE_roster")

@@ -1,5 +1,6 @@
 //! The WebAssembly component: [`crate::directory`] as a `roster-plugin` connector.
 
+use crate::convert;
 use crate::directory::{self, Api, Fetch, Reply};
 use crate::settings::{all_scopes, Settings, DEFAULT_API, DEFAULT_CUSTOMER};
 use roster_plugin::{
@@ -126,7 +127,7 @@ impl Connector for Google {
     }
 
     fn open(config: Config, _request: Request) -> Result<Run, Error> {
-        Ok(Run::from_listing(directory::Run::new(api(&config)?)))
+        Ok(Run::from_listing(directory::Run::new(api(&config)?)).columns(convert::columns()))
     }
 
     fn test(config: Config) -> Result<TestReport, Error> {

@@ -1,7 +1,7 @@
 //! Directory API objects as roster's users and groups.
 
 use crate::wire;
-use roster_plugin::{Group, User};
+use roster_plugin::{Group, Row};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -29,14 +29,14 @@ fn phone(u: &wire::User) -> Option<String> {
 
 /// A user of `users.list` (`projection=full`), as the Directory API's JSON value: for
 /// answers the typed page read refused (see [`wire`]).
-pub fn user_value(u: &Value) -> Result<User, String> {
+pub fn user_value(u: &Value) -> Result<Row, String> {
     let w = wire::User::deserialize(u).map_err(|e| format!("the user is not readable: {e}"))?;
     user(&w)
 }
 
-/// A user of `users.list` (`projection=full`); an error without an id or a primary email (a
-/// failed entry, the error says which).
-pub fn user(u: &wire::User) -> Result<User, String> {
+/// A user of `users.list` (`projection=full`) as the values of [`COLUMNS`]; an error without
+/// an id or a primary email (a failed entry, the error says which).
+pub fn user(u: &wire::User) -> Result<Row, String> {
     let id = u.id.filled().ok_or("the user has no id")?;
     let email = u
         .primary_email
@@ -65,28 +65,60 @@ pub fn user(u: &wire::User) -> Result<User, String> {
     };
     let suspended = u.suspended.0;
     let ou = u.org_unit_path.filled().unwrap_or("/");
-    let flag = |b: bool| if b { "true" } else { "false" };
-    // Every user has the same attributes, in the same order: they travel as rows.
-    Ok(User::new(id)
-        .locator(email)
-        .attr("username", email)
-        .values("full_name", full)
-        .attr("email", email)
-        .values("aliases", aliases)
-        .values("personal_number", number)
-        .values("phone", phone(u))
-        .attr("active", flag(!suspended))
-        .attr("id", id)
-        .attr("primaryEmail", email)
-        .values("givenName", given)
-        .values("familyName", family)
-        .attr("orgUnitPath", ou)
-        .attr("suspended", flag(suspended))
-        .attr("archived", flag(u.archived.0))
-        .attr("isAdmin", flag(u.is_admin.0))
-        .values("department", org_field(|o| &o.department))
-        .values("title", org_field(|o| &o.title))
-        .values("costCenter", org_field(|o| &o.cost_center)))
+    let flag = |b: bool| vec![if b { "true" } else { "false" }.to_string()];
+    let one = |s: &str| vec![s.to_string()];
+    let opt = |s: Option<&str>| s.map(str::to_string).into_iter().collect::<Vec<_>>();
+    // The values of COLUMNS, in order: every user travels as a row, with no attribute names
+    // to allocate and compare.
+    let values = vec![
+        one(email),
+        full.into_iter().collect(),
+        one(email),
+        aliases,
+        number.into_iter().collect(),
+        phone(u).into_iter().collect(),
+        flag(!suspended),
+        one(id),
+        one(email),
+        opt(given),
+        opt(family),
+        one(ou),
+        flag(suspended),
+        flag(u.archived.0),
+        flag(u.is_admin.0),
+        opt(org_field(|o| &o.department)),
+        opt(org_field(|o| &o.title)),
+        opt(org_field(|o| &o.cost_center)),
+    ];
+    debug_assert_eq!(values.len(), COLUMNS.len());
+    Ok(Row::new(id, values).locator(email))
+}
+
+/// The attributes of every user, in the order of [`user`]'s values.
+pub const COLUMNS: [&str; 18] = [
+    "username",
+    "full_name",
+    "email",
+    "aliases",
+    "personal_number",
+    "phone",
+    "active",
+    "id",
+    "primaryEmail",
+    "givenName",
+    "familyName",
+    "orgUnitPath",
+    "suspended",
+    "archived",
+    "isAdmin",
+    "department",
+    "title",
+    "costCenter",
+];
+
+/// [`COLUMNS`] as the run's columns.
+pub fn columns() -> Vec<String> {
+    COLUMNS.map(str::to_string).to_vec()
 }
 
 /// An organisational unit of `orgunits.list` as a group under its parent (`/Staff/IT` is
@@ -119,8 +151,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn attr<'a>(u: &'a User, name: &str) -> &'a [String] {
-        &u.attributes.iter().find(|(n, _)| n == name).unwrap().1
+    fn attr<'a>(u: &'a Row, name: &str) -> &'a [String] {
+        &u.values[COLUMNS.iter().position(|c| *c == name).unwrap()]
     }
 
     #[test]

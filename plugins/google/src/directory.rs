@@ -388,7 +388,7 @@ impl<F: Fetch> Run<F> {
                 user = user.member_of(ou_id(ou));
             }
             self.users_seen += 1;
-            self.queue.push_back(Item::User(user));
+            self.queue.push_back(Item::Row(user));
         }
         Ok(next)
     }
@@ -430,7 +430,7 @@ pub fn test<F: Fetch>(
     run.queue.clear();
     let next = run.users(None)?;
     let sample = run.queue.iter().find_map(|i| match i {
-        Item::User(u) => Some(u.clone()),
+        Item::Row(r) => Some(r.clone().into_user(&convert::columns())),
         _ => None,
     });
     let mut messages = vec![format!(
@@ -564,7 +564,7 @@ mod tests {
                 Item::Group(g) => format!("group {} {:?} {:?}", g.id, g.parent, g.members),
                 Item::Failed { locator, reason } => format!("failed {locator}: {reason}"),
                 Item::Removed { id, .. } => format!("removed {id}"),
-                Item::Row(r) => format!("row {}", r.id),
+                Item::Row(r) => format!("user {} in {:?}", r.id, r.member_of),
             })
             .collect()
     }
