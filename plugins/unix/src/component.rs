@@ -1,6 +1,6 @@
 //! The WebAssembly component: [`crate::run`] as a `roster-plugin` connector.
 
-use crate::run::{Accounts, Groups};
+use crate::run::{self, Accounts, Groups};
 use crate::settings::{Settings, DEFAULT_EXCLUDE_USERS, DEFAULT_INACTIVE_SHELLS, DEFAULT_MIN_UID};
 use roster_plugin::{files, Config, Connector, Error, Info, Key, Request, Run};
 use std::io::BufReader;
@@ -81,7 +81,7 @@ impl Connector for Unix {
             None => Groups::default(),
         };
         let passwd = BufReader::with_capacity(READ_CHUNK, files::open(&settings.passwd)?);
-        Ok(Run::from_listing(Accounts::new(settings, passwd, groups)))
+        Ok(Run::from_listing(Accounts::new(settings, passwd, groups)).columns(run::columns()))
     }
 }
 

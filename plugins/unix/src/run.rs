@@ -3,12 +3,35 @@
 
 use crate::parse::{self, Line};
 use crate::settings::{Anchor, Settings};
-use roster_plugin::{Error, Group, Item, Listing, User};
+use roster_plugin::{Error, Group, Item, Listing, Row};
 use std::collections::{BTreeSet, HashMap};
 use std::io::BufRead;
 
 /// The group id roster keeps: users' anchors (uids or logins) and group anchors share one
 /// namespace in a source, so groups carry a prefix.
+/// The attributes of every user, in the order of its row's values.
+pub const COLUMNS: [&str; 14] = [
+    "username",
+    "full_name",
+    "phone",
+    "active",
+    "uid",
+    "gid",
+    "group",
+    "room",
+    "work_phone",
+    "home_phone",
+    "gecos_other",
+    "gecos",
+    "home",
+    "shell",
+];
+
+/// [`COLUMNS`] as the run's columns.
+pub fn columns() -> Vec<String> {
+    COLUMNS.map(str::to_string).to_vec()
+}
+
 pub fn group_id(gid: u32) -> String {
     format!("gid:{gid}")
 }
@@ -19,7 +42,7 @@ pub struct Groups {
     /// gid → (name, where).
     by_gid: HashMap<u32, (String, String)>,
     /// login → gids of the groups listing it as a member.
-    supplementary: HashMap<String, Vec<u32>>,
+    supplementary: Members,
     /// Lines that could not be used, reported as failed entries.
     failed: Vec<Item>,
 }
@@ -60,16 +83,65 @@ impl Groups {
             }
             names.insert(e.name.to_string(), at.clone());
             for m in e.members {
-                let gids = g.supplementary.entry(m.to_string()).or_default();
-                if !gids.contains(&e.gid) {
-                    gids.push(e.gid);
-                }
+                g.supplementary.add(m, e.gid);
             }
             g.by_gid.insert(e.gid, (e.name.to_string(), at));
         }
         // Popped from the end: the first broken line goes first.
         g.failed.reverse();
+        g.supplementary.finish();
         Ok(g)
+    }
+}
+
+/// Supplementary memberships, packed for a million accounts: one list of (hash of the login,
+/// where the login sits in `names`, gid) sorted by hash, 16 bytes a membership plus the
+/// login's bytes, where a map of logins to lists of gids took about 100.
+#[derive(Debug, Default)]
+struct Members {
+    names: String,
+    list: Vec<(u64, u32, u32)>,
+}
+
+impl Members {
+    fn hash(login: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        login.hash(&mut h);
+        h.finish()
+    }
+
+    fn add(&mut self, login: &str, gid: u32) {
+        let at = self.names.len() as u32;
+        // A login never holds a newline (a line of the file ends there).
+        self.names.push_str(login);
+        self.names.push('\n');
+        self.list.push((Members::hash(login), at, gid));
+    }
+
+    /// Sorted by hash, and in file order within one hash.
+    fn finish(&mut self) {
+        self.list.sort_unstable_by_key(|&(h, at, _)| (h, at));
+        self.list.shrink_to_fit();
+        self.names.shrink_to_fit();
+    }
+
+    fn name(&self, at: u32) -> &str {
+        let rest = &self.names[at as usize..];
+        &rest[..rest.find('\n').unwrap_or(rest.len())]
+    }
+
+    /// The gids of the groups listing `login`, in file order, each once.
+    fn gids(&self, login: &str) -> Vec<u32> {
+        let h = Members::hash(login);
+        let start = self.list.partition_point(|e| e.0 < h);
+        let mut gids = Vec::new();
+        for &(_, at, gid) in self.list[start..].iter().take_while(|e| e.0 == h) {
+            if self.name(at) == login && !gids.contains(&gid) {
+                gids.push(gid);
+            }
+        }
+        gids
     }
 }
 
@@ -96,7 +168,7 @@ pub struct Accounts<R> {
     buf: Vec<u8>,
     /// uid → line of the first account with it (anchor = "uid" only): a second one would
     /// be the same user to roster.
-    uids: HashMap<u32, usize>,
+    uids: HashMap<u32, u32>,
     /// Groups some imported user is in; sent after the users.
     used: BTreeSet<u32>,
     users_done: bool,
@@ -133,7 +205,7 @@ impl<R: BufRead + 'static> Accounts<R> {
         }
         let id = match s.anchor {
             Anchor::Uid => {
-                if let Some(first) = self.uids.insert(p.uid, self.line) {
+                if let Some(first) = self.uids.insert(p.uid, self.line as u32) {
                     self.uids.insert(p.uid, first);
                     let why = format!(
                         "duplicate uid {} (first at {} line {first}); with anchor = \"username\" \
@@ -154,34 +226,37 @@ impl<R: BufRead + 'static> Accounts<R> {
             .map(|(name, _)| name.as_str());
         let active = !s.inactive_shells.contains(p.shell);
         let phone = g.work_phone.clone().or_else(|| g.home_phone.clone());
-        // Every user has the same attributes, in the same order: they travel as rows.
-        let mut u = User::new(id)
-            .locator(at)
-            .attr("username", p.name)
-            .values("full_name", g.full_name)
-            .values("phone", phone)
-            .attr("active", if active { "true" } else { "false" })
-            .attr("uid", p.uid.to_string())
-            .attr("gid", p.gid.to_string())
-            .values("group", primary)
-            .values("room", g.room)
-            .values("work_phone", g.work_phone)
-            .values("home_phone", g.home_phone)
-            .values("gecos_other", g.other)
-            .attr("gecos", p.gecos)
-            .attr("home", p.home)
-            .attr("shell", p.shell);
+        let one = |s: &str| vec![s.to_string()];
+        // The values of COLUMNS, in order: every user travels as a row, with no attribute
+        // names to allocate and compare.
+        let values = vec![
+            one(p.name),
+            g.full_name.into_iter().collect(),
+            phone.into_iter().collect(),
+            one(if active { "true" } else { "false" }),
+            vec![p.uid.to_string()],
+            vec![p.gid.to_string()],
+            primary.map(str::to_string).into_iter().collect(),
+            g.room.into_iter().collect(),
+            g.work_phone.into_iter().collect(),
+            g.home_phone.into_iter().collect(),
+            g.other.into_iter().collect(),
+            one(p.gecos),
+            one(p.home),
+            one(p.shell),
+        ];
+        let mut u = Row::new(id, values).locator(at);
         if primary.is_some() {
             self.used.insert(p.gid);
             u = u.member_of(group_id(p.gid));
         }
-        if let Some(gids) = self.groups.supplementary.get(p.name) {
-            for &gid in gids.iter().filter(|&&gid| gid != p.gid) {
+        for gid in self.groups.supplementary.gids(p.name) {
+            if gid != p.gid {
                 self.used.insert(gid);
                 u = u.member_of(group_id(gid));
             }
         }
-        Some(Item::User(u))
+        Some(Item::Row(u))
     }
 }
 
@@ -225,7 +300,7 @@ impl<R: BufRead + 'static> Listing for Accounts<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roster_plugin::{Config, Run};
+    use roster_plugin::{Config, Run, User};
     use std::io::Cursor;
 
     const GROUP: &str = "root:x:0:\nusers:x:100:\nstaff:x:50:alice,bob,carol\n\
@@ -241,7 +316,17 @@ mod tests {
         let s = Settings::from_config(&Config::from_json(&c).unwrap()).unwrap();
         let groups = Groups::read(Cursor::new(group.as_bytes().to_vec()), "group").unwrap();
         let listing = Accounts::new(s, Cursor::new(passwd.as_bytes().to_vec()), groups);
-        Run::from_listing(listing).collect().unwrap().0
+        named(Run::from_listing(listing).columns(columns()))
+    }
+
+    /// The items, rows as users with named attributes.
+    fn named(run: Run) -> Vec<Item> {
+        (run.collect().unwrap().0.into_iter())
+            .map(|i| match i {
+                Item::Row(r) => Item::User(r.into_user(&columns())),
+                i => i,
+            })
+            .collect()
     }
 
     fn user<'a>(items: &'a [Item], name: &str) -> &'a User {
@@ -365,6 +450,16 @@ mod tests {
     }
 
     #[test]
+    fn supplementary_groups_are_found_by_exact_login_in_file_order_once() {
+        let group = "a:x:7:alice,al,alice\nb:x:3:bob,alice\nc:x:9:al\n";
+        let g = Groups::read(Cursor::new(group.as_bytes().to_vec()), "group").unwrap();
+        assert_eq!(g.supplementary.gids("alice"), [7, 3]);
+        assert_eq!(g.supplementary.gids("al"), [7, 9]);
+        assert_eq!(g.supplementary.gids("bob"), [3]);
+        assert!(g.supplementary.gids("ali").is_empty());
+    }
+
+    #[test]
     fn a_duplicate_uid_fails_the_second_account_unless_logins_anchor() {
         let passwd = "alice:x:1000:100::/h:/bin/sh\ntoor:x:1000:100::/h:/bin/sh\n";
         let items = run("", passwd, GROUP);
@@ -387,7 +482,7 @@ mod tests {
         let mut passwd = b"alice:x:1000:1000:Al\xe9:/h:/bin/sh\n".to_vec();
         passwd.extend_from_slice(b"bob:x:1001:1000::/h:/bin/sh");
         let listing = Accounts::new(s, Cursor::new(passwd), Groups::default());
-        let items = Run::from_listing(listing).collect().unwrap().0;
+        let items = named(Run::from_listing(listing).columns(columns()));
         assert_eq!(items.len(), 2);
         assert_eq!(items[0], Item::failed("p line 1", "not UTF-8 text"));
         let Item::User(bob) = &items[1] else { panic!() };
