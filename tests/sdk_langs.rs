@@ -305,3 +305,100 @@ fn python_and_javascript_connectors_use_a_service_account_the_host_holds() {
         );
     }
 }
+
+#[test]
+fn python_and_javascript_connectors_read_ldap_pages_through_the_host() {
+    use common::slapd::{self, Slapd, PEOPLE, ROOT_DN, ROOT_PW, SUFFIX};
+    let mut ldif = format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n"
+    );
+    // Five people: more than two pages of two; one with two descriptions, one with none,
+    // one with a name beyond ASCII.
+    let people: [(&str, &str, &[&str]); 5] = [
+        ("ann", "Ann Archer", &["ann-a", "ann-b"]),
+        ("ben", "Ben Baker", &[]),
+        ("cho", "Chloë Ørsted", &["cho-x"]),
+        ("dan", "Dan Dale", &[]),
+        ("eve", "Eve East", &[]),
+    ];
+    for (uid, cn, descriptions) in people {
+        ldif.push('\n');
+        slapd::ldif_line(&mut ldif, "dn", &format!("uid={uid},{PEOPLE}"));
+        ldif.push_str("objectClass: inetOrgPerson\n");
+        slapd::ldif_line(&mut ldif, "uid", uid);
+        slapd::ldif_line(&mut ldif, "cn", cn);
+        slapd::ldif_line(&mut ldif, "sn", cn.split(' ').next_back().unwrap());
+        slapd::ldif_line(&mut ldif, "mail", &format!("{uid}@example.test"));
+        for d in descriptions {
+            slapd::ldif_line(&mut ldif, "description", d);
+        }
+    }
+    let server = Slapd::start(&ldif);
+    let build_dir = Sandbox::new();
+    let py = build_dir.path("ldap-python.wasm");
+    let mut cmd = Command::new(tool("venv/bin/componentize-py"));
+    cmd.arg("-d")
+        .arg(repo().join("wit"))
+        .args(["-w", "source", "componentize", "app", "-p"])
+        .arg(repo().join("tests/components/ldap-sdk"))
+        .arg("-p")
+        .arg(repo().join("sdk/python"))
+        .arg("-o")
+        .arg(&py);
+    build(cmd);
+    let js = build_dir.path("ldap-js.wasm");
+    let mut cmd = Command::new(tool("node/node_modules/.bin/componentize-js"));
+    cmd.current_dir(repo())
+        .arg("tests/components/ldap-sdk/app.js")
+        .arg("--wit")
+        .arg(repo().join("wit"))
+        .args(["-n", "source", "-d", "http", "fetch-event", "-o"])
+        .arg(&js);
+    build(cmd);
+    for (wasm, plugin) in [(&py, "ldap-python"), (&js, "ldap-js")] {
+        let sb = Sandbox::new();
+        sb.write_config(&common::config(&[format!(
+            "[sources.dir]\nplugin = \"{plugin}\"\n[sources.dir.config]\n\
+             url = \"{}\"\nbind_dn = \"{ROOT_DN}\"\npassword = \"{ROOT_PW}\"\nbase_dn = \"{SUFFIX}\"\n",
+            server.url
+        )]));
+        sb.roster_ok(&["plugin", "install", wasm.to_str().unwrap(), "--yes"]);
+        let s = sb.sync_ok(&[]);
+        assert_counts(s.only(), &[("created", 5), ("failed", 0)]);
+        assert_eq!(
+            sb.users_by_name(),
+            ["ann", "ben", "cho", "dan", "eve"],
+            "{plugin}"
+        );
+        let ann = sb.user("ann");
+        assert_eq!(
+            ann["aliases"],
+            serde_json::json!(["ann-a", "ann-b"]),
+            "{plugin}"
+        );
+        assert_eq!(ann["email"], "ann@example.test", "{plugin}");
+        assert_eq!(sb.user("cho")["full_name"], "Chloë Ørsted", "{plugin}");
+        assert_eq!(sb.user("ben")["aliases"], serde_json::json!([]), "{plugin}");
+        let out = stdout(&s.out);
+        assert!(
+            !out.contains(ROOT_PW),
+            "{plugin}: the password is in the output"
+        );
+    }
+}
+
+/// The Python and JavaScript decoders of packed LDAP pages, run natively with the component
+/// imports stubbed (tests/sdk_decoders/): entries as the pages hold them, and each kind of
+/// broken buffer refused with BadDataError.
+#[test]
+fn the_packed_page_decoders_read_pages_and_refuse_broken_ones() {
+    let dir = repo().join("tests/sdk_decoders");
+    let mut py = Command::new(tool("venv/bin/python"));
+    py.arg(dir.join("packed_page.py"));
+    build(py);
+    let mut node = Command::new("node");
+    node.current_dir(&dir)
+        .args(["--import", "./register.mjs", "packed_page.mjs"]);
+    build(node);
+}

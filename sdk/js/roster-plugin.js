@@ -400,9 +400,9 @@ export function getJson(url, { credential, headers = [] } = {}) {
 }
 
 /** Entries of a paged search through the host's bound connection, one page in memory at a
- * time, as {dn, attributes: {name: [text values]}}. */
+ * time, as {dn, attributes: {name: [text values]}}. Each page crosses into the sandbox as one
+ * buffer (`next-page-packed`). */
 export function* ldapSearch(filter, attributes, { base, scope = 'subtree', pageSize = 0 } = {}) {
-  const text = new TextDecoder();
   try {
     const search = ldapConnect().search({
       base: base ?? undefined,
@@ -413,13 +413,9 @@ export function* ldapSearch(filter, attributes, { base, scope = 'subtree', pageS
       showDeleted: false,
     });
     for (;;) {
-      const page = search.nextPage();
+      const page = search.nextPagePacked();
       if (page === undefined || page === null) return;
-      for (const e of page) {
-        const attrs = {};
-        for (const a of e.attributes) attrs[a.name] = a.values.map((v) => text.decode(v));
-        yield { dn: e.dn, attributes: attrs };
-      }
+      yield* unpackPage(page);
     }
   } catch (e) {
     const err = e?.payload ?? e;
@@ -428,4 +424,58 @@ export function* ldapSearch(filter, attributes, { base, scope = 'subtree', pageS
     if (err?.tag) throw new UnavailableError(err.val);
     throw e;
   }
+}
+
+/** A page in the contract's packed layout (`next-page-packed` in wit/host.wit): u32
+ * little-endian counts and lengths, `entry-count, { dn, attribute-count, { name, value-count,
+ * { value } } }`, as [{dn, attributes: {name: [text values]}}]. A truncated or malformed
+ * buffer throws BadDataError. */
+export function unpackPage(buf) {
+  const bytes = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  const lenient = new TextDecoder();
+  const end = bytes.byteLength;
+  let pos = 0;
+  const u32 = () => {
+    if (end - pos < 4) throw new BadDataError('packed LDAP page: truncated');
+    const n = view.getUint32(pos, true);
+    pos += 4;
+    return n;
+  };
+  // Each item takes at least 4 bytes: a larger count cannot be backed by the buffer.
+  const count = () => {
+    const n = u32();
+    if (n > Math.floor((end - pos) / 4)) throw new BadDataError('packed LDAP page: a count exceeds the buffer');
+    return n;
+  };
+  const raw = () => {
+    const n = u32();
+    if (n > end - pos) throw new BadDataError('packed LDAP page: a value exceeds the buffer');
+    const v = bytes.subarray(pos, pos + n);
+    pos += n;
+    return v;
+  };
+  const text = () => {
+    try {
+      return strict.decode(raw());
+    } catch (e) {
+      if (e instanceof BadDataError) throw e;
+      throw new BadDataError('packed LDAP page: a DN or name is not UTF-8');
+    }
+  };
+  const entries = [];
+  for (let i = count(); i > 0; i--) {
+    const dn = text();
+    const attrs = {};
+    for (let j = count(); j > 0; j--) {
+      const name = text();
+      const values = [];
+      for (let k = count(); k > 0; k--) values.push(lenient.decode(raw()));
+      attrs[name] = values;
+    }
+    entries.push({ dn, attributes: attrs });
+  }
+  if (pos !== end) throw new BadDataError(`packed LDAP page: ${end - pos} bytes after the last entry`);
+  return entries;
 }

@@ -485,7 +485,8 @@ def get_json(url: str, *, credential=None, headers=()):
 
 def ldap_search(filter: str, attributes: List[str], *, base=None, scope="subtree", page_size=0):
     """Entries of a paged search through the host's bound connection, one page in memory at a
-    time, as (dn, {attribute: [text values]}) pairs. Binary values are decoded as latin-1."""
+    time, as (dn, {attribute: [text values]}) pairs. Binary values are decoded as latin-1.
+    Each page crosses into the sandbox as one buffer (`next-page-packed`)."""
     try:
         conn = _ldap.connect()
         req = _ldap.SearchRequest(
@@ -493,11 +494,10 @@ def ldap_search(filter: str, attributes: List[str], *, base=None, scope="subtree
         )
         search = conn.search(req)
         while True:
-            page = search.next_page()
+            page = search.next_page_packed()
             if page is None:
                 return
-            for e in page:
-                yield e.dn, {a.name: [_text(v) for v in a.values] for a in e.attributes}
+            yield from unpack_page(page)
     except Err as e:
         err = e.value
         if isinstance(err, _ldap.LdapError_InvalidCredentials):
@@ -505,6 +505,58 @@ def ldap_search(filter: str, attributes: List[str], *, base=None, scope="subtree
         if isinstance(err, (_ldap.LdapError_NoSuchBase, _ldap.LdapError_Denied)):
             raise ConfigError(err.value) from None
         raise UnavailableError(err.value) from None
+
+
+def unpack_page(buf: bytes) -> List[tuple]:
+    """A page in the contract's packed layout (`next-page-packed` in wit/host.wit): u32
+    little-endian counts and lengths, `entry-count, { dn, attribute-count, { name,
+    value-count, { value } } }`, as (dn, {attribute: [text values]}) pairs. A truncated or
+    malformed buffer raises BadDataError."""
+    view = memoryview(buf)
+    end = len(view)
+    pos = 0
+
+    def u32():
+        nonlocal pos
+        if end - pos < 4:
+            raise BadDataError("packed LDAP page: truncated")
+        n = int.from_bytes(view[pos : pos + 4], "little")
+        pos += 4
+        return n
+
+    def count():
+        # Each item takes at least 4 bytes: a larger count cannot be backed by the buffer.
+        n = u32()
+        if n > (end - pos) // 4:
+            raise BadDataError("packed LDAP page: a count exceeds the buffer")
+        return n
+
+    def raw():
+        nonlocal pos
+        n = u32()
+        if n > end - pos:
+            raise BadDataError("packed LDAP page: a value exceeds the buffer")
+        v = bytes(view[pos : pos + n])
+        pos += n
+        return v
+
+    def text():
+        try:
+            return raw().decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadDataError("packed LDAP page: a DN or name is not UTF-8") from None
+
+    entries = []
+    for _ in range(count()):
+        dn = text()
+        attrs = {}
+        for _ in range(count()):
+            name = text()
+            attrs[name] = [_text(raw()) for _ in range(count())]
+        entries.append((dn, attrs))
+    if pos != end:
+        raise BadDataError(f"packed LDAP page: {end - pos} bytes after the last entry")
+    return entries
 
 
 def _text(v: bytes) -> str:

@@ -28,9 +28,11 @@ pub fn server() -> &'static Postgres {
 impl Postgres {
     fn start() -> Postgres {
         let bin = bin_dir();
+        // Under /tmp, whatever TMPDIR says: the postgres account must reach it, and the
+        // socket's path must stay under the 107 bytes a unix socket name allows.
         let dir = tempfile::Builder::new()
             .prefix("roster-pg-")
-            .tempdir()
+            .tempdir_in("/tmp")
             .expect("temp dir")
             .keep();
         let data = dir.join("data");
