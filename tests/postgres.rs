@@ -270,3 +270,59 @@ fn a_dead_server_or_bad_url_is_a_clear_error_that_never_shows_the_password() {
     );
     assert!(stderr(&out).contains("PostgreSQL URL"), "{}", stderr(&out));
 }
+
+#[test]
+fn tls_is_verified_against_the_ca_file_and_refused_without_it() {
+    use common::pg::Postgres;
+    // Its own server: TCP only with TLS, a certificate from a CA made for the test.
+    let pg = Postgres::start_tls();
+    pg.client("postgres")
+        .batch_execute("CREATE DATABASE tls")
+        .unwrap();
+    let sb = synced();
+    let ca = pg.ca_file();
+    let url = pg.tcp_url(
+        "tls",
+        &format!("sslmode=verify-full&ca_file={}", ca.display()),
+    );
+    let out = copy(&sb, &url);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counts(&report)["users"], (300, 300));
+    assert!(
+        report["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("roster@localhost:"),
+        "{report:#}"
+    );
+
+    // The server takes no plain connection over TCP: the copy above went over TLS.
+    let out = copy(&sb, &pg.tcp_url("tls", "sslmode=disable"));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no encryption"), "{}", stderr(&out));
+    // Without the CA, the server's certificate is not trusted: no connection at all.
+    let out = copy(&sb, &pg.tcp_url("tls", "sslmode=require"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("connecting to PostgreSQL at roster@localhost:"),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // A CA file that holds no certificate is a config error naming it.
+    let empty = sb.write_file("empty.pem", "");
+    let out = copy(
+        &sb,
+        &pg.tcp_url(
+            "tls",
+            &format!("sslmode=verify-full&ca_file={}", empty.display()),
+        ),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds no PEM certificate"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 pub struct Postgres {
     dir: PathBuf,
+    /// The loopback port of a TLS server ([`Postgres::start_tls`]).
+    pub port: Option<u16>,
     // Held open for the life of the process; its end stops the server.
     _stdin: Mutex<ChildStdin>,
     _child: Mutex<Child>,
@@ -27,6 +29,30 @@ pub fn server() -> &'static Postgres {
 
 impl Postgres {
     fn start() -> Postgres {
+        Postgres::launch(false)
+    }
+
+    /// A server of its own that also listens on a loopback port, where it accepts only TLS
+    /// (`hostssl` in pg_hba.conf), with a certificate for `localhost` from a CA made here;
+    /// the CA's PEM is [`Postgres::ca_file`]. Stopped when the value drops, or with the
+    /// test binary.
+    pub fn start_tls() -> Postgres {
+        Postgres::launch(true)
+    }
+
+    /// The CA of a TLS server.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The URL of database `db` over TCP on a TLS server's port, with `params` (such as
+    /// `sslmode=verify-full`).
+    pub fn tcp_url(&self, db: &str, params: &str) -> String {
+        let port = self.port.expect("a TLS server");
+        format!("postgres://roster@localhost:{port}/{db}?{params}")
+    }
+
+    fn launch(tls: bool) -> Postgres {
         let bin = bin_dir();
         // Under /tmp, whatever TMPDIR says: the postgres account must reach it, and the
         // socket's path must stay under the 107 bytes a unix socket name allows.
@@ -68,9 +94,29 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut listen = String::from("-c listen_addresses=");
+        let mut port = None;
+        if tls {
+            let p = free_port();
+            make_certs(&dir, &data);
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            )
+            .unwrap();
+            if root {
+                chown_postgres(&dir);
+            }
+            listen = format!(
+                "-c listen_addresses=localhost -p {p} -c ssl=on \
+                 -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key",
+                d = data.display()
+            );
+            port = Some(p);
+        }
         let log = dir.join("postgres.log");
         let script = format!(
-            "{postgres} -D {data} -k {dir} -c listen_addresses= -c fsync=off \
+            "{postgres} -D {data} -k {dir} {listen} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off > {log} 2>&1 & \
              pid=$!; cat > /dev/null; kill -INT $pid; wait $pid; rm -rf {dir}",
             postgres = bin.join("postgres").display(),
@@ -89,20 +135,22 @@ impl Postgres {
         let stdin = child.stdin.take().unwrap();
         let pg = Postgres {
             dir,
+            port,
             _stdin: Mutex::new(stdin),
             _child: Mutex::new(child),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if postgres::Client::connect(&pg.url("postgres"), postgres::NoTls).is_ok() {
-                break;
-            }
+            let err = match postgres::Client::connect(&pg.url("postgres"), postgres::NoTls) {
+                Ok(_) => break,
+                Err(e) => e,
+            };
             if let Ok(Some(status)) = pg._child.lock().unwrap().try_wait() {
                 panic!("postgres exited at start ({status}): {}", pg.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "postgres did not accept connections within 30 s: {}",
+                "postgres did not accept connections within 30 s ({err:?}): {}",
                 pg.log()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -123,12 +171,11 @@ impl Postgres {
         &self.dir
     }
 
-    /// The URL of database `db` as the superuser `roster`.
+    /// The URL of database `db` as the superuser `roster`, on the unix socket.
     pub fn url(&self, db: &str) -> String {
-        format!(
-            "postgres://roster@localhost/{db}?host={}",
-            self.dir.display()
-        )
+        let host = self.dir.display().to_string().replace('/', "%2F");
+        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
+        format!("postgres://roster@{host}{port}/{db}")
     }
 
     /// A new, empty database; its URL.
@@ -154,6 +201,88 @@ impl Postgres {
         };
         postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test server")
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A CA and a server certificate for `localhost` (signed by it) in `data`, the CA's PEM in
+/// `dir/ca.pem`; the key readable by its owner only, as PostgreSQL demands.
+fn make_certs(dir: &Path, data: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl: {e} (run `make setup`)"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=roster test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    for f in ["server.crt", "server.key"] {
+        std::fs::rename(dir.join(f), data.join(f)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
 }
 
 /// The server programs: on PATH, else Debian's newest /usr/lib/postgresql/N/bin.
@@ -191,7 +320,7 @@ fn is_root() -> bool {
 
 fn chown_postgres(dir: &Path) {
     let ok = Command::new("chown")
-        .arg("postgres:postgres")
+        .args(["-R", "postgres:postgres"])
         .arg(dir)
         .status()
         .map(|s| s.success())

@@ -13,7 +13,8 @@ pub enum Db {
     Copy {
         /// The target: postgres://USER@HOST[:PORT]/DB, a unix socket directory
         /// percent-encoded as the host (postgres://roster@%2Frun%2Fpostgresql/roster). Keep
-        /// the password out of it: PGPASSWORD or ~/.pgpass (PGPASSFILE) give it.
+        /// the password out of it: PGPASSWORD or ~/.pgpass (PGPASSFILE) give it. TLS:
+        /// ?sslmode=verify-full&ca_file=CA.pem (require also verifies the certificate).
         #[arg(long, value_name = "URL")]
         to: String,
         #[arg(long)]

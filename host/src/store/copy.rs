@@ -31,8 +31,7 @@ impl Store {
     /// Copies this database into the empty PostgreSQL database at `url`, migrating its
     /// schema first. Refused while a run is running or when the target holds roster data.
     pub fn copy_to_postgres(&self, url: &str) -> Result<CopyReport> {
-        let mut client = pg::connect(url)?;
-        let target = pg::describe(&url.parse()?);
+        let (mut client, target) = pg::connect(url)?;
         pg::migrate(&mut client).with_context(|| format!("PostgreSQL database {target}"))?;
         // One snapshot of every table.
         let snapshot = self.conn.unchecked_transaction()?;

@@ -211,8 +211,10 @@ pub fn is_url(database: &str) -> bool {
 /// Connects to the database at `url`: `postgres://user@host:port/db`, a unix socket directory
 /// percent-encoded as the host (`postgres://user@%2Frun%2Fpostgresql/db`).
 /// Without a password in the URL, `PGPASSWORD` or the `.pgpass` file (`PGPASSFILE`, else
-/// `~/.pgpass`) gives it, as for libpq. Errors name the server, never the password.
-pub fn connect(url: &str) -> Result<Client> {
+/// `~/.pgpass`) gives it, as for libpq. TLS as [`Tls`] says. Errors name the server, never
+/// the password. With the client, how the server is named in messages (`user@host:port/db`).
+pub fn connect(url: &str) -> Result<(Client, String)> {
+    let (url, tls) = split_tls(url)?;
     let mut config: Config = url
         .parse()
         .map_err(|e| crate::config::config_err(format!("PostgreSQL URL: {e}")))?;
@@ -227,10 +229,107 @@ pub fn connect(url: &str) -> Result<Client> {
             config.password(pw);
         }
     }
-    config
-        .connect(NoTls)
+    let connected = match tls {
+        Tls::Off => {
+            config.ssl_mode(postgres::config::SslMode::Disable);
+            config.connect(NoTls)
+        }
+        Tls::Verify(ca_file) => {
+            config.ssl_mode(postgres::config::SslMode::Require);
+            let tls = tls_config(ca_file.as_deref())?;
+            config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+        }
+    };
+    let client = connected
         .map_err(|e| anyhow!("{}", error_text(&e)))
-        .with_context(|| format!("connecting to PostgreSQL at {shown}"))
+        .with_context(|| format!("connecting to PostgreSQL at {shown}"))?;
+    Ok((client, shown))
+}
+
+/// TLS as the URL's `sslmode` asks. `disable`, `allow` and `prefer` (the default): none.
+/// `require`, `verify-ca` and `verify-full`: TLS, with the server's certificate and name
+/// verified against `ca_file` (libpq's `sslrootcert` also works), else the system's trusted
+/// roots. Stricter than libpq's `require`, which encrypts without verifying.
+#[derive(Debug, PartialEq)]
+enum Tls {
+    Off,
+    Verify(Option<std::path::PathBuf>),
+}
+
+/// The URL without the TLS parameters, which roster reads itself, and what they ask.
+fn split_tls(url: &str) -> Result<(String, Tls)> {
+    let bad = |m: String| crate::config::config_err(format!("PostgreSQL URL: {m}"));
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), Tls::Off));
+    };
+    let (mut mode, mut ca) = (None, None);
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = || {
+            url::form_urlencoded::parse(format!("v={v}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        match k {
+            "sslmode" => mode = Some(value()),
+            "ca_file" | "sslrootcert" => ca = Some(std::path::PathBuf::from(value())),
+            _ => rest.push(pair),
+        }
+    }
+    let tls = match mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") if ca.is_none() => Tls::Off,
+        None | Some("require" | "verify-ca" | "verify-full") => Tls::Verify(ca),
+        Some("disable" | "allow" | "prefer") => {
+            return Err(bad(
+                "ca_file needs sslmode = require, verify-ca or verify-full".into(),
+            ))
+        }
+        Some(other) => {
+            return Err(bad(format!(
+            "sslmode {other:?}: expected disable, allow, prefer, require, verify-ca or verify-full"
+        )))
+        }
+    };
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, tls))
+}
+
+/// A rustls configuration trusting `ca_file`, else the system's roots.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |e: String| {
+                crate::config::config_err(format!("PostgreSQL ca_file {}: {e}", path.display()))
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+                roots
+                    .add(cert.map_err(|e| bad(e.to_string()))?)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(bad("holds no PEM certificate".into()));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system root rustls cannot parse is no root for it.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// `user@host:port/dbname` of a config, without its password.
@@ -257,11 +356,21 @@ pub fn describe(config: &Config) -> String {
 }
 
 /// A server error's own words (`ERROR: ...`), which postgres::Error's display leaves out.
+/// Other errors with their causes (a TLS handshake's "invalid peer certificate: ...").
 pub fn error_text(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
     }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text = format!("{text}: {c_text}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The password of the first matching `.pgpass` line: `host:port:database:user:password`,
@@ -394,6 +503,42 @@ mod tests {
         let config: Config = "postgres://app@elsewhere/x".parse().unwrap();
         assert_eq!(pgpass(&config).as_deref(), Some(&b"fallback"[..]));
         std::env::remove_var("PGPASSFILE");
+    }
+
+    #[test]
+    fn tls_parameters_are_roster_s_and_the_rest_goes_to_the_driver() {
+        let split = |u: &str| split_tls(u).map_err(|e| e.to_string());
+        assert_eq!(
+            split("postgres://r@h/d").unwrap(),
+            ("postgres://r@h/d".into(), Tls::Off)
+        );
+        assert_eq!(
+            split("postgres://r@h/d?sslmode=prefer&connect_timeout=5").unwrap(),
+            ("postgres://r@h/d?connect_timeout=5".into(), Tls::Off)
+        );
+        assert_eq!(
+            split("postgres://r@h/d?sslmode=require").unwrap().1,
+            Tls::Verify(None)
+        );
+        assert_eq!(
+            split(
+                "postgres://r@h/d?application_name=x&sslmode=verify-full&ca_file=%2Fetc%2Fca.pem"
+            )
+            .unwrap(),
+            (
+                "postgres://r@h/d?application_name=x".into(),
+                Tls::Verify(Some("/etc/ca.pem".into()))
+            )
+        );
+        // A CA file alone asks for verification.
+        assert_eq!(
+            split("postgres://r@h/d?sslrootcert=ca.pem").unwrap().1,
+            Tls::Verify(Some("ca.pem".into()))
+        );
+        let e = split("postgres://r@h/d?sslmode=sometimes").unwrap_err();
+        assert!(e.contains("sslmode \"sometimes\""), "{e}");
+        let e = split("postgres://r@h/d?sslmode=disable&ca_file=ca.pem").unwrap_err();
+        assert!(e.contains("ca_file needs sslmode"), "{e}");
     }
 
     #[test]
