@@ -326,3 +326,84 @@ fn tls_is_verified_against_the_ca_file_and_refused_without_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_source_lease_is_one_hosts_at_a_time_and_a_killed_holder_leaves_none() {
+    use roster::store::pg::PgLeases;
+    use roster::store::{Holder, LeaseError};
+    let pg = server();
+    let url = pg.new_database();
+    let (a, b) = (PgLeases::new(&url), PgLeases::new(&url));
+    let serve = Holder::this_process("roster serve");
+    let held = a
+        .acquire("hr", &serve)
+        .unwrap_or_else(|e| panic!("the first host takes it: {e}"));
+    assert!(a.alive(held.token()).unwrap());
+    assert!(!held.lost());
+    // A second host skips the source, told who runs it and since when.
+    match b.acquire("hr", &Holder::this_process("roster sync")) {
+        Err(LeaseError::Busy(busy)) => {
+            let info = &busy.0;
+            assert_eq!(info.holder.process, "roster serve");
+            assert_eq!(info.holder.pid, std::process::id());
+            assert!(info.since.ends_with('Z'), "{info:?}");
+        }
+        other => panic!(
+            "expected busy, got {:?}",
+            other.map(|l| l.token().to_string())
+        ),
+    }
+    // Another source is free.
+    let other = b
+        .acquire("ad", &serve)
+        .unwrap_or_else(|e| panic!("another source: {e}"));
+    drop(other);
+    // Released on drop: the run that recorded it knows it ended.
+    let token = held.token().to_string();
+    drop(held);
+    assert!(!a.alive(&token).unwrap());
+    let again = b
+        .acquire("hr", &serve)
+        .unwrap_or_else(|e| panic!("free once dropped: {e}"));
+    drop(again);
+
+    // A holder killed with -9 (a psql session holding the same lock): the server ends its
+    // session, and the lock with it.
+    let key = PgLeases::key("hr");
+    let mut psql = std::process::Command::new("psql")
+        .args(["-X", "-q", &url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    use std::io::Write as _;
+    writeln!(
+        psql.stdin.as_mut().unwrap(),
+        "SET application_name = 'roster serve|1|other-host'; SELECT pg_advisory_lock({key});"
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while a.holder("hr").unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "psql never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let info = a.holder("hr").unwrap().unwrap();
+    assert_eq!(info.holder.host, "other-host");
+    assert!(matches!(b.acquire("hr", &serve), Err(LeaseError::Busy(_))));
+    psql.kill().unwrap();
+    psql.wait().unwrap();
+    while a.holder("hr").unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock outlived its session"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let after = b
+        .acquire("hr", &serve)
+        .unwrap_or_else(|e| panic!("taken after the kill: {e}"));
+    drop(after);
+}

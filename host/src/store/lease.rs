@@ -68,6 +68,18 @@ impl Holder {
         }
     }
 
+    /// A holder on another host, as a PostgreSQL lease names it (its liveness is the
+    /// server's to know).
+    pub(super) fn elsewhere(host: String, pid: u32, process: String) -> Holder {
+        Holder {
+            host,
+            pid,
+            process,
+            node: String::new(),
+            start: 0,
+        }
+    }
+
     /// Known dead: on this node, and its process is gone (or the pid is another process's).
     fn is_dead(&self) -> bool {
         self.node == node() && process_start(self.pid) != Some(self.start)
@@ -115,6 +127,8 @@ pub struct Lease {
     lost: Arc<AtomicBool>,
     stop: Option<mpsc::Sender<()>>,
     renewer: Option<std::thread::JoinHandle<()>>,
+    /// A PostgreSQL lease (pg.rs): the session holding its advisory lock.
+    session: Option<std::sync::Mutex<postgres::Client>>,
 }
 
 impl Lease {
@@ -127,10 +141,28 @@ impl Lease {
         &self.token
     }
 
-    /// The lease expired (this process stalled for longer than the TTL) and others may
-    /// have taken it over: whatever the holder was doing must not commit.
+    /// The lease expired (this process stalled for longer than the TTL), or the session
+    /// holding a PostgreSQL lease is gone, and others may have taken it over: whatever the
+    /// holder was doing must not commit.
     pub fn lost(&self) -> bool {
+        if let Some(session) = &self.session {
+            let mut client = session.lock().unwrap_or_else(|e| e.into_inner());
+            return client.is_valid(Duration::from_secs(5)).is_err();
+        }
         self.lost.load(Ordering::SeqCst)
+    }
+
+    /// A lease held by a PostgreSQL session (its advisory lock): released when the session
+    /// ends, by drop or by the death of this process.
+    pub(super) fn session(source: &str, token: String, client: postgres::Client) -> Lease {
+        Lease {
+            source: source.to_string(),
+            token,
+            lost: Arc::new(AtomicBool::new(false)),
+            stop: None,
+            renewer: None,
+            session: Some(std::sync::Mutex::new(client)),
+        }
     }
 }
 
@@ -257,6 +289,7 @@ impl Leases {
             lost,
             stop: Some(stop),
             renewer: Some(renewer),
+            session: None,
         })
     }
 

@@ -2,6 +2,7 @@
 //! schema (the same tables and columns as SQLite's, checked by tests/postgres.rs) and its
 //! migrations, run once under an advisory lock by whichever host starts first.
 
+use super::lease::{Busy, Holder, Lease, LeaseError, LeaseInfo};
 use anyhow::{anyhow, bail, Context, Result};
 use postgres::{Client, Config, NoTls};
 use std::time::Duration;
@@ -422,6 +423,109 @@ fn split_pgpass(line: &str) -> Vec<String> {
         }
     }
     fields
+}
+
+/// Run leases on PostgreSQL, for several hosts on one database: a source's lease is a
+/// session-level advisory lock held by a connection of its own for the run's life. The
+/// server ends the session, and so frees the lock, when the holder's process dies (its
+/// socket closes), so a kill -9 leaves no lock behind. Who holds it is the session's
+/// `application_name` (`process|pid|host`), read from `pg_stat_activity`.
+pub struct PgLeases {
+    url: String,
+}
+
+impl PgLeases {
+    pub fn new(url: &str) -> PgLeases {
+        PgLeases {
+            url: url.to_string(),
+        }
+    }
+
+    /// The advisory lock key of a source's lease: 64 bits of SHA-256, stable across hosts.
+    pub fn key(source: &str) -> i64 {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(format!("roster run lease\0{source}").as_bytes());
+        i64::from_le_bytes(h[..8].try_into().unwrap())
+    }
+
+    /// Takes the source's lease for `holder`, or says who holds it.
+    pub fn acquire(&self, source: &str, holder: &Holder) -> Result<Lease, LeaseError> {
+        let (mut client, _) = connect(&self.url)?;
+        // At most 63 bytes; the host goes last, where a cut hurts least.
+        let mut name = format!("{}|{}|{}", holder.process, holder.pid, holder.host);
+        while name.len() > 63 {
+            name.pop();
+        }
+        client
+            .execute("SELECT set_config('application_name', $1, false)", &[&name])
+            .map_err(anyhow::Error::from)?;
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&PgLeases::key(source)])
+            .map_err(anyhow::Error::from)?
+            .get(0);
+        if !got {
+            return match self.holder(source)? {
+                Some(info) => Err(Busy(Box::new(info)).into()),
+                // Released between the two queries: the caller may try again.
+                None => Err(anyhow!("source {source}: its lease changed hands; try again").into()),
+            };
+        }
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), (extract(epoch FROM backend_start) * 1000000)::bigint
+                 FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .map_err(anyhow::Error::from)?;
+        let token = format!("pg:{}:{}", row.get::<_, i32>(0), row.get::<_, i64>(1));
+        Ok(Lease::session(source, token, client))
+    }
+
+    /// The source's lease, if a live session holds it.
+    pub fn holder(&self, source: &str) -> Result<Option<LeaseInfo>> {
+        let (mut client, _) = connect(&self.url)?;
+        let key = PgLeases::key(source) as u64;
+        let row = client.query_opt(
+            "SELECT a.application_name::text,
+                    to_char(a.query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.classid::bigint = $1 AND l.objid::bigint = $2",
+            &[&((key >> 32) as i64), &((key & 0xffff_ffff) as i64)],
+        )?;
+        Ok(row.map(|r| {
+            let name: String = r.get(0);
+            let mut parts = name.splitn(3, '|');
+            let process = parts.next().unwrap_or_default().to_string();
+            let pid = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let host = parts.next().unwrap_or_default().to_string();
+            LeaseInfo {
+                source: source.to_string(),
+                holder: Holder::elsewhere(host, pid, process),
+                since: r.get::<_, Option<String>>(1).unwrap_or_default(),
+            }
+        }))
+    }
+
+    /// Whether the lease with this token (a run's record of it) is still held.
+    pub fn alive(&self, token: &str) -> Result<bool> {
+        let mut parts = token.strip_prefix("pg:").unwrap_or_default().split(':');
+        let (Some(Ok(pid)), Some(Ok(start))) = (
+            parts.next().map(str::parse::<i32>),
+            parts.next().map(str::parse::<i64>),
+        ) else {
+            return Ok(false);
+        };
+        let (mut client, _) = connect(&self.url)?;
+        Ok(client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+                 WHERE a.pid = $1 AND (extract(epoch FROM a.backend_start) * 1000000)::bigint = $2
+                   AND l.locktype = 'advisory' AND l.granted)",
+                &[&pid, &start],
+            )?
+            .get(0))
+    }
 }
 
 /// The schema version of a connected database; 0 before roster's first migration.
