@@ -306,42 +306,57 @@ fn python_and_javascript_connectors_use_a_service_account_the_host_holds() {
     }
 }
 
+/// The SDKs' own unit tests (tests/sdk-unit): the packed LDAP page decoders of the Python and
+/// JavaScript SDKs on hand-built pages, truncated at every byte, overlong, with trailing bytes
+/// and with a DN or name that is not UTF-8 (BadDataError naming "packed LDAP page"), and
+/// `ldap_search` / `ldapSearch` over a stubbed host (every page read, errors mapped).
 #[test]
-fn python_and_javascript_connectors_read_ldap_pages_through_the_host() {
-    use common::slapd::{self, Slapd, PEOPLE, ROOT_DN, ROOT_PW, SUFFIX};
+fn python_and_javascript_sdk_unit_tests_pass() {
+    let mut py = Command::new(tool("venv/bin/python"));
+    py.current_dir(repo())
+        .args(["-m", "unittest", "discover", "-v", "-s", "tests/sdk-unit"])
+        .args(["-p", "test_*.py"]);
+    build(py);
+    let mut js = Command::new("node");
+    js.current_dir(repo()).args(["--test", "tests/sdk-unit/"]);
+    build(js);
+}
+
+/// `ldap_search` (Python) and `ldapSearch` (JavaScript) read packed pages (`next-page-packed`)
+/// from slapd and yield what they always did: each test connector
+/// (tests/components/ldap-langs) puts the attributes it was given into `notes` as JSON.
+/// Several attributes, multi-values, non-ASCII text, an empty value, a binary value that is
+/// not UTF-8 (Python: latin-1; JavaScript: U+FFFD), an entry without a uid, a search that
+/// matches nothing, and pages of one entry and of all of them.
+#[test]
+fn python_and_javascript_connectors_read_packed_ldap_pages() {
+    use common::slapd::{self, Slapd};
+    let suffix = slapd::SUFFIX;
+    let people = slapd::PEOPLE;
     let mut ldif = format!(
-        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
-         dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n"
+        "dn: {suffix}\nobjectClass: dcObject\nobjectClass: organization\no: Example\n\
+         dc: example\n\n\
+         dn: {people}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: uid=ann,{people}\nobjectClass: inetOrgPerson\nuid: ann\ncn: Ann Smith\ncn: Annie\n\
+         sn: Smith\nmail: ann@example.test\nmail: a.smith@example.test\n\
+         description: first\ndescription: second\n\n\
+         dn: uid=ben,{people}\nobjectClass: inetOrgPerson\nuid: ben\ncn: Ben\nsn: Jones\n\n\
+         dn: cn=No Uid,{people}\nobjectClass: inetOrgPerson\ncn: No Uid\nsn: Uid\n\n\
+         dn: uid=odd,{people}\nobjectClass: inetOrgPerson\nuid: odd\ncn: Odd\nsn: Ödd\n\
+         jpegPhoto:: /9gAgP4KDQ==\nuserPassword:\n"
     );
-    // Five people: more than two pages of two; one with two descriptions, one with none,
-    // one with a name beyond ASCII.
-    let people: [(&str, &str, &[&str]); 5] = [
-        ("ann", "Ann Archer", &["ann-a", "ann-b"]),
-        ("ben", "Ben Baker", &[]),
-        ("cho", "Chloë Ørsted", &["cho-x"]),
-        ("dan", "Dan Dale", &[]),
-        ("eve", "Eve East", &[]),
-    ];
-    for (uid, cn, descriptions) in people {
-        ldif.push('\n');
-        slapd::ldif_line(&mut ldif, "dn", &format!("uid={uid},{PEOPLE}"));
-        ldif.push_str("objectClass: inetOrgPerson\n");
-        slapd::ldif_line(&mut ldif, "uid", uid);
-        slapd::ldif_line(&mut ldif, "cn", cn);
-        slapd::ldif_line(&mut ldif, "sn", cn.split(' ').next_back().unwrap());
-        slapd::ldif_line(&mut ldif, "mail", &format!("{uid}@example.test"));
-        for d in descriptions {
-            slapd::ldif_line(&mut ldif, "description", d);
-        }
+    for i in 0..5 {
+        ldif.push_str(&format!("description: value {i}\n"));
     }
     let server = Slapd::start(&ldif);
+
     let build_dir = Sandbox::new();
     let py = build_dir.path("ldap-python.wasm");
     let mut cmd = Command::new(tool("venv/bin/componentize-py"));
     cmd.arg("-d")
         .arg(repo().join("wit"))
         .args(["-w", "source", "componentize", "app", "-p"])
-        .arg(repo().join("tests/components/ldap-sdk"))
+        .arg(repo().join("tests/components/ldap-langs"))
         .arg("-p")
         .arg(repo().join("sdk/python"))
         .arg("-o")
@@ -350,55 +365,69 @@ fn python_and_javascript_connectors_read_ldap_pages_through_the_host() {
     let js = build_dir.path("ldap-js.wasm");
     let mut cmd = Command::new(tool("node/node_modules/.bin/componentize-js"));
     cmd.current_dir(repo())
-        .arg("tests/components/ldap-sdk/app.js")
+        .arg("tests/components/ldap-langs/app.js")
         .arg("--wit")
         .arg(repo().join("wit"))
         .args(["-n", "source", "-d", "http", "fetch-event", "-o"])
         .arg(&js);
     build(cmd);
-    for (wasm, plugin) in [(&py, "ldap-python"), (&js, "ldap-js")] {
-        let sb = Sandbox::new();
-        sb.write_config(&common::config(&[format!(
-            "[sources.dir]\nplugin = \"{plugin}\"\n[sources.dir.config]\n\
-             url = \"{}\"\nbind_dn = \"{ROOT_DN}\"\npassword = \"{ROOT_PW}\"\nbase_dn = \"{SUFFIX}\"\n",
-            server.url
-        )]));
-        sb.roster_ok(&["plugin", "install", wasm.to_str().unwrap(), "--yes"]);
-        let s = sb.sync_ok(&[]);
-        assert_counts(s.only(), &[("created", 5), ("failed", 0)]);
-        assert_eq!(
-            sb.users_by_name(),
-            ["ann", "ben", "cho", "dan", "eve"],
-            "{plugin}"
-        );
-        let ann = sb.user("ann");
-        assert_eq!(
-            ann["aliases"],
-            serde_json::json!(["ann-a", "ann-b"]),
-            "{plugin}"
-        );
-        assert_eq!(ann["email"], "ann@example.test", "{plugin}");
-        assert_eq!(sb.user("cho")["full_name"], "Chloë Ørsted", "{plugin}");
-        assert_eq!(sb.user("ben")["aliases"], serde_json::json!([]), "{plugin}");
-        let out = stdout(&s.out);
-        assert!(
-            !out.contains(ROOT_PW),
-            "{plugin}: the password is in the output"
-        );
-    }
-}
 
-/// The Python and JavaScript decoders of packed LDAP pages, run natively with the component
-/// imports stubbed (tests/sdk_decoders/): entries as the pages hold them, and each kind of
-/// broken buffer refused with BadDataError.
-#[test]
-fn the_packed_page_decoders_read_pages_and_refuse_broken_ones() {
-    let dir = repo().join("tests/sdk_decoders");
-    let mut py = Command::new(tool("venv/bin/python"));
-    py.arg(dir.join("packed_page.py"));
-    build(py);
-    let mut node = Command::new("node");
-    node.current_dir(&dir)
-        .args(["--import", "./register.mjs", "packed_page.mjs"]);
-    build(node);
+    // The photo's bytes ff d8 00 80 fe 0a 0d, as each SDK reads a value that is not UTF-8.
+    let photo_py = "\u{ff}\u{d8}\u{0}\u{80}\u{fe}\n\r";
+    let photo_js = "\u{fffd}\u{fffd}\u{0}\u{fffd}\u{fffd}\n\r";
+    for (wasm, lang, photo) in [(&py, "python", photo_py), (&js, "js", photo_js)] {
+        for count in [1, 500] {
+            let sb = Sandbox::new();
+            let source = format!(
+                "[sources.l]\nplugin = {}\n[sources.l.config]\ncount = {count}\n\
+                 url = [\"{}\"]\nbind_dn = \"{}\"\npassword = \"{}\"\nbase_dn = [\"{suffix}\"]\n",
+                toml_str(wasm.to_str().unwrap()),
+                server.url,
+                slapd::ROOT_DN,
+                slapd::ROOT_PW,
+            );
+            sb.write_config(&common::config(std::slice::from_ref(&source)));
+            let s = sb.sync_ok(&[]);
+            assert_counts(s.only(), &[("created", 3), ("failed", 1)]);
+            assert_eq!(sb.users_by_name(), ["ann", "ben", "odd"], "{lang}");
+            // The attributes each connector was given, names lower-cased.
+            let attrs = |name: &str| {
+                let user = sb.json(&["users", "show", name, "--json"]);
+                let notes = user["notes"].as_str().unwrap_or_default();
+                let map: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(notes).unwrap_or_else(|e| panic!("{lang}: {e}: {user:#}"));
+                (map.into_iter())
+                    .map(|(k, v)| (k.to_lowercase(), v))
+                    .collect::<serde_json::Map<_, _>>()
+            };
+            let ann = attrs("ann");
+            assert_eq!(ann["uid"], serde_json::json!(["ann"]), "{lang} {count}");
+            assert_eq!(ann["cn"], serde_json::json!(["Ann Smith", "Annie"]));
+            assert_eq!(ann["sn"], serde_json::json!(["Smith"]));
+            assert_eq!(
+                ann["mail"],
+                serde_json::json!(["ann@example.test", "a.smith@example.test"])
+            );
+            assert_eq!(ann["description"], serde_json::json!(["first", "second"]));
+            assert_eq!(ann.len(), 5, "{lang}: {ann:?}");
+            assert_eq!(attrs("ben").len(), 3, "{lang}");
+            let odd = attrs("odd");
+            assert_eq!(odd["sn"], serde_json::json!(["Ödd"]), "{lang} {count}");
+            assert_eq!(odd["jpegphoto"], serde_json::json!([photo]), "{lang}");
+            assert_eq!(odd["userpassword"], serde_json::json!([""]), "{lang}");
+            let descriptions: Vec<String> = (0..5).map(|i| format!("value {i}")).collect();
+            assert_eq!(odd["description"], serde_json::json!(descriptions));
+
+            // The host's errors keep their mapping: a refused bind fails the run.
+            if count == 1 {
+                let wrong = source.replace(slapd::ROOT_PW, "wrong");
+                sb.write_config(&common::config(&[wrong]));
+                let s = sb.sync(&[]);
+                assert_ne!(code(&s.out), 0, "{lang}: {}", describe(&s.out));
+                let run = s.only();
+                assert_ne!(run["status"], "ok", "{lang}: {run:#}");
+                assert_eq!(sb.users_by_name(), ["ann", "ben", "odd"], "{lang}");
+            }
+        }
+    }
 }

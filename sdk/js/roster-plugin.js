@@ -400,8 +400,8 @@ export function getJson(url, { credential, headers = [] } = {}) {
 }
 
 /** Entries of a paged search through the host's bound connection, one page in memory at a
- * time, as {dn, attributes: {name: [text values]}}. Each page crosses into the sandbox as one
- * buffer (`next-page-packed`). */
+ * time, as {dn, attributes: {name: [text values]}}. Pages cross as one buffer each
+ * (`next-page-packed`, decoded by `unpackLdapPage`). */
 export function* ldapSearch(filter, attributes, { base, scope = 'subtree', pageSize = 0 } = {}) {
   try {
     const search = ldapConnect().search({
@@ -413,11 +413,13 @@ export function* ldapSearch(filter, attributes, { base, scope = 'subtree', pageS
       showDeleted: false,
     });
     for (;;) {
-      const page = search.nextPagePacked();
-      if (page === undefined || page === null) return;
-      yield* unpackPage(page);
+      const buf = search.nextPagePacked();
+      if (buf === undefined || buf === null) return;
+      yield* unpackLdapPage(buf);
     }
   } catch (e) {
+    // A malformed page is bad data, not the server's error.
+    if (e instanceof PluginError) throw e;
     const err = e?.payload ?? e;
     if (err?.tag === 'invalid-credentials') throw new AuthenticationError(err.val);
     if (err?.tag === 'no-such-base' || err?.tag === 'denied') throw new ConfigError(err.val);
@@ -426,56 +428,59 @@ export function* ldapSearch(filter, attributes, { base, scope = 'subtree', pageS
   }
 }
 
-/** A page in the contract's packed layout (`next-page-packed` in wit/host.wit): u32
- * little-endian counts and lengths, `entry-count, { dn, attribute-count, { name, value-count,
- * { value } } }`, as [{dn, attributes: {name: [text values]}}]. A truncated or malformed
- * buffer throws BadDataError. */
-export function unpackPage(buf) {
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+const lossyUtf8 = new TextDecoder();
+
+/** Decodes a page in the contract's packed layout (`next-page-packed` in wit/host.wit: u32
+ * little-endian counts and lengths, `entry-count, { dn, attribute-count, { name,
+ * value-count, { value } } }`) into ldapSearch's [{dn, attributes: {name: [text values]}}].
+ * A truncated or malformed buffer throws BadDataError ("packed LDAP page: ..."). */
+export function unpackLdapPage(buf) {
   const bytes = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const strict = new TextDecoder('utf-8', { fatal: true });
-  const lenient = new TextDecoder();
   const end = bytes.byteLength;
-  let pos = 0;
+  const broken = (what) => new BadDataError(`packed LDAP page: ${what}`);
+  let at = 0;
   const u32 = () => {
-    if (end - pos < 4) throw new BadDataError('packed LDAP page: truncated');
-    const n = view.getUint32(pos, true);
-    pos += 4;
+    if (end - at < 4) throw broken('truncated');
+    const n = view.getUint32(at, true);
+    at += 4;
     return n;
   };
-  // Each item takes at least 4 bytes: a larger count cannot be backed by the buffer.
+  // Bounded by the bytes left (each item takes at least 4), so a broken buffer cannot make
+  // us build what it does not back.
   const count = () => {
     const n = u32();
-    if (n > Math.floor((end - pos) / 4)) throw new BadDataError('packed LDAP page: a count exceeds the buffer');
+    if (n > (end - at) >>> 2) throw broken('a count exceeds the buffer');
     return n;
   };
-  const raw = () => {
+  const field = () => {
     const n = u32();
-    if (n > end - pos) throw new BadDataError('packed LDAP page: a value exceeds the buffer');
-    const v = bytes.subarray(pos, pos + n);
-    pos += n;
+    if (n > end - at) throw broken('a value exceeds the buffer');
+    const v = bytes.subarray(at, at + n);
+    at += n;
     return v;
   };
-  const text = () => {
+  const name = () => {
+    const v = field();
     try {
-      return strict.decode(raw());
-    } catch (e) {
-      if (e instanceof BadDataError) throw e;
-      throw new BadDataError('packed LDAP page: a DN or name is not UTF-8');
+      return strictUtf8.decode(v);
+    } catch {
+      throw broken('a DN or name is not UTF-8');
     }
   };
   const entries = [];
-  for (let i = count(); i > 0; i--) {
-    const dn = text();
-    const attrs = {};
-    for (let j = count(); j > 0; j--) {
-      const name = text();
+  for (let n = count(); n > 0; n--) {
+    const dn = name();
+    const attributes = {};
+    for (let a = count(); a > 0; a--) {
+      const attr = name();
       const values = [];
-      for (let k = count(); k > 0; k--) values.push(lenient.decode(raw()));
-      attrs[name] = values;
+      for (let c = count(); c > 0; c--) values.push(lossyUtf8.decode(field()));
+      attributes[attr] = values;
     }
-    entries.push({ dn, attributes: attrs });
+    entries.push({ dn, attributes });
   }
-  if (pos !== end) throw new BadDataError(`packed LDAP page: ${end - pos} bytes after the last entry`);
+  if (at !== end) throw broken(`${end - at} bytes after the last entry`);
   return entries;
 }

@@ -21,9 +21,10 @@ Build: componentize-py -d wit -w source componentize app -o people.wasm
 """
 
 import json
+import struct
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from componentize_py_types import Err
 from wit_world import exports
@@ -486,7 +487,7 @@ def get_json(url: str, *, credential=None, headers=()):
 def ldap_search(filter: str, attributes: List[str], *, base=None, scope="subtree", page_size=0):
     """Entries of a paged search through the host's bound connection, one page in memory at a
     time, as (dn, {attribute: [text values]}) pairs. Binary values are decoded as latin-1.
-    Each page crosses into the sandbox as one buffer (`next-page-packed`)."""
+    Pages cross as one buffer each (`next-page-packed`, decoded by `unpack_ldap_page`)."""
     try:
         conn = _ldap.connect()
         req = _ldap.SearchRequest(
@@ -494,10 +495,10 @@ def ldap_search(filter: str, attributes: List[str], *, base=None, scope="subtree
         )
         search = conn.search(req)
         while True:
-            page = search.next_page_packed()
-            if page is None:
+            buf = search.next_page_packed()
+            if buf is None:
                 return
-            yield from unpack_page(page)
+            yield from unpack_ldap_page(buf)
     except Err as e:
         err = e.value
         if isinstance(err, _ldap.LdapError_InvalidCredentials):
@@ -507,60 +508,68 @@ def ldap_search(filter: str, attributes: List[str], *, base=None, scope="subtree
         raise UnavailableError(err.value) from None
 
 
-def unpack_page(buf: bytes) -> List[tuple]:
-    """A page in the contract's packed layout (`next-page-packed` in wit/host.wit): u32
-    little-endian counts and lengths, `entry-count, { dn, attribute-count, { name,
-    value-count, { value } } }`, as (dn, {attribute: [text values]}) pairs. A truncated or
-    malformed buffer raises BadDataError."""
-    view = memoryview(buf)
-    end = len(view)
-    pos = 0
+_U32 = struct.Struct("<I")
 
-    def u32():
-        nonlocal pos
-        if end - pos < 4:
-            raise BadDataError("packed LDAP page: truncated")
-        n = int.from_bytes(view[pos : pos + 4], "little")
-        pos += 4
-        return n
 
-    def count():
-        # Each item takes at least 4 bytes: a larger count cannot be backed by the buffer.
-        n = u32()
-        if n > (end - pos) // 4:
-            raise BadDataError("packed LDAP page: a count exceeds the buffer")
-        return n
-
-    def raw():
-        nonlocal pos
-        n = u32()
-        if n > end - pos:
-            raise BadDataError("packed LDAP page: a value exceeds the buffer")
-        v = bytes(view[pos : pos + n])
-        pos += n
-        return v
-
-    def text():
-        try:
-            return raw().decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadDataError("packed LDAP page: a DN or name is not UTF-8") from None
-
+def unpack_ldap_page(buf) -> List[Tuple[str, Dict[str, List[str]]]]:
+    """Decodes a page in the contract's packed layout (`next-page-packed` in wit/host.wit:
+    u32 little-endian counts and lengths, `entry-count, { dn, attribute-count, { name,
+    value-count, { value } } }`) into ldap_search's (dn, {attribute: [text values]}) pairs.
+    A truncated or malformed buffer raises BadDataError ("packed LDAP page: ...")."""
+    mv = memoryview(buf)
+    end = len(mv)
+    u32 = _U32.unpack_from
     entries = []
-    for _ in range(count()):
-        dn = text()
-        attrs = {}
-        for _ in range(count()):
-            name = text()
-            attrs[name] = [_text(raw()) for _ in range(count())]
-        entries.append((dn, attrs))
-    if pos != end:
-        raise BadDataError(f"packed LDAP page: {end - pos} bytes after the last entry")
+    try:
+        (n,) = u32(mv, 0)
+        at = 4
+        if n > (end - at) >> 2:
+            raise _broken("a count exceeds the buffer")
+        for _ in range(n):
+            dn, at = _packed_field(mv, at, end)
+            dn = str(dn, "utf-8")
+            (attrs,) = u32(mv, at)
+            at += 4
+            if attrs > (end - at) >> 2:
+                raise _broken("a count exceeds the buffer")
+            entry = {}
+            for _ in range(attrs):
+                name, at = _packed_field(mv, at, end)
+                name = str(name, "utf-8")
+                (count,) = u32(mv, at)
+                at += 4
+                if count > (end - at) >> 2:
+                    raise _broken("a count exceeds the buffer")
+                values = []
+                for _ in range(count):
+                    v, at = _packed_field(mv, at, end)
+                    values.append(_text(v))
+                entry[name] = values
+            entries.append((dn, entry))
+    except struct.error:
+        raise _broken("truncated") from None
+    except UnicodeDecodeError:
+        # Values fall back to latin-1 inside _text: only a DN or a name gets here.
+        raise _broken("a DN or name is not UTF-8") from None
+    if at != end:
+        raise _broken(f"{end - at} bytes after the last entry")
     return entries
 
 
-def _text(v: bytes) -> str:
+def _packed_field(mv: memoryview, at: int, end: int):
+    (n,) = _U32.unpack_from(mv, at)
+    at += 4
+    if n > end - at:
+        raise _broken("a value exceeds the buffer")
+    return mv[at : at + n], at + n
+
+
+def _broken(what: str) -> BadDataError:
+    return BadDataError(f"packed LDAP page: {what}")
+
+
+def _text(v) -> str:
     try:
-        return v.decode("utf-8")
+        return str(v, "utf-8")
     except UnicodeDecodeError:
-        return v.decode("latin-1")
+        return str(v, "latin-1")
