@@ -29,4 +29,5 @@ pub mod session;
 pub mod sources;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod tokens;

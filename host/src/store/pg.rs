@@ -237,7 +237,12 @@ pub fn connect(url: &str) -> Result<(Client, String)> {
         }
         Tls::Verify(ca_file) => {
             config.ssl_mode(postgres::config::SslMode::Require);
-            let tls = tls_config(ca_file.as_deref())?;
+            let tls = crate::tls::client_config(ca_file.as_deref()).map_err(|e| {
+                crate::config::config_err(match &ca_file {
+                    Some(f) => format!("PostgreSQL ca_file {}: {e}", f.display()),
+                    None => format!("PostgreSQL TLS: {e}"),
+                })
+            })?;
             config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
         }
     };
@@ -299,38 +304,6 @@ fn split_tls(url: &str) -> Result<(String, Tls)> {
         format!("{base}?{}", rest.join("&"))
     };
     Ok((url, tls))
-}
-
-/// A rustls configuration trusting `ca_file`, else the system's roots.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let bad = |e: String| {
-                crate::config::config_err(format!("PostgreSQL ca_file {}: {e}", path.display()))
-            };
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-                roots
-                    .add(cert.map_err(|e| bad(e.to_string()))?)
-                    .map_err(|e| bad(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(bad("holds no PEM certificate".into()));
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                // A system root rustls cannot parse is no root for it.
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// `user@host:port/dbname` of a config, without its password.

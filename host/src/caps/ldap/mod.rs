@@ -147,24 +147,8 @@ fn is_tls(e: &std::io::Error) -> bool {
 
 /// A rustls configuration trusting only the certificates in `ca_file`.
 fn tls_config(ca_file: &Path) -> Result<rustls::ClientConfig, LdapError> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let bad = |e: String| LdapError::Tls(format!("ca_file {}: {e}", ca_file.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| bad(e.to_string()))?;
-    for cert in certs {
-        roots
-            .add(cert.map_err(|e| bad(e.to_string()))?)
-            .map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("holds no PEM certificate".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    crate::tls::client_config(Some(ca_file))
+        .map_err(|e| LdapError::Tls(format!("ca_file {}: {e}", ca_file.display())))
 }
 
 fn message(e: &LdapError) -> String {
