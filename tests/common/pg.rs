@@ -97,8 +97,9 @@ impl Postgres {
         let mut listen = String::from("-c listen_addresses=");
         let mut port = None;
         if tls {
-            let p = free_port();
-            make_certs(&dir, &data);
+            let p = super::slapd::free_port();
+            // ca.pem, cert.pem and key.pem (owner-only, as PostgreSQL demands) in `dir`.
+            super::samba::make_certs(&dir);
             std::fs::write(
                 data.join("pg_hba.conf"),
                 "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
@@ -109,8 +110,8 @@ impl Postgres {
             }
             listen = format!(
                 "-c listen_addresses=localhost -p {p} -c ssl=on \
-                 -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key",
-                d = data.display()
+                 -c ssl_cert_file={d}/cert.pem -c ssl_key_file={d}/key.pem",
+                d = dir.display()
             );
             port = Some(p);
         }
@@ -201,88 +202,6 @@ impl Postgres {
         };
         postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test server")
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A CA and a server certificate for `localhost` (signed by it) in `data`, the CA's PEM in
-/// `dir/ca.pem`; the key readable by its owner only, as PostgreSQL demands.
-fn make_certs(dir: &Path, data: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run openssl: {e} (run `make setup`)"));
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=roster test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    for f in ["server.crt", "server.key"] {
-        std::fs::rename(dir.join(f), data.join(f)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        data.join("server.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
 }
 
 /// The server programs: on PATH, else Debian's newest /usr/lib/postgresql/N/bin.

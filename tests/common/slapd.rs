@@ -197,7 +197,8 @@ pub fn tool(name: &str) -> PathBuf {
         })
 }
 
-fn free_port() -> u16 {
+/// A free loopback port (the other throwaway servers use it too).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
