@@ -265,6 +265,10 @@ enum Tls {
 /// The URL without the TLS parameters, which roster reads itself, and what they ask.
 fn split_tls(url: &str) -> Result<(String, Tls)> {
     let bad = |m: String| crate::config::config_err(format!("PostgreSQL URL: {m}"));
+    // Key=value strings would carry an sslmode this function never sees.
+    if !is_url(url) {
+        return Err(bad("expected postgres://USER@HOST[:PORT]/DB".into()));
+    }
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_string(), Tls::Off));
     };
@@ -614,6 +618,8 @@ mod tests {
         );
         let e = split("postgres://r@h/d?sslmode=sometimes").unwrap_err();
         assert!(e.contains("sslmode \"sometimes\""), "{e}");
+        let e = split("host=h dbname=d sslmode=require").unwrap_err();
+        assert!(e.contains("expected postgres://"), "{e}");
         let e = split("postgres://r@h/d?sslmode=disable&ca_file=ca.pem").unwrap_err();
         assert!(e.contains("ca_file needs sslmode"), "{e}");
     }
