@@ -33,19 +33,39 @@ fn build(mut cmd: Command) {
     assert!(out.status.success(), "build failed\n{}", describe(&out));
 }
 
+/// Builds the Python connector in `dir` (relative to the repository; its module is `app`)
+/// with the Python SDK into `out`.
+fn componentize_py(dir: &str, out: &Path) {
+    let mut cmd = Command::new(tool("venv/bin/componentize-py"));
+    cmd.arg("-d")
+        .arg(repo().join("wit"))
+        .args(["-w", "source", "componentize", "app", "-p"])
+        .arg(repo().join(dir))
+        .arg("-p")
+        .arg(repo().join("sdk/python"))
+        .arg("-o")
+        .arg(out);
+    build(cmd);
+}
+
+/// Builds the JavaScript connector `app` (relative to the repository) into `out`.
+fn componentize_js(app: &str, out: &Path) {
+    let mut cmd = Command::new(tool("node/node_modules/.bin/componentize-js"));
+    // It resolves the app's imports from the working directory.
+    cmd.current_dir(repo())
+        .arg(app)
+        .arg("--wit")
+        .arg(repo().join("wit"))
+        .args(["-n", "source", "-d", "http", "fetch-event", "-o"])
+        .arg(out);
+    build(cmd);
+}
+
 #[test]
 fn a_javascript_connector_syncs_users_and_groups_from_granted_files() {
     let sb = Sandbox::new();
     let wasm = sb.path("unix.wasm");
-    let mut cmd = Command::new(tool("node/node_modules/.bin/componentize-js"));
-    // It resolves the app's imports from the working directory.
-    cmd.current_dir(repo())
-        .arg("examples/plugins/unix-js/app.js")
-        .arg("--wit")
-        .arg(repo().join("wit"))
-        .args(["-n", "source", "-d", "http", "fetch-event", "-o"])
-        .arg(&wasm);
-    build(cmd);
+    componentize_js("examples/plugins/unix-js/app.js", &wasm);
     sb.write_file(
         "passwd",
         "root:x:0:0:root:/root:/bin/bash\n\
@@ -113,16 +133,7 @@ fn a_python_connector_reads_an_api_with_a_token_the_host_holds() {
     });
     let sb = Sandbox::new();
     let wasm = sb.path("hr-api.wasm");
-    let mut cmd = Command::new(tool("venv/bin/componentize-py"));
-    cmd.arg("-d")
-        .arg(repo().join("wit"))
-        .args(["-w", "source", "componentize", "app", "-p"])
-        .arg(repo().join("examples/plugins/hr-api-python"))
-        .arg("-p")
-        .arg(repo().join("sdk/python"))
-        .arg("-o")
-        .arg(&wasm);
-    build(cmd);
+    componentize_py("examples/plugins/hr-api-python", &wasm);
     sb.write_config(&format!(
         "database = \"roster.db\"\n[sources.hr]\nplugin = \"hr-api\"\n\
          [sources.hr.config]\nurl = \"{base}\"\ntoken = {{ env = \"HR_TOKEN\" }}\n"
@@ -254,25 +265,9 @@ fn python_and_javascript_connectors_use_a_service_account_the_host_holds() {
     let w = Workspace::start(3);
     let build_dir = Sandbox::new();
     let py = build_dir.path("sa-python.wasm");
-    let mut cmd = Command::new(tool("venv/bin/componentize-py"));
-    cmd.arg("-d")
-        .arg(repo().join("wit"))
-        .args(["-w", "source", "componentize", "app", "-p"])
-        .arg(repo().join("tests/components/service-account"))
-        .arg("-p")
-        .arg(repo().join("sdk/python"))
-        .arg("-o")
-        .arg(&py);
-    build(cmd);
+    componentize_py("tests/components/service-account", &py);
     let js = build_dir.path("sa-js.wasm");
-    let mut cmd = Command::new(tool("node/node_modules/.bin/componentize-js"));
-    cmd.current_dir(repo())
-        .arg("tests/components/service-account/app.js")
-        .arg("--wit")
-        .arg(repo().join("wit"))
-        .args(["-n", "source", "-d", "http", "fetch-event", "-o"])
-        .arg(&js);
-    build(cmd);
+    componentize_js("tests/components/service-account/app.js", &js);
     for (wasm, plugin) in [(&py, "sa-python"), (&js, "sa-js")] {
         let sb = Sandbox::new();
         w.write_key(&sb.path("sa.json"));
@@ -352,25 +347,9 @@ fn python_and_javascript_connectors_read_packed_ldap_pages() {
 
     let build_dir = Sandbox::new();
     let py = build_dir.path("ldap-python.wasm");
-    let mut cmd = Command::new(tool("venv/bin/componentize-py"));
-    cmd.arg("-d")
-        .arg(repo().join("wit"))
-        .args(["-w", "source", "componentize", "app", "-p"])
-        .arg(repo().join("tests/components/ldap-langs"))
-        .arg("-p")
-        .arg(repo().join("sdk/python"))
-        .arg("-o")
-        .arg(&py);
-    build(cmd);
+    componentize_py("tests/components/ldap-langs", &py);
     let js = build_dir.path("ldap-js.wasm");
-    let mut cmd = Command::new(tool("node/node_modules/.bin/componentize-js"));
-    cmd.current_dir(repo())
-        .arg("tests/components/ldap-langs/app.js")
-        .arg("--wit")
-        .arg(repo().join("wit"))
-        .args(["-n", "source", "-d", "http", "fetch-event", "-o"])
-        .arg(&js);
-    build(cmd);
+    componentize_js("tests/components/ldap-langs/app.js", &js);
 
     // The photo's bytes ff d8 00 80 fe 0a 0d, as each SDK reads a value that is not UTF-8.
     let photo_py = "\u{ff}\u{d8}\u{0}\u{80}\u{fe}\n\r";
