@@ -518,28 +518,18 @@ def unpack_ldap_page(buf) -> List[Tuple[str, Dict[str, List[str]]]]:
     A truncated or malformed buffer raises BadDataError ("packed LDAP page: ...")."""
     mv = memoryview(buf)
     end = len(mv)
-    u32 = _U32.unpack_from
     entries = []
     try:
-        (n,) = u32(mv, 0)
-        at = 4
-        if n > (end - at) >> 2:
-            raise _broken("a count exceeds the buffer")
+        n, at = _packed_count(mv, 0, end)
         for _ in range(n):
             dn, at = _packed_field(mv, at, end)
             dn = str(dn, "utf-8")
-            (attrs,) = u32(mv, at)
-            at += 4
-            if attrs > (end - at) >> 2:
-                raise _broken("a count exceeds the buffer")
+            attrs, at = _packed_count(mv, at, end)
             entry = {}
             for _ in range(attrs):
                 name, at = _packed_field(mv, at, end)
                 name = str(name, "utf-8")
-                (count,) = u32(mv, at)
-                at += 4
-                if count > (end - at) >> 2:
-                    raise _broken("a count exceeds the buffer")
+                count, at = _packed_count(mv, at, end)
                 values = []
                 for _ in range(count):
                     v, at = _packed_field(mv, at, end)
@@ -554,6 +544,16 @@ def unpack_ldap_page(buf) -> List[Tuple[str, Dict[str, List[str]]]]:
     if at != end:
         raise _broken(f"{end - at} bytes after the last entry")
     return entries
+
+
+def _packed_count(mv: memoryview, at: int, end: int):
+    """A count and where the next field starts. Each item takes at least 4 bytes, so a count
+    the rest of the buffer cannot back is refused before anything is reserved for it."""
+    (n,) = _U32.unpack_from(mv, at)
+    at += 4
+    if n > (end - at) >> 2:
+        raise _broken("a count exceeds the buffer")
+    return n, at
 
 
 def _packed_field(mv: memoryview, at: int, end: int):
