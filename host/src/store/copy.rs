@@ -34,7 +34,9 @@ impl Store {
         let (mut client, target) = pg::connect(url)?;
         pg::migrate(&mut client).with_context(|| format!("PostgreSQL database {target}"))?;
         // One snapshot of every table.
-        let snapshot = self.conn.unchecked_transaction()?;
+        let snapshot = (self.conn.lite())
+            .context("a copy reads an SQLite database")?
+            .unchecked_transaction()?;
         let mut interrupted = 0;
         for (id, source, lease) in running_runs(&snapshot)? {
             match lease {

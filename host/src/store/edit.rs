@@ -7,6 +7,7 @@ use super::run::fields::{load_current, set_provenance};
 use super::{Store, NOW};
 use crate::authority::{is_merged, Authority, Mode};
 use crate::model::{Field, Kind, UserRecord};
+use crate::store::db::Sql;
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -93,7 +94,7 @@ impl Store {
     ) -> Result<Vec<&'static str>> {
         let default = Authority::default();
         let auth = auth.unwrap_or(&default);
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.begin_deferred()?;
         let Some(id) = self.user_id(name)? else {
             return Err(EditError::NoUser(name.into()).into());
         };
@@ -308,7 +309,7 @@ impl Store {
 
     /// Saves terminal locks (a row without failures is removed).
     pub fn save_locks(&self, rows: &[LockRow]) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.begin_deferred()?;
         for r in rows {
             if r.failures == 0 {
                 tx.execute("DELETE FROM auth_locks WHERE subject = ?1", [&r.subject])?;
@@ -348,7 +349,7 @@ impl Store {
         Ok(self
             .conn
             .prepare("SELECT subject, failures, locked_until, last_failure FROM auth_locks")?
-            .query_map([], |r| {
+            .query_map((), |r| {
                 Ok(LockRow {
                     subject: r.get(0)?,
                     failures: r.get(1)?,
@@ -360,7 +361,7 @@ impl Store {
     }
 }
 
-fn set_column(db: &rusqlite::Connection, id: i64, f: Field, v: Option<&str>) -> Result<()> {
+fn set_column(db: &impl Sql, id: i64, f: Field, v: Option<&str>) -> Result<()> {
     let col = f.info().column.expect("one-valued fields have a column");
     let r = db.execute(
         &format!("UPDATE users SET {col} = ?2 WHERE id = ?1"),
@@ -396,7 +397,7 @@ fn set_column(db: &rusqlite::Connection, id: i64, f: Field, v: Option<&str>) -> 
 /// Puts a field back to what the sources say: the holder's value, else the best-ranked
 /// linked source's that has one. Local cards and aliases go.
 fn reset(
-    db: &rusqlite::Connection,
+    db: &impl Sql,
     id: i64,
     f: Field,
     auth: &Authority,

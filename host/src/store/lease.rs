@@ -543,7 +543,7 @@ mod tests {
         // Pretend the TTL nearly ran out, then wait for the renewer to extend it again.
         l.conn()
             .unwrap()
-            .execute("UPDATE leases SET expires = expires - 25000", [])
+            .execute("UPDATE leases SET expires = expires - 25000", ())
             .unwrap();
         let low = expires(&l, "ad");
         wait_for("renewal", || expires(&l, "ad") > low);
@@ -558,7 +558,7 @@ mod tests {
         busy(l.acquire("ad", &Holder::this_process("roster sync")));
         l.conn()
             .unwrap()
-            .execute("UPDATE leases SET expires = 0", [])
+            .execute("UPDATE leases SET expires = 0", ())
             .unwrap();
         assert!(!l.alive(old.token()).unwrap());
         assert!(l.holder("ad").unwrap().is_none());

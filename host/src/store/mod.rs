@@ -2,6 +2,7 @@
 //! store roster runs on; PostgreSQL (`pg`) so far has the schema and `db copy`.
 
 mod copy;
+pub(crate) mod db;
 mod edit;
 mod lease;
 mod open;
@@ -21,7 +22,8 @@ pub use scim::{ScimGroupRow, ScimQuery, ScimResource, ScimUserRow};
 pub use service::{Held, RunPage, TokenRow};
 
 use anyhow::Result;
-use rusqlite::{params, Connection, OptionalExtension};
+use db::Sql;
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use std::cell::RefCell;
 
@@ -33,13 +35,42 @@ const INTERRUPTED: &str =
 
 /// An open database.
 pub struct Store {
-    pub(crate) conn: Connection,
-    leases: lease::Leases,
+    pub(crate) conn: db::Conn,
+    leases: Leases,
     /// How this process names itself to others waiting for its leases.
     process: String,
     /// Leases of runs that ended without committing, kept until their status is recorded
     /// (`close_run`), so that nobody judges them interrupted in between.
     parked: RefCell<Vec<(i64, Lease)>>,
+}
+
+/// Run leases: a lease file beside an SQLite database, advisory locks in PostgreSQL.
+enum Leases {
+    Lite(lease::Leases),
+    Pg(pg::PgLeases),
+}
+
+impl Leases {
+    fn acquire(&self, source: &str, holder: &Holder) -> Result<Lease, LeaseError> {
+        match self {
+            Leases::Lite(l) => l.acquire(source, holder),
+            Leases::Pg(l) => l.acquire(source, holder),
+        }
+    }
+
+    fn holder(&self, source: &str) -> Result<Option<LeaseInfo>> {
+        match self {
+            Leases::Lite(l) => l.holder(source),
+            Leases::Pg(l) => l.holder(source),
+        }
+    }
+
+    fn alive(&self, token: &str) -> Result<bool> {
+        match self {
+            Leases::Lite(l) => l.alive(token),
+            Leases::Pg(l) => l.alive(token),
+        }
+    }
 }
 
 /// A user as `users list --json` shows it.
@@ -187,7 +218,7 @@ impl Store {
     pub fn pin_key(&self) -> Result<Vec<u8>> {
         if let Some(k) = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'pin_key'", [], |r| {
+            .query_row("SELECT value FROM meta WHERE key = 'pin_key'", (), |r| {
                 r.get(0)
             })
             .optional()?
@@ -202,7 +233,7 @@ impl Store {
         )?;
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'pin_key'", [], |r| {
+            .query_row("SELECT value FROM meta WHERE key = 'pin_key'", (), |r| {
                 r.get(0)
             })?)
     }
@@ -221,11 +252,11 @@ impl Store {
 
     pub fn users(&self, all: bool) -> Result<Vec<UserView>> {
         let filter = if all {
-            "1 ORDER BY u.username"
+            "TRUE ORDER BY u.username"
         } else {
             "u.active = 1 ORDER BY u.username"
         };
-        self.query_users(filter, [], false)
+        self.query_users(filter, (), false)
     }
 
     /// The users `filter` selects, sorted by username, handed to `each` one at a time as
@@ -243,13 +274,13 @@ impl Store {
                  JOIN groups g ON g.id = m.group_id
                  WHERE g.path = ?4 OR substr(g.path, 1, length(?4) + 1) = ?4 || '|'))
             AND (?5 IS NULL
-                 OR instr(lower(u.username), ?5) OR instr(lower(u.full_name), ?5)
-                 OR instr(lower(u.email), ?5) OR instr(lower(u.personal_number), ?5)
+                 OR instr(lower(u.username), ?5) > 0 OR instr(lower(u.full_name), ?5) > 0
+                 OR instr(lower(u.email), ?5) > 0 OR instr(lower(u.personal_number), ?5) > 0
                  OR EXISTS (SELECT 1 FROM names n WHERE n.user_id = u.id AND n.alias = 1
-                            AND instr(lower(n.name), ?5))
+                            AND instr(lower(n.name), ?5) > 0)
                  OR EXISTS (SELECT 1 FROM cards c WHERE c.user_id = u.id
-                            AND instr(lower(c.card), ?5)))
-            AND (?6 IS NULL OR 1)";
+                            AND instr(lower(c.card), ?5) > 0))
+            AND (?6 IS NULL OR TRUE)";
         let search = filter.search.as_ref().map(|s| s.to_lowercase());
         let p = params![
             filter.all || filter.inactive,
@@ -364,12 +395,7 @@ impl Store {
             .optional()?)
     }
 
-    fn query_users<P: rusqlite::Params>(
-        &self,
-        filter: &str,
-        p: P,
-        detail: bool,
-    ) -> Result<Vec<UserView>> {
+    fn query_users<P: db::Args>(&self, filter: &str, p: P, detail: bool) -> Result<Vec<UserView>> {
         let mut users = Vec::new();
         self.each_user_where(filter, p, detail, &mut |u| {
             users.push(u);
@@ -378,7 +404,7 @@ impl Store {
         Ok(users)
     }
 
-    fn each_user_where<P: rusqlite::Params>(
+    fn each_user_where<P: db::Args>(
         &self,
         filter: &str,
         p: P,
@@ -426,7 +452,7 @@ impl Store {
             "SELECT g.name, g.path, p.path, (SELECT count(*) FROM memberships m WHERE m.group_id = g.id)
              FROM groups g LEFT JOIN groups p ON p.id = g.parent_id ORDER BY g.path",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map((), |r| {
             Ok(GroupView {
                 name: r.get(0)?,
                 path: r.get(1)?,
@@ -438,7 +464,7 @@ impl Store {
     }
 
     pub fn runs(&self) -> Result<Vec<RunView>> {
-        self.query_runs("1 ORDER BY id DESC", [])
+        self.query_runs("TRUE ORDER BY id DESC", ())
     }
 
     pub fn run(&self, id: i64) -> Result<Option<RunView>> {
@@ -461,11 +487,7 @@ impl Store {
         Ok(Some(run))
     }
 
-    pub(crate) fn query_runs<P: rusqlite::Params>(
-        &self,
-        filter: &str,
-        p: P,
-    ) -> Result<Vec<RunView>> {
+    pub(crate) fn query_runs<P: db::Args>(&self, filter: &str, p: P) -> Result<Vec<RunView>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT id, source, status, mode, started, finished, created, updated, unchanged,
                     deactivated, reactivated, deleted, failed, message, notices, lease
@@ -530,7 +552,7 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT name, file, sha256, version, description, installed_at FROM plugins ORDER BY name",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map((), |r| {
             Ok(PluginRow {
                 name: r.get(0)?,
                 file: r.get(1)?,

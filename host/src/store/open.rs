@@ -2,7 +2,8 @@
 //! runs syncs and admin commands; a reader connection (the coming API, the CLI's listings)
 //! runs no migration and never writes, and in WAL mode never waits for a run.
 
-use super::{lease, Store};
+use super::db::{Conn, PgConn};
+use super::{lease, pg, Leases, Store};
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags};
 use std::cell::RefCell;
@@ -207,6 +208,9 @@ impl Store {
     /// start; a database already current is only read. A database newer than this roster
     /// is refused.
     pub fn migrate(path: &Path) -> Result<()> {
+        if let Some(url) = pg_url(path) {
+            return open_pg(url, true).map(|_| ());
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ok();
         }
@@ -217,9 +221,20 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database is there to open: a file, or any PostgreSQL URL (the server
+    /// says at open if it is not).
+    pub fn exists(path: &Path) -> bool {
+        pg_url(path).is_some() || path.exists()
+    }
+
     /// Migrates the database if needed and opens a connection for writing; runs that a
     /// crash left running are marked interrupted. What a command that writes uses.
     pub fn open(path: &Path) -> Result<Store> {
+        if let Some(url) = pg_url(path) {
+            let store = open_pg(url, true)?;
+            store.mark_interrupted()?;
+            return Ok(store);
+        }
         Store::migrate(path)?;
         let store = Store::connect(path, false)?;
         store.mark_interrupted()?;
@@ -229,13 +244,16 @@ impl Store {
     /// A connection for reading only: no migration and no write. The database must exist
     /// with this roster's schema (see [`Store::migrate`]).
     pub fn open_read(path: &Path) -> Result<Store> {
+        if let Some(url) = pg_url(path) {
+            return open_pg(url, false);
+        }
         Store::connect(path, true)
     }
 
     /// An in-memory database (for dry runs against a database that does not exist yet).
     pub fn memory() -> Result<Store> {
         let conn = migrate_conn(Connection::open_in_memory()?)?;
-        Ok(Store::new(conn, lease::Leases::private()?))
+        Ok(Store::new(conn, Leases::Lite(lease::Leases::private()?)))
     }
 
     fn connect(path: &Path, read_only: bool) -> Result<Store> {
@@ -255,10 +273,14 @@ impl Store {
             conn.pragma_update(None, "cache_size", -4_000)?;
         }
         check_version(&conn).with_context(|| format!("database {}", path.display()))?;
-        Ok(Store::new(conn, lease::Leases::beside(path)))
+        Ok(Store::new(conn, Leases::Lite(lease::Leases::beside(path))))
     }
 
-    fn new(conn: Connection, leases: lease::Leases) -> Store {
+    fn new(conn: Connection, leases: Leases) -> Store {
+        Store::with(Conn::Lite(conn), leases)
+    }
+
+    fn with(conn: Conn, leases: Leases) -> Store {
         Store {
             conn,
             leases,
@@ -266,6 +288,33 @@ impl Store {
             parked: RefCell::new(Vec::new()),
         }
     }
+}
+
+/// The PostgreSQL URL a database setting holds, if it is one.
+fn pg_url(path: &Path) -> Option<&str> {
+    path.to_str().filter(|s| pg::is_url(s))
+}
+
+/// A PostgreSQL store: migrated first when `migrate` (under the migration lock, so one of
+/// several starting hosts does it), else checked to be at this roster's version.
+fn open_pg(url: &str, migrate: bool) -> Result<Store> {
+    let (mut client, name) = pg::connect(url)?;
+    let context = || format!("PostgreSQL database {name}");
+    if migrate {
+        pg::migrate(&mut client).with_context(context)?;
+    }
+    let v = pg::version(&mut client).with_context(context)?;
+    if v != SCHEMA_VERSION {
+        let which = if v > SCHEMA_VERSION { "newer" } else { "older" };
+        bail!(
+            "{}: schema version {v} is {which} than this roster ({SCHEMA_VERSION})",
+            context()
+        );
+    }
+    Ok(Store::with(
+        Conn::Pg(Box::new(PgConn::new(client))),
+        Leases::Pg(pg::PgLeases::new(url)),
+    ))
 }
 
 /// Per-connection settings.

@@ -2,8 +2,9 @@
 //! then delivered (and retried) by `notify::Sender`. The store knows rows, not channels.
 
 use super::{Counts, ErrorItem, Status, Store, NOW};
+use crate::store::db::Sql;
 use anyhow::Result;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// The schema, appended to `MIGRATIONS`.
@@ -88,7 +89,7 @@ pub trait RunNotifier {
 
 /// How a run ends, and what a [`RunNotifier`] may do in its transaction.
 pub struct RunEnd<'a> {
-    pub(super) conn: &'a Connection,
+    pub(super) conn: crate::store::db::Db<'a>,
     pub run_id: i64,
     pub source: &'a str,
     pub status: Status,
@@ -106,7 +107,7 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn insert(conn: &Connection, msgs: &[NewMessage]) -> Result<usize> {
+fn insert(conn: &impl Sql, msgs: &[NewMessage]) -> Result<usize> {
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO outbox(id, event, channel, source, run_id, payload, sealed, created, next_attempt)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
@@ -167,7 +168,7 @@ impl RunEnd<'_> {
     pub fn add_pin(&self, user_id: i64, pin: &str) -> Result<()> {
         let key: Vec<u8> =
             self.conn
-                .query_row("SELECT value FROM meta WHERE key = 'pin_key'", [], |r| {
+                .query_row("SELECT value FROM meta WHERE key = 'pin_key'", (), |r| {
                     r.get(0)
                 })?;
         let fingerprint = crate::mapping::pin_fingerprint(&key, pin);
@@ -180,7 +181,7 @@ impl RunEnd<'_> {
     }
 
     pub fn enqueue(&self, msgs: &[NewMessage]) -> Result<()> {
-        insert(self.conn, msgs).map(|_| ())
+        insert(&self.conn, msgs).map(|_| ())
     }
 }
 
@@ -194,14 +195,14 @@ impl Store {
         message: &str,
         notifier: Option<&dyn RunNotifier>,
     ) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.begin_deferred()?;
         tx.execute(
             &format!("UPDATE runs SET status = ?2, finished = {NOW}, message = ?3 WHERE id = ?1"),
             params![id, status, message],
         )?;
         if let Some(n) = notifier {
             n.on_end(&RunEnd {
-                conn: &tx,
+                conn: tx.db(),
                 run_id: id,
                 source,
                 status,
@@ -225,15 +226,15 @@ impl Store {
         message: &str,
         notifier: Option<&dyn RunNotifier>,
     ) -> Result<i64> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.begin_deferred()?;
         tx.execute(
             &format!("INSERT INTO runs(source, status, started, finished, message) VALUES (?1, ?3, {NOW}, {NOW}, ?2)"),
             params![source, message, Status::Failed],
         )?;
-        let id = tx.last_insert_rowid();
+        let id = tx.last_insert_rowid()?;
         if let Some(n) = notifier {
             n.on_end(&RunEnd {
-                conn: &tx,
+                conn: tx.db(),
                 run_id: id,
                 source,
                 status: Status::Failed,
@@ -250,7 +251,7 @@ impl Store {
     /// Writes messages that report no run (expiring secrets). An id already written is
     /// skipped: a stable id makes the message once-only. Returns how many were new.
     pub fn enqueue(&self, msgs: &[NewMessage]) -> Result<usize> {
-        let tx = self.conn.unchecked_transaction()?;
+        let tx = self.conn.begin_deferred()?;
         let n = insert(&tx, msgs)?;
         tx.commit()?;
         Ok(n)
@@ -259,10 +260,7 @@ impl Store {
     /// Claims up to `limit` due messages: their next attempt moves `lease` seconds ahead, so
     /// a second sender leaves them alone while this one tries.
     pub fn claim_due(&self, limit: usize, lease: i64) -> Result<Vec<Pending>> {
-        let tx = rusqlite::Transaction::new_unchecked(
-            &self.conn,
-            rusqlite::TransactionBehavior::Immediate,
-        )?;
+        let tx = self.conn.begin()?;
         let now = now();
         let due: Vec<Pending> = {
             let mut stmt = tx.prepare(
@@ -320,7 +318,7 @@ impl Store {
     pub fn next_due(&self) -> Result<Option<i64>> {
         Ok(self.conn.query_row(
             "SELECT min(next_attempt) FROM outbox WHERE state = 'pending'",
-            [],
+            (),
             |r| r.get(0),
         )?)
     }
@@ -354,7 +352,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT state, count(*) FROM outbox GROUP BY state ORDER BY state")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

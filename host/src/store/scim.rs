@@ -6,6 +6,7 @@ use super::Store;
 use crate::serve::scim::error::ScimError;
 use crate::serve::scim::filter::{AttrPath, CompareOp, Filter, Literal};
 use crate::serve::scim::{ENTERPRISE_USER, GROUP_SCHEMA, ROSTER_GROUP, ROSTER_USER, USER_SCHEMA};
+use crate::store::db::Sql;
 use anyhow::Result;
 use rusqlite::types::Value;
 use rusqlite::OptionalExtension;
@@ -475,7 +476,7 @@ impl Where {
                 }
                 self.open_rows(rows);
                 match (&path.sub, cmp) {
-                    (None, None) => self.push("1"),
+                    (None, None) => self.push("TRUE"),
                     (sub, _) => {
                         let c = sub_col(subs, path, sub.as_deref().unwrap_or("value"))?;
                         self.compare(c, path, cmp)?;
@@ -780,7 +781,7 @@ const USER_COLUMNS: &str = "u.id, u.username, u.full_name, u.email, u.personal_n
     EXISTS (SELECT 1 FROM pins WHERE user_id = u.id),
     u.created_at, u.updated_at, u.hash";
 
-fn user_row(r: &rusqlite::Row) -> rusqlite::Result<ScimUserRow> {
+fn user_row(r: &crate::store::db::Row) -> rusqlite::Result<ScimUserRow> {
     let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
     Ok(ScimUserRow {
         id: r.get(0)?,
@@ -808,7 +809,7 @@ fn user_row(r: &rusqlite::Row) -> rusqlite::Result<ScimUserRow> {
 
 const MEMBERS: &str = "(SELECT json_group_array(json_array(u.id, u.username)) FROM (SELECT u.id, u.username FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.group_id = g.id ORDER BY u.username) u)";
 
-fn group_row(r: &rusqlite::Row, members: bool) -> rusqlite::Result<ScimGroupRow> {
+fn group_row(r: &crate::store::db::Row, members: bool) -> rusqlite::Result<ScimGroupRow> {
     Ok(ScimGroupRow {
         id: r.get(0)?,
         path: r.get(1)?,
@@ -915,12 +916,12 @@ impl Store {
         columns: &str,
         table: &str,
         id: &str,
-        row: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>,
+        row: impl Fn(&crate::store::db::Row) -> rusqlite::Result<T>,
     ) -> Result<(u64, Vec<T>)> {
         let mut w = match &q.filter {
             Some(f) => translate(resource, f)?,
             None => Where {
-                sql: "1".into(),
+                sql: "TRUE".into(),
                 params: vec![],
             },
         };
@@ -949,7 +950,7 @@ impl Store {
             Ok(self
                 .conn
                 .prepare_cached(&count_sql)?
-                .query_row(rusqlite::params_from_iter(&count_params), |r| r.get(0))?)
+                .query_row(&count_params, |r| r.get(0))?)
         };
         if q.count == 0 {
             return Ok((count()?, vec![]));
@@ -974,7 +975,7 @@ impl Store {
             "SELECT {columns} FROM {table} WHERE {sql} ORDER BY {order} LIMIT ? OFFSET ?"
         ))?;
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(&params), row)?
+            .query_map(&params, row)?
             .collect::<Result<Vec<_>, _>>()?;
         // A first page that is not full holds every match: no count needed (a lookup by
         // userName is one query, not two). A later page that is not full, and not empty,

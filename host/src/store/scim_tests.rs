@@ -3,6 +3,7 @@
 use super::*;
 use crate::serve::scim::error::ScimType;
 use crate::serve::scim::filter;
+use crate::store::db::Sql;
 
 struct U {
     name: &'static str,
@@ -318,7 +319,7 @@ fn like_wildcards_and_injection_stay_literal() {
     );
     let n: i64 = s
         .conn
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM users", (), |r| r.get(0))
         .unwrap();
     assert_eq!(n as usize, USERS.len());
 }
@@ -357,7 +358,7 @@ fn plan(s: &Store, f: &str) -> Vec<String> {
             w.sql
         ))
         .unwrap()
-        .query_map(rusqlite::params_from_iter(&w.params), |r| r.get(3))
+        .query_map(&w.params, |r| r.get(3))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()

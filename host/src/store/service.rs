@@ -2,6 +2,7 @@
 //! the API.
 
 use super::{EventView, PlanItem, RunView, Status, Store, NOW};
+use crate::store::db::Sql;
 use anyhow::{bail, Result};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT name, role, source, created_at, hash FROM tokens ORDER BY name",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map((), |r| {
             Ok(TokenRow {
                 name: r.get(0)?,
                 role: r.get(1)?,
@@ -115,7 +116,7 @@ impl Store {
             .pop())
     }
 
-    fn held_where(&self, filter: &str, p: impl rusqlite::Params) -> Result<Vec<Held>> {
+    fn held_where(&self, filter: &str, p: impl crate::store::db::Args) -> Result<Vec<Held>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT run_id, source, held_at, decision, decided_by, decided_at, rerun_id, plan
              FROM held_runs WHERE {filter} ORDER BY run_id"
@@ -220,14 +221,14 @@ impl Store {
     pub fn user_states(&self) -> Result<(u64, u64)> {
         Ok(self.conn.query_row(
             "SELECT coalesce(sum(active), 0), count(*) - coalesce(sum(active), 0) FROM users",
-            [],
+            (),
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
     }
 
     /// The database answers (for `/readyz`).
     pub fn ping(&self) -> Result<()> {
-        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        self.conn.query_row("SELECT 1", (), |_| Ok(()))?;
         Ok(())
     }
 }

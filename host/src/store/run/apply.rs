@@ -5,6 +5,7 @@ use super::groups::{ensure_group, GroupIds};
 use super::{Run, NOW};
 use crate::model::{Field, Value};
 use crate::reconcile::{self, Action, Existing, UserRecord};
+use crate::store::db::Sql;
 use anyhow::Result;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{params, OptionalExtension, ToSql};
@@ -158,7 +159,7 @@ impl Run<'_> {
     /// one is the entry's own failure, after which its writes are rolled back.
     pub(super) fn in_savepoint(
         &mut self,
-        f: impl FnOnce(&rusqlite::Connection, &mut GroupIds) -> Result<()>,
+        f: impl FnOnce(&crate::store::db::Savepoint<'_>, &mut GroupIds) -> Result<()>,
     ) -> Result<Result<()>> {
         let mut sp = self.tx.savepoint()?;
         let r = f(&sp, &mut self.group_ids);
@@ -287,7 +288,7 @@ pub(super) struct Staged<'a> {
 /// Inserts or rewrites one user with its names, cards, PINs, link and this source's
 /// memberships.
 fn write_user(
-    db: &rusqlite::Connection,
+    db: &impl Sql,
     source_id: i64,
     user: Staged<'_>,
     id: Option<i64>,
@@ -319,7 +320,7 @@ fn write_user(
                 .chain(rest)
                 .collect();
             db.prepare_cached(&INSERT_USER)?.execute(&*p)?;
-            db.last_insert_rowid()
+            db.last_insert_rowid()?
         }
         Some(id) => {
             let p: Vec<&dyn ToSql> = std::iter::once(&id as &dyn ToSql)

@@ -5,6 +5,7 @@ use super::apply::field_columns;
 use super::groups::ensure_group;
 use super::{PlanItem, Run, NOW};
 use crate::model::Field;
+use crate::store::db::Sql;
 use anyhow::Result;
 use rusqlite::params;
 use std::sync::LazyLock;
@@ -18,6 +19,10 @@ static BULK_USERS: LazyLock<String> = LazyLock::new(|| {
         .map(|(f, _)| match f {
             Field::Username => "s.username".to_string(),
             Field::PersonalNumber => "s.pn".to_string(),
+            // JSON true is 1 to SQLite's ->>, 'true' to PostgreSQL's.
+            Field::Active => "CASE WHEN CAST(s.record ->> '$.active' AS TEXT) IN ('1', 'true') THEN 1
+                              WHEN CAST(s.record ->> '$.active' AS TEXT) IN ('0', 'false') THEN 0 END"
+                .to_string(),
             f => format!("s.record ->> '$.{}'", f.name()),
         })
         .collect();
@@ -50,7 +55,7 @@ impl Run<'_> {
     pub(super) fn bulk_create(&mut self) -> Result<()> {
         let fresh: bool =
             self.tx
-                .query_row(&format!("SELECT EXISTS (SELECT 1 FROM {FRESH})"), [], |r| {
+                .query_row(&format!("SELECT EXISTS (SELECT 1 FROM {FRESH})"), (), |r| {
                     r.get(0)
                 })?;
         if !fresh {
@@ -86,7 +91,7 @@ impl Run<'_> {
             let names: Vec<String> = self
                 .tx
                 .prepare(&format!("SELECT s.username FROM {B} ORDER BY b.seq"))?
-                .query_map([], |r| r.get(0))?
+                .query_map((), |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             self.report
                 .plan
@@ -100,14 +105,14 @@ impl Run<'_> {
         self.report.counts.created += n;
         let left: i64 = self
             .tx
-            .query_row("SELECT count(*) FROM temp.work", [], |r| r.get(0))?;
+            .query_row("SELECT count(*) FROM temp.work", (), |r| r.get(0))?;
         if left as u64 == n {
             // All of it (an initial import): emptying is much cheaper than a lookup per row.
-            self.tx.execute("DELETE FROM temp.work", [])?;
+            self.tx.execute("DELETE FROM temp.work", ())?;
         } else {
             self.tx.execute(
                 "DELETE FROM temp.work WHERE seq IN (SELECT seq FROM temp.bulk)",
-                [],
+                (),
             )?;
         }
         Ok(())
@@ -188,7 +193,7 @@ impl Run<'_> {
                  SELECT s.seq, (SELECT coalesce(max(id), 0) FROM users) + row_number() OVER (ORDER BY s.seq)
                  FROM {FRESH} WHERE s.seq NOT IN (SELECT seq FROM temp.slow)"
             ),
-            [],
+            (),
         )? as u64;
         if n == 0 {
             return Ok(0);
@@ -224,7 +229,7 @@ impl Run<'_> {
             .prepare(&format!(
                 "SELECT DISTINCT j.value FROM {B}, json_each(s.groups) j WHERE s.groups IS NOT NULL"
             ))?
-            .query_map([], |r| r.get(0))?
+            .query_map((), |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for p in &paths {
             ensure_group(&self.tx, self.source_id, p, &mut self.group_ids)?;
@@ -276,10 +281,10 @@ mod tests {
         let db = rusqlite::Connection::open_in_memory().unwrap();
         db.execute_batch("CREATE TABLE t(x TEXT UNIQUE); INSERT INTO t VALUES ('a');")
             .unwrap();
-        let dup = db.execute("INSERT INTO t VALUES ('a')", []).unwrap_err();
+        let dup = db.execute("INSERT INTO t VALUES ('a')", ()).unwrap_err();
         assert!(is_constraint(&dup.into()));
         let syntax = db
-            .execute("INSERT INTO nowhere VALUES (1)", [])
+            .execute("INSERT INTO nowhere VALUES (1)", ())
             .unwrap_err();
         assert!(!is_constraint(&syntax.into()));
         assert!(!is_constraint(&anyhow::anyhow!("not SQL at all")));

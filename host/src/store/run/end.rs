@@ -3,6 +3,7 @@
 
 use super::super::outbox::RunEnd;
 use super::{Outcome, Report, Run, Status, NOW};
+use crate::store::db::Sql;
 use anyhow::Result;
 use rusqlite::params;
 
@@ -47,7 +48,7 @@ impl Run<'_> {
                 // Notifications commit with the run, or not at all.
                 if let Some(n) = &notifier {
                     notices.extend(n.on_end(&RunEnd {
-                        conn: &tx,
+                        conn: tx.db(),
                         run_id: id,
                         source: &source,
                         status,

@@ -2,8 +2,8 @@
 //! without mapping or staging it. Also the set of users paired so far, which both paths share.
 
 use super::Run;
+use crate::store::db::Sql;
 use anyhow::Result;
-use rusqlite::Transaction;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -30,7 +30,11 @@ impl Fast {
     /// Loads this source's links that still hold a raw hash. With several sources per user
     /// (`owned_only`), only the links of users this source owns: a joiner's entries take the
     /// staged path, which knows them unchanged by the link's record.
-    pub(super) fn load(tx: &Transaction<'_>, source_id: i64, owned_only: bool) -> Result<Fast> {
+    pub(super) fn load(
+        tx: &crate::store::db::Tx<'_>,
+        source_id: i64,
+        owned_only: bool,
+    ) -> Result<Fast> {
         let t = std::time::Instant::now();
         let mut fast = Vec::new();
         let mut loaded = true;

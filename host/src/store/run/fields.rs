@@ -7,8 +7,9 @@ use super::groups::ensure_group;
 use super::{PlanItem, Run, NOW};
 use crate::authority::{is_merged, Authority, SetBy};
 use crate::model::{Field, Kind, UserRecord, Value};
+use crate::store::db::Sql;
 use anyhow::Result;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// A stored user as the per-field path needs it.
 pub(crate) struct Current {
@@ -23,7 +24,7 @@ pub(crate) struct Current {
 }
 
 /// Loads a user's effective values, contributors and links.
-pub(crate) fn load_current(db: &Connection, id: i64) -> Result<Current> {
+pub(crate) fn load_current(db: &impl Sql, id: i64) -> Result<Current> {
     let cols: Vec<_> = field_columns().collect();
     let sql = format!(
         "SELECT {}, source_id FROM users WHERE id = ?1",
@@ -258,7 +259,7 @@ impl Run<'_> {
 /// Writes the fields of `new` that differ from `cur`, with contributors and provenance.
 #[allow(clippy::too_many_arguments)]
 fn write_fields(
-    db: &Connection,
+    db: &impl Sql,
     me: i64,
     owner: bool,
     id: i64,
@@ -344,7 +345,7 @@ fn write_fields(
 
 /// Records who set a one-valued field: no row for the owner, else the source (None: local).
 pub(crate) fn set_provenance(
-    db: &Connection,
+    db: &impl Sql,
     id: i64,
     f: Field,
     by: Option<Option<i64>>,
@@ -379,7 +380,7 @@ impl Run<'_> {
         )?;
         self.tx.execute(
             "DELETE FROM temp.missing WHERE id IN (SELECT id FROM temp.handover)",
-            [],
+            (),
         )?;
         if self.opts.on_missing == crate::reconcile::OnMissing::Ignore {
             return Ok(());
@@ -421,7 +422,7 @@ impl Run<'_> {
         let users: Vec<(i64, String)> = self
             .tx
             .prepare("SELECT id, username FROM temp.handover ORDER BY username")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let me = self.source_id;
         for (id, username) in users {
@@ -493,7 +494,7 @@ impl Run<'_> {
         let users: Vec<(i64, String)> = self
             .tx
             .prepare("SELECT id, username FROM temp.unlink ORDER BY username")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         for (id, username) in users {
             drop_contributions(&self.tx, id, self.source_id, true)?;
@@ -515,12 +516,7 @@ impl Run<'_> {
 
 /// Removes a source's link to a user and the values it contributed: its cards, aliases and
 /// memberships, and (`fields`) the one-valued fields it set.
-pub(crate) fn drop_contributions(
-    db: &Connection,
-    id: i64,
-    source: i64,
-    fields: bool,
-) -> Result<()> {
+pub(crate) fn drop_contributions(db: &impl Sql, id: i64, source: i64, fields: bool) -> Result<()> {
     if fields {
         let set: Vec<String> = db
             .prepare_cached("SELECT field FROM provenance WHERE user_id = ?1 AND source_id = ?2")?

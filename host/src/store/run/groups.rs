@@ -3,6 +3,7 @@
 
 use super::Run;
 use crate::reconcile::{self, OnMissing};
+use crate::store::db::Sql;
 use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
@@ -19,12 +20,12 @@ impl Run<'_> {
         let staged: Vec<(String, String, Option<String>)> = self
             .tx
             .prepare("SELECT anchor, name, parent FROM temp.stage_groups")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map((), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         let removing = self.opts.on_missing != OnMissing::Ignore;
         let any_edges: bool =
             self.tx
-                .query_row("SELECT EXISTS (SELECT 1 FROM temp.edges)", [], |r| r.get(0))?;
+                .query_row("SELECT EXISTS (SELECT 1 FROM temp.edges)", (), |r| r.get(0))?;
         if staged.is_empty() && !any_edges && !full {
             if removing {
                 self.tx.execute(
@@ -44,7 +45,7 @@ impl Run<'_> {
                  JOIN temp.stage_groups p ON p.anchor = e.grp JOIN temp.stage_groups c ON c.anchor = e.member
                  ORDER BY e.grp, e.member",
             )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let paths = crate::group_tree::paths(groups, nesting);
         // A group that moved or was renamed is replaced (its old place and memberships go).
@@ -129,7 +130,7 @@ impl Run<'_> {
 
 /// The id of a group path, creating it and its ancestors as needed.
 pub(super) fn ensure_group(
-    db: &rusqlite::Connection,
+    db: &impl Sql,
     source_id: i64,
     path: &str,
     cache: &mut GroupIds,
@@ -154,7 +155,7 @@ pub(super) fn ensure_group(
                             "INSERT INTO groups(path, name, parent_id, source_id) VALUES (?1, ?2, ?3, ?4)",
                         )?
                         .execute(params![p, name, parent, source_id])?;
-                        db.last_insert_rowid()
+                        db.last_insert_rowid()?
                     }
                 };
                 cache.insert(p.to_string(), id);

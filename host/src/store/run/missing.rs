@@ -4,6 +4,7 @@
 
 use super::{PlanItem, Run, NOW};
 use crate::reconcile::OnMissing;
+use crate::store::db::Sql;
 use anyhow::Result;
 use rusqlite::params;
 
@@ -47,7 +48,7 @@ impl Run<'_> {
             };
             self.tx.execute(
                 "CREATE TEMP TABLE missing(id INTEGER PRIMARY KEY, username TEXT NOT NULL)",
-                [],
+                (),
             )?;
             let mut add = self
                 .tx
@@ -69,7 +70,7 @@ impl Run<'_> {
         }
         let missing: u64 = self
             .tx
-            .query_row("SELECT count(*) FROM temp.missing", [], |r| r.get(0))?;
+            .query_row("SELECT count(*) FROM temp.missing", (), |r| r.get(0))?;
         Ok((total_before, missing))
     }
 
@@ -87,7 +88,7 @@ impl Run<'_> {
         };
         let n: u64 = self
             .tx
-            .query_row("SELECT count(*) FROM temp.missing", [], |r| r.get(0))?;
+            .query_row("SELECT count(*) FROM temp.missing", (), |r| r.get(0))?;
         if n == 0 {
             return Ok(());
         }
@@ -103,7 +104,7 @@ impl Run<'_> {
             let names: Vec<String> = self
                 .tx
                 .prepare("SELECT username FROM temp.missing ORDER BY username")?
-                .query_map([], |r| r.get(0))?
+                .query_map((), |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             let verb = if delete { "delete" } else { "deactivate" };
             self.report
@@ -118,18 +119,18 @@ impl Run<'_> {
         if delete {
             self.tx.execute(
                 "DELETE FROM users WHERE id IN (SELECT id FROM temp.missing)",
-                [],
+                (),
             )?;
             self.report.counts.deleted += n;
         } else {
             self.tx.execute(
                 &format!("UPDATE users SET active = 0, updated_at = {NOW} WHERE id IN (SELECT id FROM temp.missing)"),
-                [],
+                (),
             )?;
             // An inactive user is never unchanged: its return must reactivate it.
             self.tx.execute(
                 "UPDATE links SET raw_hash = NULL WHERE user_id IN (SELECT id FROM temp.missing)",
-                [],
+                (),
             )?;
             self.report.counts.deactivated += n;
         }

@@ -30,10 +30,11 @@ pub(crate) use staging::hash_pin;
 
 use super::{Lease, LeaseError, Store, NOW};
 use crate::reconcile::{deletion_guard, OnMissing, Options};
+use crate::store::db::Sql;
 use anyhow::{Context, Result};
 use fast::{Fast, SeenSet};
 use groups::GroupIds;
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::params;
 use serde::Serialize;
 use std::cell::RefCell;
 
@@ -149,7 +150,7 @@ pub struct Outcome {
 
 /// A run in progress. Dropping it without `finish` rolls everything back.
 pub struct Run<'c> {
-    tx: Transaction<'c>,
+    tx: crate::store::db::Tx<'c>,
     /// The source's lease, for a real run.
     lease: LeaseSlot<'c>,
     run_id: Option<i64>,
@@ -246,7 +247,7 @@ impl Store {
                 ),
                 params![source, lease.token(), Status::Running],
             )?;
-            (Some(self.conn.last_insert_rowid()), Some(lease))
+            (Some(self.conn.last_insert_rowid()?), Some(lease))
         };
         let Store { conn, parked, .. } = self;
         let lease = LeaseSlot {
@@ -254,8 +255,8 @@ impl Store {
             run_id: run_id.unwrap_or(0),
             parked,
         };
-        let conn: &Connection = conn;
-        let tx = match Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate) {
+        let conn: &crate::store::db::Conn = conn;
+        let tx = match conn.begin() {
             Ok(tx) => tx,
             Err(e) => {
                 if let Some(id) = run_id {
@@ -277,7 +278,7 @@ impl Store {
         staging::create_tables(&tx)?;
         let fast = Fast::load(&tx, source_id, opts.authority.is_some())?;
         let max_id: i64 =
-            tx.query_row("SELECT coalesce(max(id), 0) FROM users", [], |r| r.get(0))?;
+            tx.query_row("SELECT coalesce(max(id), 0) FROM users", (), |r| r.get(0))?;
         Ok(Run {
             tx,
             lease,
@@ -496,14 +497,14 @@ pub(super) mod tests {
             .conn
             .execute(
                 &format!("INSERT INTO runs(source, status, lease, started) VALUES ('src', 'running', 'gone', {NOW})"),
-                [],
+                (),
             )
             .unwrap();
         // Readers see it so at once; the next run of the source records it.
         assert_eq!(store.runs().unwrap()[0].status, Status::Interrupted);
         full_run(&mut store, Options::default(), vec![user("ann", &[])]);
         let stored: String = (store.conn)
-            .query_row("SELECT status FROM runs WHERE lease = 'gone'", [], |r| {
+            .query_row("SELECT status FROM runs WHERE lease = 'gone'", (), |r| {
                 r.get(0)
             })
             .unwrap();

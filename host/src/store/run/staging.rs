@@ -4,11 +4,16 @@
 use super::Run;
 use crate::mapping::Mapped;
 use crate::reconcile::PairBy;
+use crate::store::db::Sql;
 use anyhow::Result;
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, OptionalExtension};
 
 /// (Re)creates the run's TEMP tables, dropping any a previous run on this connection left.
-pub(super) fn create_tables(tx: &Transaction<'_>) -> Result<()> {
+pub(super) fn create_tables(tx: &crate::store::db::Tx<'_>) -> Result<()> {
+    // PostgreSQL: statements prepared against the last run's TEMP tables are stale.
+    if let crate::store::db::Db::Pg(c) = tx.db() {
+        c.forget_statements();
+    }
     tx.execute_batch(
         "DROP TABLE IF EXISTS temp.stage;
          DROP TABLE IF EXISTS temp.removals;
@@ -191,7 +196,7 @@ impl Run<'_> {
 
     /// The stored user a pairing key finds.
     fn lookup(&self, key: &str) -> Result<Option<Paired>> {
-        let row = |r: &rusqlite::Row<'_>| {
+        let row = |r: &crate::store::db::Row<'_>| {
             Ok(Paired {
                 id: r.get(0)?,
                 hash: r.get(1)?,
