@@ -407,3 +407,83 @@ fn a_source_lease_is_one_hosts_at_a_time_and_a_killed_holder_leaves_none() {
         .unwrap_or_else(|e| panic!("taken after the kill: {e}"));
     drop(after);
 }
+
+/// A sandbox whose database is `database` (a file name or a URL), syncing `users.csv`.
+fn csv_on(database: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    let source = csv_source(
+        "hr",
+        "users.csv",
+        "on_missing = \"deactivate\"\nmax_deletions = \"100%\"",
+    );
+    sb.write_config(&format!("database = \"{database}\"\n\n{source}"));
+    sb
+}
+
+/// What the CLI shows of the users, groups and runs, for comparing the two stores.
+fn shown(sb: &Sandbox) -> Value {
+    let runs: Vec<Value> = (sb.runs().into_iter())
+        .map(|r| {
+            serde_json::json!([
+                r["source"],
+                r["status"],
+                r["created"],
+                r["updated"],
+                r["unchanged"],
+                r["deactivated"],
+                r["reactivated"]
+            ])
+        })
+        .collect();
+    serde_json::json!({ "users": sb.users(), "groups": sb.groups(), "runs": runs })
+}
+
+#[test]
+fn a_csv_source_syncs_into_postgresql_as_into_sqlite() {
+    let pg = server();
+    let lite = csv_on("roster.db");
+    let url = pg.new_database();
+    let post = csv_on(&url);
+    let mut csv = String::from(HEADER);
+    for i in 0..300 {
+        csv.push_str(&format!(
+            "u{i:03},User {i},u{i:03}@example.com,P{i:03},a{i:03},C{i:03},\"Staff|Team{},All\"\n",
+            i % 7
+        ));
+    }
+    // Initial import, a no-change resync, then edits: a rename of the full name, a card
+    // moved, a user gone (deactivated), a new one, a group emptied.
+    let mut edited = csv
+        .replace("User 5,", "Renamed Five,")
+        .replace(",C010,", ",C999,");
+    edited = edited.replace(
+        "u007,User 7,u007@example.com,P007,a007,C007,\"Staff|Team0,All\"\n",
+        "",
+    );
+    edited = edited.replace("Staff|Team6", "Staff|Team5");
+    edited.push_str("new1,New One,new1@example.com,PN1,,,\"Staff|New\"\n");
+    for (step, text) in [csv.as_str(), csv.as_str(), edited.as_str()]
+        .iter()
+        .enumerate()
+    {
+        for sb in [&lite, &post] {
+            sb.write_csv("users.csv", text);
+            sb.sync_ok(&[]);
+        }
+        assert_eq!(shown(&post), shown(&lite), "after step {step}");
+    }
+    // It is PostgreSQL that holds them, not a file beside the config.
+    let count = |sql: &str| -> i64 { pg.client(&url).query_one(sql, &[]).unwrap().get(0) };
+    assert_eq!(count("SELECT count(*) FROM users"), 301);
+    assert_eq!(count("SELECT count(*) FROM users WHERE active = 0"), 1);
+    assert!(!post.root().read_dir().unwrap().any(|e| {
+        let name = e.unwrap().file_name();
+        name.to_string_lossy().starts_with("postgres")
+    }));
+    let u7 = post.user("u007");
+    assert_eq!(u7["active"], false, "{u7}");
+    assert!(post.groups().iter().all(|g| g["path"] != "Staff|Team6"));
+    // A dry run plans against what PostgreSQL holds, as against the file.
+    let plan = |sb: &Sandbox| sb.roster_ok(&["sync", "--dry-run"]).stdout;
+    assert_eq!(plan(&post), plan(&lite));
+}

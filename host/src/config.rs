@@ -182,6 +182,7 @@ pub enum OnScriptError {
 pub struct Config {
     /// Directory of the config file: relative paths resolve against it.
     pub dir: PathBuf,
+    /// The SQLite file, or a PostgreSQL URL.
     pub database: PathBuf,
     pub serve: ServeConfig,
     pub sources: Vec<SourceConfig>,
@@ -231,6 +232,17 @@ pub struct SourceConfig {
 }
 
 impl Config {
+    /// What this host's own files are named after (the plugin directory beside it, the
+    /// compile cache, the notification key): the SQLite file, or for PostgreSQL, `roster`
+    /// in the config's directory.
+    pub fn local_base(&self) -> PathBuf {
+        if crate::store::pg::is_url(&self.database.to_string_lossy()) {
+            self.dir.join("roster")
+        } else {
+            self.database.clone()
+        }
+    }
+
     /// Loads from `--config`, `ROSTER_CONFIG`, or `./roster.toml` (the caller picks the path).
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -261,13 +273,6 @@ impl Config {
             Some(v) => resolve_string(v, dir, "database")?.0,
             None => "roster.db".to_string(),
         };
-        if crate::store::pg::is_url(&database) {
-            // Not a file name: without this, it would become a directory called `postgres:`.
-            return Err(config_err(
-                "database: roster does not yet run on PostgreSQL; `roster db copy --to URL` \
-                 prepares a PostgreSQL database from this SQLite one",
-            ));
-        }
         let mut sources = Vec::new();
         let notify = NotifyConfig::from_raw(raw.notify, dir)?;
         for (name, raw) in raw.sources {
@@ -289,7 +294,12 @@ impl Config {
             s.authority = authority.clone();
         }
         Ok(Config {
-            database: dir.join(database),
+            // A URL is not a path: joining would make `dir/postgres:/...` of it.
+            database: if crate::store::pg::is_url(&database) {
+                PathBuf::from(database)
+            } else {
+                dir.join(database)
+            },
             serve,
             dir: dir.to_path_buf(),
             sources,
@@ -629,11 +639,10 @@ mod tests {
     #[test]
     fn env_and_file_references() {
         std::env::set_var("ROSTER_CFG_TEST_DB", "x.db");
-        let e = parse("database = 'postgres://roster@db/roster'").unwrap_err();
-        assert!(
-            e.to_string().contains("does not yet run on PostgreSQL"),
-            "{e}"
-        );
+        // A URL is kept as it is, never joined to the config's directory.
+        let c = parse("database = 'postgres://roster@db/roster'").unwrap();
+        assert_eq!(c.database, Path::new("postgres://roster@db/roster"));
+        assert_eq!(c.local_base(), Path::new("/tmp/roster"));
         let c = parse("database = { env = 'ROSTER_CFG_TEST_DB' }").unwrap();
         assert_eq!(c.database, Path::new("/tmp/x.db"));
         let e = parse("database = { env = 'ROSTER_CFG_TEST_MISSING' }").unwrap_err();

@@ -134,7 +134,7 @@ pub fn test(
     rt: &Runtime,
     limit: usize,
 ) -> Result<Report> {
-    let bytes = crate::plugins::resolve(&src.plugin, store, &cfg.database, &cfg.dir)?;
+    let bytes = crate::plugins::resolve(&src.plugin, store, &cfg.local_base(), &cfg.dir)?;
     let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
     let t = std::time::Instant::now();
     let component = rt.load(&bytes)?;

@@ -27,7 +27,7 @@ pub struct LastRun {
 /// Every configured source, in config order. A database that does not exist yet is not
 /// created.
 pub fn list(cfg: &Config) -> Result<Vec<Summary>> {
-    let store = (cfg.database.exists())
+    let store = (crate::store::Store::exists(&cfg.database))
         .then(|| Store::open(&cfg.database))
         .transpose()?;
     let runs = (store.as_ref().map(|st| st.runs()))
@@ -79,7 +79,7 @@ pub enum Sample {
 /// Connects, authenticates and counts through the source's plugin, and maps its sample user.
 pub fn test(cfg: &Config, rt: &Runtime, name: &str) -> Result<Tested> {
     let src = cfg.source(name)?;
-    let store = (cfg.database.exists())
+    let store = (crate::store::Store::exists(&cfg.database))
         .then(|| Store::open(&cfg.database))
         .transpose()?;
     let mut p = crate::session::prepare(cfg, src, store.as_ref(), rt)?;

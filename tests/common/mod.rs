@@ -44,9 +44,18 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Whether the suites run on PostgreSQL (`ROSTER_TEST_STORE=postgres`) rather than on
+/// SQLite: a sandbox's `database = "roster.db"` then becomes a database of its own on the
+/// binary's shared server.
+pub fn on_postgres() -> bool {
+    std::env::var("ROSTER_TEST_STORE").as_deref() == Ok("postgres")
+}
+
 /// A temporary directory with `roster.toml`, the source files and the database.
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    /// On PostgreSQL: this sandbox's database, made at its first config.
+    pg_url: OnceLock<String>,
 }
 
 impl Default for Sandbox {
@@ -61,7 +70,15 @@ impl Sandbox {
             .prefix("roster-test-")
             .tempdir()
             .expect("create temp dir");
-        Sandbox { dir }
+        Sandbox {
+            dir,
+            pg_url: OnceLock::new(),
+        }
+    }
+
+    /// This sandbox's PostgreSQL database (made on first use).
+    pub fn pg_url(&self) -> &str {
+        self.pg_url.get_or_init(|| pg::server().new_database())
     }
 
     pub fn root(&self) -> &Path {
@@ -90,8 +107,20 @@ impl Sandbox {
         p
     }
 
-    /// Writes `roster.toml` exactly as given.
+    /// Writes `roster.toml` as given; on PostgreSQL (see [`on_postgres`]), with this
+    /// sandbox's database in place of `roster.db`.
     pub fn write_config(&self, toml: &str) -> PathBuf {
+        if !on_postgres() {
+            return self.write_file("roster.toml", toml);
+        }
+        let line = format!("database = \"{}\"", self.pg_url());
+        let toml = if toml.contains("database = \"roster.db\"") {
+            toml.replace("database = \"roster.db\"", &line)
+        } else if toml.lines().any(|l| l.trim_start().starts_with("database")) {
+            toml.to_string()
+        } else {
+            format!("{line}\n{toml}")
+        };
         self.write_file("roster.toml", toml)
     }
 
@@ -218,8 +247,21 @@ impl Sandbox {
         })
     }
 
-    /// The raw bytes of the database and its WAL (if any), for "wrote nothing" checks.
+    /// The raw bytes of the database and its WAL (if any), for "wrote nothing" checks; on
+    /// PostgreSQL, every table's rows.
     pub fn db_files(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        if on_postgres() {
+            let mut client = pg::server().client(self.pg_url());
+            return (roster::store::pg::TABLES.iter())
+                .map(|t| {
+                    let rows = client
+                        .query(&format!("SELECT t::text FROM {t} t ORDER BY 1"), &[])
+                        .unwrap();
+                    let text: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                    (t.to_string(), Some(text.join("\n").into_bytes()))
+                })
+                .collect();
+        }
         let db = self.db_path();
         let name = db.file_name().unwrap().to_string_lossy().to_string();
         [name.clone(), format!("{name}-wal")]

@@ -97,20 +97,26 @@ impl Plugin {
         let store = Store::open(&cfg.database)?;
         match self {
             Plugin::Install { file, name, yes } => {
-                let rt = plugins::runtime(&cfg.database)?;
+                let rt = plugins::runtime(&cfg.local_base())?;
                 let review = plugins::review(&rt, &file, name)?;
                 show_review(&review.name, &review.info, &review.sha256);
                 if !confirm("install it?", yes)? {
                     return Ok(1);
                 }
-                let p = plugins::install(&store, &cfg.database, review)?;
+                let p = plugins::install(&store, &cfg.local_base(), review)?;
                 let version = clean(&p.version);
                 println!("installed {} {version} (sha256 {})", p.name, p.sha256);
             }
             Plugin::Upgrade { name, file, yes } => {
-                let rt = plugins::runtime(&cfg.database)?;
-                let up =
-                    plugins::review_upgrade(&rt, &store, &cfg.database, &cfg.dir, &name, &file)?;
+                let rt = plugins::runtime(&cfg.local_base())?;
+                let up = plugins::review_upgrade(
+                    &rt,
+                    &store,
+                    &cfg.local_base(),
+                    &cfg.dir,
+                    &name,
+                    &file,
+                )?;
                 let r = &up.review;
                 println!(
                     "upgrade {name} {} -> {}",
@@ -139,7 +145,7 @@ impl Plugin {
                         return Ok(1);
                     }
                 }
-                let p = plugins::upgrade(&store, &cfg.database, up)?;
+                let p = plugins::upgrade(&store, &cfg.local_base(), up)?;
                 let version = clean(&p.version);
                 println!("upgraded {} to {version} (sha256 {})", p.name, p.sha256);
             }
@@ -155,8 +161,8 @@ impl Plugin {
                 table(&["NAME", "KIND", "SHA256"], builtin.chain(installed))?;
             }
             Plugin::Inspect { name } => {
-                let bytes = plugins::resolve(&name, Some(&store), &cfg.database, &cfg.dir)?;
-                let rt = plugins::runtime(&cfg.database)?;
+                let bytes = plugins::resolve(&name, Some(&store), &cfg.local_base(), &cfg.dir)?;
+                let rt = plugins::runtime(&cfg.local_base())?;
                 let info = plugins::inspect(&rt, &bytes)?;
                 // All of it is the plugin's own text.
                 println!("{} {}", clean(&info.name), clean(&info.version));
@@ -171,7 +177,7 @@ impl Plugin {
                 }
             }
             Plugin::Remove { name } => {
-                if !plugins::remove(&store, &cfg.database, &name)? {
+                if !plugins::remove(&store, &cfg.local_base(), &name)? {
                     eprintln!("error: no installed plugin {name}");
                     return Ok(1);
                 }
@@ -306,12 +312,13 @@ fn test(
     let cfg = &cfg;
     let src = cfg.source(&name)?;
     // Installed plugins are looked up in an existing database; none is created.
-    let store = if cfg.database.exists() && plugins::builtin(&src.plugin).is_none() {
-        Some(super::open_reader(&cfg.database)?)
-    } else {
-        None
-    };
-    let rt = plugins::runtime(&cfg.database)?;
+    let store =
+        if roster::store::Store::exists(&cfg.database) && plugins::builtin(&src.plugin).is_none() {
+            Some(super::open_reader(&cfg.database)?)
+        } else {
+            None
+        };
+    let rt = plugins::runtime(&cfg.local_base())?;
     let report = plugin_test::test(cfg, src, store.as_ref(), &rt, limit)?;
     if as_json {
         json(&report)?;

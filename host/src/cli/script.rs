@@ -31,7 +31,7 @@ pub enum Script {
 /// beside the script.
 fn runtime(config: &Path, file: &Path) -> Result<roster::runtime::Runtime> {
     match Config::load(config) {
-        Ok(cfg) => roster::plugins::runtime(&cfg.database),
+        Ok(cfg) => roster::plugins::runtime(&cfg.local_base()),
         Err(_) => roster::plugins::runtime(file),
     }
 }

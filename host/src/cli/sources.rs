@@ -42,7 +42,7 @@ impl Sources {
                     );
                     return Ok(0);
                 }
-                let rt = roster::plugins::runtime(&cfg.database)?;
+                let rt = roster::plugins::runtime(&cfg.local_base())?;
                 let t = sources::test(&cfg, &rt, &name)?;
                 let (plugin, version) = (clean(&t.info.name), clean(&t.info.version));
                 println!("source {name} ({plugin} {version}): ok");

@@ -44,9 +44,9 @@ impl Sync {
     pub fn run(&self, config: &Path) -> Result<i32> {
         let cfg = Config::load(config)?;
         let t = Instant::now();
-        let rt = roster::plugins::runtime(&cfg.database)?;
+        let rt = roster::plugins::runtime(&cfg.local_base())?;
         // A dry run against a database that does not exist yet must not create it.
-        let mut store = if self.dry_run && !cfg.database.exists() {
+        let mut store = if self.dry_run && !roster::store::Store::exists(&cfg.database) {
             Store::memory()?
         } else {
             Store::open(&cfg.database)?

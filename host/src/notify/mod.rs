@@ -97,7 +97,7 @@ impl RunHook {
         Some(Box::new(RunHook {
             notify: Arc::new(cfg.notify.clone()),
             source: src.notify.clone(),
-            seal_key: seal_key_path(&cfg.database),
+            seal_key: seal_key_path(&cfg.local_base()),
         }))
     }
 }

@@ -60,7 +60,7 @@ impl Sender {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
-            seal_key: super::seal_key_path(&cfg.database),
+            seal_key: super::seal_key_path(&cfg.local_base()),
         })
     }
 

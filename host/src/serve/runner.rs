@@ -231,7 +231,7 @@ impl Runner {
             self.metrics.started(&name);
             // A runtime per run: its epoch ticker thread ends with it, so an idle server
             // wakes for nothing between runs. Compiled plugins come from the disk cache.
-            let rt = crate::plugins::runtime(&self.cfg.database)?;
+            let rt = crate::plugins::runtime(&self.cfg.local_base())?;
             crate::sync::sync(
                 &self.cfg,
                 &mut store,

@@ -42,7 +42,7 @@ pub fn prepare(
         )
         .into());
     }
-    let bytes = crate::plugins::resolve(&src.plugin, store, &cfg.database, &cfg.dir)?;
+    let bytes = crate::plugins::resolve(&src.plugin, store, &cfg.local_base(), &cfg.dir)?;
     let component = rt
         .load(&bytes)
         .map_err(|e| anyhow!("plugin {}: {e:#}", src.plugin))?;
