@@ -103,6 +103,8 @@ test: setup
 	$(CARGO) fmt --manifest-path plugins/Cargo.toml --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+	@# The CSV end-to-end suite again, on PostgreSQL (tests/common: ROSTER_TEST_STORE).
+	ROSTER_TEST_STORE=postgres $(CARGO) test -p roster --test cli_csv
 	$(CARGO) test --manifest-path plugins/Cargo.toml
 
 ## Benchmark ------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ pub struct AppState {
 
 /// Runs the service until SIGTERM or SIGINT. `ready` hears the address once it listens.
 pub fn serve(cfg: Config, ready: impl FnOnce(SocketAddr, bool) + Send) -> Result<()> {
+    // Migrations run once, here, before the runtime (a PostgreSQL store blocks on its own
+    // runtime); runs that a killed process left are marked interrupted.
+    Store::open(&cfg.database)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("roster-serve")
@@ -59,8 +62,6 @@ pub fn serve(cfg: Config, ready: impl FnOnce(SocketAddr, bool) + Send) -> Result
 }
 
 async fn run(cfg: Config, ready: impl FnOnce(SocketAddr, bool)) -> Result<()> {
-    // Migrations run once, here; runs that a killed process left are marked interrupted.
-    Store::open(&cfg.database)?;
     let cfg = Arc::new(cfg);
     let pool = pool::Pool::new(cfg.database.clone());
     let metrics = Arc::new(metrics::Metrics::new(

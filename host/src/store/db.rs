@@ -15,7 +15,17 @@ use std::collections::HashMap;
 /// A PostgreSQL connection with its prepared statements, keyed by their SQLite text.
 pub(crate) struct PgConn {
     client: RefCell<postgres::Client>,
-    stmts: RefCell<HashMap<String, postgres::Statement>>,
+    stmts: RefCell<HashMap<String, Prepared>>,
+    /// Open transactions (0 or 1).
+    in_tx: std::cell::Cell<bool>,
+}
+
+/// A prepared PostgreSQL statement, and whether a failure of it is one the store handles
+/// (a write that may break a unique key, which SQLite reports and goes on from).
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    stmt: postgres::Statement,
+    guard: bool,
 }
 
 impl PgConn {
@@ -23,10 +33,11 @@ impl PgConn {
         PgConn {
             client: RefCell::new(client),
             stmts: RefCell::new(HashMap::new()),
+            in_tx: std::cell::Cell::new(false),
         }
     }
 
-    fn statement(&self, sql: &str) -> Result<postgres::Statement> {
+    fn statement(&self, sql: &str) -> Result<Prepared> {
         if let Some(s) = self.stmts.borrow().get(sql) {
             return Ok(s.clone());
         }
@@ -55,22 +66,47 @@ impl PgConn {
                 }
             }
         };
-        self.stmts.borrow_mut().insert(sql.to_string(), s.clone());
-        Ok(s)
+        let head = sql
+            .trim_start()
+            .get(..16)
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let guard = (head.starts_with("INSERT") || head.starts_with("UPDATE"))
+            && !head.starts_with("INSERT OR");
+        let p = Prepared { stmt: s, guard };
+        self.stmts.borrow_mut().insert(sql.to_string(), p.clone());
+        Ok(p)
     }
 
-    fn execute(&self, stmt: &postgres::Statement, args: &[&dyn ToSql]) -> Result<usize> {
+    fn execute(&self, p: &Prepared, args: &[&dyn ToSql]) -> Result<usize> {
         let values = pg_args(args)?;
-        let n = (self.client.borrow_mut())
-            .execute(stmt, &refs(&values))
-            .map_err(|e| pg_error(e, ""))?;
-        Ok(n as usize)
+        // A failed statement aborts a PostgreSQL transaction; SQLite's goes on. A write
+        // whose failure the store handles runs in a savepoint of its own.
+        let guard = p.guard && self.in_tx.get();
+        if guard {
+            self.batch("SAVEPOINT roster_stmt")?;
+        }
+        let r = self.client.borrow_mut().execute(&p.stmt, &refs(&values));
+        match r {
+            Ok(n) => {
+                if guard {
+                    self.batch("RELEASE roster_stmt")?;
+                }
+                Ok(n as usize)
+            }
+            Err(e) => {
+                if guard {
+                    self.batch("ROLLBACK TO roster_stmt; RELEASE roster_stmt")?;
+                }
+                Err(pg_error(e, ""))
+            }
+        }
     }
 
-    fn query(&self, stmt: &postgres::Statement, args: &[&dyn ToSql]) -> Result<Vec<postgres::Row>> {
+    fn query(&self, p: &Prepared, args: &[&dyn ToSql]) -> Result<Vec<postgres::Row>> {
         let values = pg_args(args)?;
         (self.client.borrow_mut())
-            .query(stmt, &refs(&values))
+            .query(&p.stmt, &refs(&values))
             .map_err(|e| pg_error(e, ""))
     }
 
@@ -239,6 +275,7 @@ impl<'a> Tx<'a> {
 
     fn pg(c: &'a PgConn) -> Result<Tx<'a>> {
         c.batch("BEGIN")?;
+        c.in_tx.set(true);
         Ok(Tx {
             lite: None,
             pg: Some(c),
@@ -251,6 +288,7 @@ impl<'a> Tx<'a> {
             return tx.commit();
         }
         let c = self.pg.take().expect("a transaction is on one store");
+        c.in_tx.set(false);
         c.batch("COMMIT")
     }
 
@@ -259,6 +297,7 @@ impl<'a> Tx<'a> {
             return tx.rollback();
         }
         let c = self.pg.take().expect("a transaction is on one store");
+        c.in_tx.set(false);
         c.batch("ROLLBACK")
     }
 
@@ -280,6 +319,7 @@ impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.pg.take() {
             // A failed connection rolls back on its own; nothing more can be done here.
+            c.in_tx.set(false);
             let _ = c.batch("ROLLBACK");
         }
     }
@@ -333,7 +373,7 @@ impl Sql for Savepoint<'_> {
 pub(crate) enum Stmt<'a> {
     Lite(rusqlite::Statement<'a>),
     LiteCached(rusqlite::CachedStatement<'a>),
-    Pg(&'a PgConn, postgres::Statement),
+    Pg(&'a PgConn, Prepared),
 }
 
 impl<'a> Stmt<'a> {

@@ -285,6 +285,10 @@ pub(super) struct Staged<'a> {
     pub pins: &'a [(String, String)],
 }
 
+/// Removes a user's link from a source under another anchor.
+pub(super) const UNLINK: &str =
+    "DELETE FROM links WHERE source_id = ?1 AND user_id = ?3 AND anchor != ?2";
+
 /// Inserts or rewrites one user with its names, cards, PINs, link and this source's
 /// memberships.
 fn write_user(
@@ -365,6 +369,10 @@ fn write_user(
             pin.execute(params![id, fp, h])?;
         }
     }
+    // A user has one link per source: its old anchor's goes (what SQLite's REPLACE did on
+    // its own, and PostgreSQL's upsert does not).
+    db.prepare_cached(UNLINK)?
+        .execute(params![source_id, anchor, id])?;
     db.prepare_cached(
         "INSERT OR REPLACE INTO links(source_id, anchor, user_id, raw_hash) VALUES (?1, ?2, ?3, ?4)",
     )?

@@ -205,6 +205,8 @@ impl Run<'_> {
                 db.prepare_cached("UPDATE users SET record = ?2, hash = ?3 WHERE id = ?1")?
                     .execute(params![id, stored, h])?;
             }
+            db.prepare_cached(super::apply::UNLINK)?
+                .execute(params![me, user.anchor, id])?;
             db.prepare_cached(
                 "INSERT OR REPLACE INTO links(source_id, anchor, user_id, raw_hash, record)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
