@@ -346,7 +346,7 @@ fn myq_roger_csv_is_recognised() {
     assert_eq!(sb.user("carol")["full_name"], "White");
 
     // No password anywhere in the database, and a warning that it was left out.
-    let db = std::fs::read(sb.db_path()).unwrap();
+    let db = sb.db_bytes();
     assert!(!db.windows(6).any(|w| w == b"s3cret"));
     let notices = strs(&s.only()["notices"]);
     assert!(

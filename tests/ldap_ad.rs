@@ -245,17 +245,13 @@ fn people_usernames() -> Vec<String> {
 /// The roster user id of `username` (read-only look into the database: the CLI shows no
 /// ids, and "the same user" means the same row).
 fn user_id(sb: &Sandbox, username: &str) -> i64 {
-    let db = rusqlite::Connection::open_with_flags(
-        sb.db_path(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open roster.db read-only");
-    db.query_row(
-        "SELECT id FROM users WHERE username = ?1",
-        [username],
-        |r| r.get(0),
-    )
-    .unwrap_or_else(|e| panic!("no user {username} in the database: {e}"))
+    let ids = sb.db_strings(&format!(
+        "SELECT CAST(id AS TEXT) FROM users WHERE username = '{username}'"
+    ));
+    let id = ids
+        .first()
+        .unwrap_or_else(|| panic!("no user {username} in the database"));
+    id.parse().unwrap()
 }
 
 fn group<'a>(groups: &'a [Value], path: &str) -> &'a Value {

@@ -290,20 +290,15 @@ fn welcome_emails_carry_a_generated_pin_that_is_nowhere_else() {
     assert!(bob.lines().any(|l| l.trim_end() == "Your PIN:"), "{bob}");
 
     // The PIN verifies against ann's stored argon2 hash.
-    let db = rusqlite::Connection::open(sb.db_path()).unwrap();
-    let hash: String = db
-        .query_row(
-            "SELECT p.hash FROM pins p JOIN names n ON n.user_id = p.user_id WHERE n.name = 'ann'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let hash = sb.db_strings(
+        "SELECT p.hash FROM pins p JOIN names n ON n.user_id = p.user_id WHERE n.name = 'ann'",
+    );
+    let hash = &hash[0];
     use argon2::PasswordVerifier;
-    let parsed = argon2::PasswordHash::new(&hash).unwrap();
+    let parsed = argon2::PasswordHash::new(hash).unwrap();
     assert!(argon2::Argon2::default()
         .verify_password(pin.as_bytes(), &parsed)
         .is_ok());
-    drop(db);
 
     // And it is nowhere else: not in the output or the log, not in --json listings, the
     // run's events or the database files.

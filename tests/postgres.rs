@@ -487,3 +487,148 @@ fn a_csv_source_syncs_into_postgresql_as_into_sqlite() {
     let plan = |sb: &Sandbox| sb.roster_ok(&["sync", "--dry-run"]).stdout;
     assert_eq!(plan(&post), plan(&lite));
 }
+
+/// Rows of `runs` as (status, created), oldest first, read straight from PostgreSQL.
+fn pg_runs(url: &str) -> Vec<(String, i64)> {
+    let mut c = server().client(url);
+    let rows = (c.query("SELECT status, created FROM runs ORDER BY id", &[])).unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Two `roster serve` on one PostgreSQL database with the same schedule: each tick runs
+/// once, on whichever host claims it. Host A is killed with -9 in the middle of a
+/// 200,000-row run: the database keeps the state from before it, no lock is left behind,
+/// and the other host's next tick completes the run.
+#[test]
+fn two_serve_hosts_on_one_database_run_each_tick_once_and_outlive_a_kill() {
+    use std::io::Write as _;
+    let url = server().new_database();
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    let csv = a.write_csv(
+        "users.csv",
+        &format!("{HEADER}ann,Ann,,,,,Staff\nbob,Bob,,,,,Staff\n"),
+    );
+    let source = csv_source(
+        "hr",
+        "x",
+        "schedule = \"1s\"\non_missing = \"deactivate\"\nmax_deletions = \"100%\"",
+    )
+    .replace(
+        "path = \"x\"",
+        &format!("path = {}", toml_str(csv.to_str().unwrap())),
+    );
+    for sb in [&a, &b] {
+        sb.write_config(&format!(
+            "database = \"{url}\"\n\n{source}\n[serve]\nlisten = \"127.0.0.1:0\"\n"
+        ));
+    }
+    let (mut host_a, _, log_a) = spawn_serve(&a);
+    let (mut host_b, _, log_b) = spawn_serve(&b);
+    let hosts = [(&log_a, host_a.id()), (&log_b, host_b.id())];
+    let skips = || {
+        (hosts.iter())
+            .map(|(log, _)| {
+                let log = log.lock().unwrap();
+                (log.iter())
+                    .filter(|l| l.contains("another roster host on this database ran this tick"))
+                    .count()
+            })
+            .sum::<usize>()
+    };
+
+    // Each tick once: over a stretch of ticks, about one run a second between the two hosts
+    // (without the claim, two), and the hosts told each other's ticks apart.
+    wait_until("a first run", 60, || !pg_runs(&url).is_empty());
+    let (t, first) = (std::time::Instant::now(), pg_runs(&url).len());
+    wait_until("six more runs", 60, || pg_runs(&url).len() >= first + 6);
+    let runs = pg_runs(&url).len() - first;
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        (runs as f64) <= secs + 1.5,
+        "{runs} runs in {secs:.1} s of a 1 s schedule on two hosts"
+    );
+    wait_until("a tick skipped as run elsewhere", 30, || skips() >= 2);
+    let runs = pg_runs(&url);
+    assert!(
+        runs.iter().all(|(s, _)| s == "ok" || s == "running"),
+        "{runs:?}"
+    );
+
+    // 200,000 rows; the host that runs them is killed mid-run.
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    w.write_all(HEADER.as_bytes()).unwrap();
+    writeln!(w, "ann,Ann,,,,,Staff\nbob,Bob,,,,,Staff").unwrap();
+    for i in 0..199_998 {
+        writeln!(
+            w,
+            "u{i:06},User {i},u{i:06}@example.com,P{i:06},,C{i:06},Dept{}",
+            i % 50
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let before = pg_runs(&url).len();
+    let leases = roster::store::pg::PgLeases::new(&url);
+    let mut holder = None;
+    wait_until("the large run under way", 120, || {
+        let runs = pg_runs(&url);
+        if runs.len() > before && runs.last().unwrap().0 == "running" {
+            holder = leases.holder("hr").unwrap();
+        }
+        holder.is_some()
+    });
+    let pid = holder.unwrap().holder.pid;
+    let (killed, survivor) = if pid == host_a.id() {
+        (&mut host_a, &log_b)
+    } else {
+        assert_eq!(pid, host_b.id(), "the lease is neither host's");
+        (&mut host_b, &log_a)
+    };
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    // Nothing of the killed run: still ann and bob only.
+    let mut c = server().client(&url);
+    let users: i64 = c
+        .query_one("SELECT count(*) FROM users", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 2, "a killed run left part of its writes");
+
+    // The survivor's next tick runs the source whole; the killed run reads as interrupted.
+    wait_until("the survivor's complete run", 600, || {
+        pg_runs(&url)
+            .iter()
+            .any(|(s, n)| s == "ok" && *n == 199_998)
+    });
+    let runs = pg_runs(&url);
+    assert!(runs.iter().any(|(s, _)| s == "interrupted"), "{runs:?}");
+    assert!(
+        !runs.iter().any(|(s, _)| s == "running" || s == "failed"),
+        "{runs:?}"
+    );
+    let users: i64 = (c.query_one("SELECT count(*) FROM users WHERE active = 1", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 200_000);
+    assert!(survivor
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("scheduled run started")));
+    let _ = host_a.kill();
+    let _ = host_b.kill();
+    let _ = (host_a.wait(), host_b.wait());
+    assert!(
+        leases.holder("hr").unwrap().is_none(),
+        "a lease outlived its hosts"
+    );
+}

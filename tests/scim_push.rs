@@ -576,16 +576,7 @@ fn a_write_into_a_source_another_process_syncs_waits_then_answers_503() {
     let entra = token(&sb, "entra-app", "scim-push", Some("entra"));
     let svc = Service::start(&sb);
     // A live lease of another node (as a `roster sync` elsewhere holds it): not taken over.
-    let mut leases = sb.db_path().into_os_string();
-    leases.push("-lease");
-    let db = rusqlite::Connection::open(leases).unwrap();
-    db.execute(
-        "INSERT INTO leases(source, token, host, pid, process, node, start, since, expires)
-         VALUES ('entra', 't', 'other-host', 1, 'roster sync', 'other-node', 0,
-                 '2026-01-01T00:00:00Z', 32503680000000)",
-        [],
-    )
-    .unwrap();
+    let lease = sb.hold_lease_elsewhere("entra");
     let before = (sb.db_state(), sb.runs().len());
     let body = json!({"schemas": [USER], "externalId": "e-1", "userName": "waiter"});
     let r = svc
@@ -604,8 +595,7 @@ fn a_write_into_a_source_another_process_syncs_waits_then_answers_503() {
     assert_eq!((sb.db_state(), sb.runs().len()), before);
 
     // The lease is gone: the provider's retry is written.
-    db.execute("DELETE FROM leases WHERE source = 'entra'", [])
-        .unwrap();
+    drop(lease);
     let (s, _, u) = svc.call("POST", "/Users", &entra, Some(body), None);
     assert_eq!(s, 201, "{u}");
     assert_eq!(sb.user("waiter")["username"], "waiter");

@@ -184,7 +184,7 @@ fn tokens_roles_and_the_read_api() {
     let listed = sb.json(&["tokens", "list", "--json"]);
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert!(!listed.to_string().contains(&read[8..]));
-    let db = std::fs::read(sb.db_path()).unwrap();
+    let db = sb.db_bytes();
     assert!(!db.windows(20).any(|w| w == &read.as_bytes()[8..28]));
 
     let srv = Server::start(&sb);

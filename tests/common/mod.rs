@@ -247,6 +247,78 @@ impl Sandbox {
         })
     }
 
+    /// Everything the database holds, as bytes, for "never stored" checks: the SQLite file
+    /// and its WAL, or on PostgreSQL every table's rows as text.
+    pub fn db_bytes(&self) -> Vec<u8> {
+        let files = self.db_files();
+        assert!(files.iter().any(|(_, b)| b.is_some()), "no database");
+        files
+            .into_iter()
+            .flat_map(|(_, b)| b.unwrap_or_default())
+            .collect()
+    }
+
+    /// Runs a statement on whichever store the sandbox uses, with text arguments `?1`..,
+    /// as another tool writing to the database would; returns the rows changed.
+    pub fn db_execute(&self, sql: &str, args: &[&str]) -> u64 {
+        if on_postgres() {
+            let args: Vec<&(dyn postgres::types::ToSql + std::marker::Sync)> =
+                args.iter().map(|a| a as _).collect();
+            let sql = pg_params(sql);
+            let mut client = pg::server().client(self.pg_url());
+            return client
+                .execute(&sql, &args)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let db = rusqlite::Connection::open(self.db_path()).unwrap();
+        let n = db.execute(sql, rusqlite::params_from_iter(args));
+        n.unwrap_or_else(|e| panic!("{sql}: {e}")) as u64
+    }
+
+    /// The first column of a query's rows, as text, on whichever store the sandbox uses.
+    pub fn db_strings(&self, sql: &str) -> Vec<String> {
+        if on_postgres() {
+            let sql = pg_params(sql);
+            let mut client = pg::server().client(self.pg_url());
+            let rows = client
+                .query(&sql, &[])
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            return rows.iter().map(|r| r.get(0)).collect();
+        }
+        let db = rusqlite::Connection::open(self.db_path()).unwrap();
+        let mut st = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    /// A live run lease on `source` held by another node (a `roster sync` elsewhere), until
+    /// the returned value is dropped.
+    pub fn hold_lease_elsewhere(&self, source: &str) -> ForeignLease {
+        if on_postgres() {
+            let mut client = pg::server().client(self.pg_url());
+            client
+                .batch_execute("SET application_name = 'roster sync|1|other-host'")
+                .unwrap();
+            let key = roster::store::pg::PgLeases::key(source);
+            let got: bool = (client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]))
+                .unwrap()
+                .get(0);
+            assert!(got, "lease on {source} is taken");
+            return ForeignLease::Pg(client);
+        }
+        let mut leases = self.db_path().into_os_string();
+        leases.push("-lease");
+        let db = rusqlite::Connection::open(leases).unwrap();
+        db.execute(
+            "INSERT INTO leases(source, token, host, pid, process, node, start, since, expires)
+             VALUES (?1, 't', 'other-host', 1, 'roster sync', 'other-node', 0,
+                     '2026-01-01T00:00:00Z', 32503680000000)",
+            [source],
+        )
+        .unwrap();
+        ForeignLease::Lite(db, source.to_string())
+    }
+
     /// The raw bytes of the database and its WAL (if any), for "wrote nothing" checks; on
     /// PostgreSQL, every table's rows.
     pub fn db_files(&self) -> Vec<(String, Option<Vec<u8>>)> {
@@ -529,4 +601,25 @@ pub fn spawn_serve(
         .recv_timeout(std::time::Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("serve did not listen: {:?}", log.lock().unwrap()));
     (child, base, log)
+}
+
+/// `?N` as PostgreSQL's `$N`, for the tests' own statements.
+fn pg_params(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// See [`Sandbox::hold_lease_elsewhere`].
+pub enum ForeignLease {
+    Lite(rusqlite::Connection, String),
+    /// The advisory lock lives as long as this session.
+    Pg(postgres::Client),
+}
+
+impl Drop for ForeignLease {
+    fn drop(&mut self) {
+        if let ForeignLease::Lite(db, source) = self {
+            db.execute("DELETE FROM leases WHERE source = ?1", [&*source])
+                .unwrap();
+        }
+    }
 }

@@ -57,6 +57,18 @@ impl Pool {
     }
 
     pub fn with_blocking<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        // On one of tokio's workers (a quick check from a handler): let its other tasks move
+        // away first. The PostgreSQL client blocks on a runtime of its own, which tokio
+        // refuses on its own workers.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.with_pooled(f))
+            }
+            _ => self.with_pooled(f),
+        }
+    }
+
+    fn with_pooled<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
         let store = {
             let mut idle = self.idle.lock().expect("pool lock");
             loop {

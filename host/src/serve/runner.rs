@@ -344,13 +344,38 @@ impl Runner {
                         return;
                     }
                     from = at.max(Utc::now());
-                    me.tick(&name).await;
+                    // Another host on the database may have run this tick: one that claimed
+                    // a tick in the latter half of the period before `at` did.
+                    let period = schedule
+                        .next_after(at)
+                        .map_or(chrono::Duration::zero(), |n| n - at);
+                    me.tick(&name, at, at - period / 2).await;
                 }
             });
         }
     }
 
-    async fn tick(self: &Arc<Self>, name: &str) {
+    async fn tick(self: &Arc<Self>, name: &str, at: DateTime<Utc>, not_before: DateTime<Utc>) {
+        if self.running.lock().unwrap().contains_key(name) {
+            // Not claimed: this host's own run is still going.
+            tracing::info!("source {name}: scheduled run skipped: its last run is still going");
+            return;
+        }
+        let source = name.to_string();
+        let (at, not_before) = (at.timestamp_millis(), not_before.timestamp_millis());
+        let claimed = self
+            .pool
+            .with(move |s| s.claim_tick(&source, at, not_before))
+            .await;
+        match claimed {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("source {name}: scheduled run skipped: another roster host on this database ran this tick");
+                return;
+            }
+            // Better twice than never: the lease still keeps runs apart.
+            Err(e) => tracing::warn!("source {name}: cannot claim the scheduled tick: {e:#}"),
+        }
         let source = name.to_string();
         let held = self.pool.with(move |s| s.held_source(&source)).await;
         if let Ok(Some(h)) = held {

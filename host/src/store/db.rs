@@ -14,7 +14,8 @@ use std::collections::HashMap;
 
 /// A PostgreSQL connection with its prepared statements, keyed by their SQLite text.
 pub(crate) struct PgConn {
-    client: RefCell<postgres::Client>,
+    /// Dropped by hand (see `Drop`).
+    client: std::mem::ManuallyDrop<RefCell<postgres::Client>>,
     stmts: RefCell<HashMap<String, Prepared>>,
     /// Open transactions (0 or 1).
     in_tx: std::cell::Cell<bool>,
@@ -28,12 +29,55 @@ pub(crate) struct Prepared {
     guard: bool,
 }
 
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never touched again.
+        let client = unsafe { std::mem::ManuallyDrop::take(&mut self.client) };
+        // Closing blocks on the client's own runtime, which tokio refuses on a thread that
+        // runs tokio's (a store dropped in `roster serve`): close it on a thread of its own.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(client)));
+            let theirs = slot.clone();
+            let closing = std::thread::Builder::new().name("roster pg close".into());
+            if closing.spawn(move || drop(theirs)).is_err() {
+                // No thread to be had: leak the connection rather than abort.
+                std::mem::forget(slot.lock().map(|mut c| c.take()));
+            }
+            return;
+        }
+        drop(client);
+    }
+}
+
 impl PgConn {
     pub(crate) fn new(client: postgres::Client) -> PgConn {
         PgConn {
-            client: RefCell::new(client),
+            client: std::mem::ManuallyDrop::new(RefCell::new(client)),
             stmts: RefCell::new(HashMap::new()),
             in_tx: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The type of parameter `$n` where it is used other than in `$n IS [NOT] NULL`.
+    fn infer_without_null_tests(&self, sql: &str, types: &[Type], n: usize) -> Type {
+        let probe = sql
+            .replace(&format!("${n} IS NULL"), "TRUE")
+            .replace(&format!("${n} IS NOT NULL"), "TRUE");
+        let mut known = types.to_vec();
+        // Left to infer this time.
+        known[n - 1] = unspecified();
+        match self.client.borrow_mut().prepare_typed(&probe, &known) {
+            Ok(s) => match s.params().get(n - 1) {
+                Some(t) if *t != unspecified() => t.clone(),
+                _ => Type::TEXT,
+            },
+            Err(_) => {
+                // (Within the caller's savepoint, in a transaction.)
+                if self.in_tx.get() {
+                    let _ = self.batch("ROLLBACK TO SAVEPOINT roster_prepare");
+                }
+                Type::TEXT
+            }
         }
     }
 
@@ -42,11 +86,24 @@ impl PgConn {
             return Ok(s.clone());
         }
         let translated = pg_sql(sql);
-        // A parameter only ever compared with NULL (`?2 IS NULL OR x = ?2` meets it first)
-        // has no type PostgreSQL can infer: such a one is text; the rest are left to infer.
+        // PostgreSQL types a parameter where it first meets it, and `?2 IS NULL` gives it
+        // none (`?2 IS NULL OR x < ?2`): such a one takes the type its other uses give it,
+        // found by preparing the statement without its NULL tests, else text.
         let mut types: Vec<Type> = Vec::new();
+        // A statement that fails to prepare aborts a transaction: try within a savepoint.
+        let in_tx = self.in_tx.get();
+        if in_tx {
+            self.batch("SAVEPOINT roster_prepare")?;
+        }
         let s = loop {
-            match self.client.borrow_mut().prepare_typed(&translated, &types) {
+            let tried = self.client.borrow_mut().prepare_typed(&translated, &types);
+            if in_tx {
+                self.batch(match tried {
+                    Ok(_) => "RELEASE SAVEPOINT roster_prepare",
+                    Err(_) => "ROLLBACK TO SAVEPOINT roster_prepare",
+                })?;
+            }
+            match tried {
                 Ok(s) => break s,
                 Err(e) => {
                     let n = (e.as_db_error())
@@ -55,14 +112,14 @@ impl PgConn {
                                 .starts_with("could not determine data type of parameter")
                         })
                         .and_then(|d| d.message().rsplit('$').next()?.parse::<usize>().ok())
-                        .filter(|&n| n > 0 && types.get(n - 1) != Some(&Type::TEXT));
+                        .filter(|&n| n > 0 && types.get(n - 1).is_none_or(|t| *t == unspecified()));
                     let Some(n) = n else {
                         return Err(pg_error(e, sql));
                     };
                     if types.len() < n {
                         types.resize(n, unspecified());
                     }
-                    types[n - 1] = Type::TEXT;
+                    types[n - 1] = self.infer_without_null_tests(&translated, &types, n);
                 }
             }
         };
@@ -194,6 +251,57 @@ pub(crate) trait Sql {
             Db::Lite(c) => Stmt::LiteCached(c.prepare_cached(sql)?),
             Db::Pg(c) => Stmt::Pg(c, c.statement(sql)?),
         })
+    }
+
+    /// Whether this is PostgreSQL, where each statement is a round trip to the server.
+    fn is_pg(&self) -> bool {
+        matches!(self.db(), Db::Pg(_))
+    }
+
+    /// Inserts `rows` with `head` (`INSERT INTO t(a, b)`) in multi-row statements, rows that
+    /// break a unique key skipped (`ON CONFLICT DO NOTHING`); returns the text of column
+    /// `returning` of the rows inserted. For PostgreSQL, where a row a statement would cost
+    /// a round trip each.
+    fn insert_many(
+        &self,
+        head: &str,
+        rows: &[Vec<rusqlite::types::Value>],
+        returning: Option<&str>,
+    ) -> Result<Vec<String>> {
+        const PARAMS: usize = 16_000;
+        let mut out = Vec::new();
+        let Some(width) = rows.first().map(Vec::len).filter(|&w| w > 0) else {
+            return Ok(out);
+        };
+        for chunk in rows.chunks((PARAMS / width).max(1)) {
+            let mut sql = format!("{head} VALUES ");
+            for r in 0..chunk.len() {
+                sql.push_str(if r == 0 { "(" } else { ", (" });
+                for c in 0..width {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("?{}", r * width + c + 1));
+                }
+                sql.push(')');
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let args: Vec<&rusqlite::types::Value> = chunk.iter().flatten().collect();
+            match returning {
+                Some(col) => {
+                    sql.push_str(&format!(" RETURNING CAST({col} AS TEXT)"));
+                    let mut st = self.prepare(&sql)?;
+                    let got = st.query_map(&args, |r| r.get::<_, String>(0))?;
+                    for g in got {
+                        out.push(g?);
+                    }
+                }
+                None => {
+                    self.prepare(&sql)?.execute(&args)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The id of the row the last INSERT on this connection made.
@@ -857,6 +965,19 @@ pub(crate) fn pg_sql(sql: &str) -> String {
                 out.push_str("COALESCE(json_agg");
                 close_with.insert(close_paren(&tokens, i + 1) - 1, ", '[]'::json)");
             }
+            // SQLite's `CROSS JOIN t ON ...` (join order fixed) is PostgreSQL's `JOIN t ON`.
+            "CROSS"
+                if next(i + 1).is_some_and(|j| word(j) == "JOIN") && {
+                    let join = next(i + 1).unwrap();
+                    ((join + 1)..tokens.len())
+                        .map(word)
+                        .take_while(|w| !matches!(*w, "JOIN" | "WHERE" | ")" | ";"))
+                        .any(|w| w == "ON")
+                } => {}
+            // Only ever compared: the instant as a timestamp orders the same.
+            "JULIANDAY" if next(i + 1).is_some_and(|j| tokens[j] == "(") => {
+                close_with.insert(close_paren(&tokens, i + 1) - 1, "::text::timestamp");
+            }
             "JSON_ARRAY" => out.push_str("json_build_array"),
             "JSON_EACH" => {
                 // json_each(X) j: the elements of a JSON array, as text in j.value
@@ -1074,6 +1195,26 @@ fn tokens(sql: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::pg_sql;
+
+    #[test]
+    fn julianday_is_a_timestamp() {
+        assert_eq!(
+            pg_sql("SELECT 1 WHERE (julianday(u.t) > julianday(?))"),
+            "SELECT 1 WHERE ((u.t)::text::timestamp > ($1)::text::timestamp)"
+        );
+    }
+
+    #[test]
+    fn cross_join_with_on_is_an_inner_join() {
+        assert_eq!(
+            pg_sql("SELECT 1 FROM s CROSS JOIN l ON l.s = s.id WHERE x = ?1"),
+            "SELECT 1 FROM s  JOIN l ON l.s = s.id WHERE x = $1"
+        );
+        assert_eq!(
+            pg_sql("SELECT 1 FROM s CROSS JOIN l WHERE x = ?1"),
+            "SELECT 1 FROM s CROSS JOIN l WHERE x = $1"
+        );
+    }
 
     #[test]
     fn translates_the_dialect() {

@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS leases(
     start INTEGER NOT NULL,
     since TEXT NOT NULL,
     expires INTEGER NOT NULL
-);";
+);
+-- The last scheduled tick a host claimed for each source (unix milliseconds).
+CREATE TABLE IF NOT EXISTS ticks(source TEXT PRIMARY KEY, at INTEGER NOT NULL);";
 
 /// Who holds a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -294,6 +296,17 @@ impl Leases {
     }
 
     /// The source's lease, if someone holds it.
+    /// Claims the scheduled tick `at` of `source` unless a tick at or after `not_before`
+    /// was claimed (all unix milliseconds); one statement, so one claimer wins.
+    pub(super) fn claim_tick(&self, source: &str, at: i64, not_before: i64) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "INSERT INTO ticks(source, at) VALUES (?1, ?2)
+             ON CONFLICT(source) DO UPDATE SET at = excluded.at WHERE ticks.at < ?3",
+            params![source, at, not_before],
+        )?;
+        Ok(n == 1)
+    }
+
     pub(super) fn holder(&self, source: &str) -> Result<Option<LeaseInfo>> {
         if !self.exists() {
             return Ok(None);

@@ -65,6 +65,13 @@ impl Leases {
         }
     }
 
+    fn claim_tick(&self, source: &str, at: i64, not_before: i64) -> Result<bool> {
+        match self {
+            Leases::Lite(l) => l.claim_tick(source, at, not_before),
+            Leases::Pg(l) => l.claim_tick(source, at, not_before),
+        }
+    }
+
     fn alive(&self, token: &str) -> Result<bool> {
         match self {
             Leases::Lite(l) => l.alive(token),
@@ -172,6 +179,13 @@ impl Store {
     pub fn acquire_lease(&self, source: &str) -> Result<Lease, LeaseError> {
         self.leases
             .acquire(source, &Holder::this_process(&self.process))
+    }
+
+    /// Claims a scheduled run of `source` for the tick `at`, unless some host (this one or
+    /// another on the same database) claimed one at or after `not_before`: with several
+    /// `roster serve` on one database, each tick runs once. Times in unix milliseconds.
+    pub fn claim_tick(&self, source: &str, at: i64, not_before: i64) -> Result<bool> {
+        self.leases.claim_tick(source, at, not_before)
     }
 
     /// Who is running the source, if anyone.

@@ -265,7 +265,7 @@ impl Store {
         let due: Vec<Pending> = {
             let mut stmt = tx.prepare(
                 "SELECT id, event, channel, payload, sealed, created, attempts FROM outbox
-                 WHERE state = 'pending' AND next_attempt <= ?1 ORDER BY rowid LIMIT ?2",
+                 WHERE state = 'pending' AND next_attempt <= ?1 ORDER BY created, id LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![now, limit as i64], |r| {
                 Ok(Pending {
@@ -327,7 +327,7 @@ impl Store {
     pub fn outbox(&self, state: Option<&str>, limit: usize) -> Result<Vec<OutboxRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, event, channel, source, run_id, state, attempts, created, next_attempt, last_error
-             FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY rowid DESC LIMIT ?2",
+             FROM outbox WHERE ?1 IS NULL OR state = ?1 ORDER BY created DESC, id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![state, limit as i64], |r| {
             let state: String = r.get(5)?;

@@ -225,6 +225,10 @@ pub fn connect(url: &str) -> Result<(Client, String)> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    if config.get_options().is_none() {
+        // Not the server's "does not exist, skipping" notices of every `DROP ... IF EXISTS`.
+        config.options("-c client_min_messages=warning");
+    }
     if config.get_password().is_none() {
         if let Some(pw) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
             config.password(pw.as_encoded_bytes());
@@ -460,6 +464,19 @@ impl PgLeases {
         Ok(Lease::session(source, token, client))
     }
 
+    /// As the SQLite lease file's `claim_tick`, in the `meta` table (`tick:` and the
+    /// source's name; the tick as 20 decimal digits, which order as the numbers do).
+    pub fn claim_tick(&self, source: &str, at: i64, not_before: i64) -> Result<bool> {
+        let (mut client, _) = connect(&self.url)?;
+        let digits = |ms: i64| format!("{:020}", ms.max(0)).into_bytes();
+        let n = client.execute(
+            "INSERT INTO meta(key, value) VALUES ($1, $2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE meta.value < $3",
+            &[&format!("tick:{source}"), &digits(at), &digits(not_before)],
+        )?;
+        Ok(n == 1)
+    }
+
     /// The source's lease, if a live session holds it.
     pub fn holder(&self, source: &str) -> Result<Option<LeaseInfo>> {
         let (mut client, _) = connect(&self.url)?;
@@ -469,7 +486,9 @@ impl PgLeases {
                     to_char(a.query_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-               AND l.classid::bigint = $1 AND l.objid::bigint = $2",
+               AND l.classid::bigint = $1 AND l.objid::bigint = $2
+               -- Advisory locks are per database; other roster databases share the server.
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[&((key >> 32) as i64), &((key & 0xffff_ffff) as i64)],
         )?;
         Ok(row.map(|r| {

@@ -48,8 +48,38 @@ impl Run<'_> {
             .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let paths = crate::group_tree::paths(groups, nesting);
-        // A group that moved or was renamed is replaced (its old place and memberships go).
+        // A group that moved or was renamed keeps its id (SCIM clients and the API hold it)
+        // when its new place is free and it carries no subgroups; else it is replaced (its
+        // old place and memberships go).
+        self.group_ids.clear();
         for (anchor, path) in &paths {
+            let moved: Option<i64> = self
+                .tx
+                .query_row(
+                    "SELECT g.id FROM groups g WHERE g.source_id = ?1 AND g.anchor = ?2 AND g.path != ?3
+                       AND NOT EXISTS (SELECT 1 FROM groups t WHERE t.path = ?3)
+                       AND NOT EXISTS (SELECT 1 FROM groups c WHERE c.parent_id = g.id)",
+                    params![self.source_id, anchor, path],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = moved {
+                let parent = match path.rsplit_once('|') {
+                    Some((up, _)) => Some(ensure_group(
+                        &self.tx,
+                        self.source_id,
+                        up,
+                        &mut self.group_ids,
+                    )?),
+                    None => None,
+                };
+                let name = path.rsplit('|').next().unwrap_or(path);
+                self.tx.execute(
+                    "UPDATE groups SET path = ?1, name = ?2, parent_id = ?3 WHERE id = ?4",
+                    params![path, name, parent, id],
+                )?;
+                continue;
+            }
             self.tx.execute(
                 "DELETE FROM groups WHERE source_id = ?1 AND anchor = ?2 AND path != ?3",
                 params![self.source_id, anchor, path],

@@ -173,6 +173,8 @@ pub struct Run<'c> {
     max_user_id: i64,
     /// Told how the run ends, inside its transaction (notifications).
     notifier: Option<Box<dyn super::outbox::RunNotifier>>,
+    /// Staged rows PostgreSQL writes many at a time.
+    deferred: staging::Deferred,
 }
 
 /// A run's lease. A run that ends without committing parks it in its store until
@@ -298,6 +300,7 @@ impl Store {
             keep_plan: false,
             max_user_id: max_id,
             notifier: None,
+            deferred: staging::Deferred::default(),
         })
     }
 }
@@ -374,6 +377,13 @@ impl Run<'_> {
         force: bool,
     ) -> Result<Outcome> {
         let t = std::time::Instant::now();
+        self.flush_staged()?;
+        if self.tx.is_pg() {
+            // Temporary tables get no statistics of their own: without them PostgreSQL plans
+            // the merges as if the stage were empty.
+            self.tx
+                .execute_batch("ANALYZE temp.stage; ANALYZE temp.seen; ANALYZE temp.edges;")?;
+        }
         self.make_work()?;
         // Nothing is written before the guard: the store is still as the run found it.
         let (total_before, missing) = self.find_missing(full)?;

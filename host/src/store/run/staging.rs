@@ -53,6 +53,19 @@ pub(super) fn create_tables(tx: &crate::store::db::Tx<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Rows PostgreSQL's staging holds back before writing them in one statement.
+const DEFERRED_ROWS: usize = 1000;
+
+/// Staged rows not yet written (PostgreSQL only).
+#[derive(Default)]
+pub(super) struct Deferred {
+    stage: Vec<Vec<rusqlite::types::Value>>,
+    /// Each staged row's locator, username, anchor and pairing key.
+    keys: Vec<(String, String, String, String)>,
+    seen: Vec<Vec<rusqlite::types::Value>>,
+    edges: Vec<Vec<rusqlite::types::Value>>,
+}
+
 impl Run<'_> {
     /// Stages one mapped user. A duplicate key within the source is a failed entry. `raw` is
     /// the object's raw hash, kept with the link when the user is written.
@@ -92,9 +105,7 @@ impl Run<'_> {
                     &format!("duplicate {what} {key:?} in the source (first at {first})"),
                 );
             }
-            self.tx
-                .prepare_cached("INSERT INTO temp.seen(user_id, locator) VALUES (?1, ?2)")?
-                .execute(params![p.id, locator])?;
+            self.note_seen(p.id, locator)?;
             if p.source_id == Some(self.source_id) {
                 self.seen.own += 1;
                 self.seen.own_active += u64::from(p.active);
@@ -127,6 +138,37 @@ impl Run<'_> {
         };
         let stored_key =
             matches!(self.opts.pair_by, PairBy::Email | PairBy::PersonalNumber).then_some(&key);
+        if self.tx.is_pg() {
+            // Many rows a statement (see `flush_staged`).
+            use rusqlite::types::Value as V;
+            let text = |s: Option<String>| s.map_or(V::Null, V::Text);
+            let d = &mut self.deferred;
+            d.stage.push(vec![
+                V::Text(locator.to_string()),
+                V::Text(anchor.to_string()),
+                text(stored_key.cloned()),
+                V::Text(m.record.username.clone()),
+                V::Integer(hash),
+                V::Text(record),
+                text(pins),
+                paired.map_or(V::Null, |p| V::Integer(p.id)),
+                text(json_list(&m.record.aliases)),
+                text(json_list(&m.record.cards)),
+                text(json_list(&m.record.groups)),
+                text(m.record.personal_number.clone()),
+                V::Integer(raw),
+            ]);
+            d.keys.push((
+                locator.to_string(),
+                m.record.username.clone(),
+                anchor.to_string(),
+                key,
+            ));
+            if d.stage.len() >= DEFERRED_ROWS {
+                self.flush_staged()?;
+            }
+            return Ok(());
+        }
         let r = self
             .tx
             .prepare_cached(
@@ -175,8 +217,79 @@ impl Run<'_> {
         }
     }
 
+    /// Marks a stored user as paired with the entry at `locator`.
+    fn note_seen(&mut self, user_id: i64, locator: &str) -> Result<()> {
+        if self.tx.is_pg() {
+            use rusqlite::types::Value as V;
+            let seen = &mut self.deferred.seen;
+            seen.push(vec![V::Integer(user_id), V::Text(locator.to_string())]);
+            if seen.len() >= DEFERRED_ROWS {
+                self.flush_staged()?;
+            }
+            return Ok(());
+        }
+        self.tx
+            .prepare_cached("INSERT INTO temp.seen(user_id, locator) VALUES (?1, ?2)")?
+            .execute(params![user_id, locator])?;
+        Ok(())
+    }
+
+    /// Writes the rows PostgreSQL's staging holds back, many a statement; an entry whose
+    /// username, id or key an earlier entry had fails, as it does at once on SQLite.
+    pub(super) fn flush_staged(&mut self) -> Result<()> {
+        let d = std::mem::take(&mut self.deferred);
+        self.tx
+            .insert_many("INSERT INTO temp.seen(user_id, locator)", &d.seen, None)?;
+        self.tx
+            .insert_many("INSERT INTO temp.edges(grp, member)", &d.edges, None)?;
+        if d.stage.is_empty() {
+            return Ok(());
+        }
+        let inserted: std::collections::HashSet<String> = (self.tx.insert_many(
+            "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins, user_id,
+                                    aliases, cards, groups, pn, raw)",
+            &d.stage,
+            Some("locator"),
+        )?)
+        .into_iter()
+        .collect();
+        for (locator, username, anchor, key) in d.keys {
+            if inserted.contains(&locator) {
+                continue;
+            }
+            let what = self.opts.pair_by.name();
+            let mut first = None;
+            for (what, col, value) in [
+                ("username", "username", &username),
+                ("id", "anchor", &anchor),
+                (what, "key", &key),
+            ] {
+                let found: Option<String> = self
+                    .tx
+                    .query_row(
+                        &format!("SELECT locator FROM temp.stage WHERE {col} = ?1"),
+                        [value],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(f) = found {
+                    first = Some((what, value.clone(), f));
+                    break;
+                }
+            }
+            let (what, value, first) =
+                first.unwrap_or((what, key.clone(), "an earlier entry".to_string()));
+            self.fail(
+                &locator,
+                &format!("duplicate {what} {value:?} in the source (first at {first})"),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Where the entry that first paired with `user_id` was.
     fn first_seen(&mut self, user_id: i64) -> Result<String> {
+        self.flush_staged()?;
         if let Some(l) = self
             .tx
             .query_row(
@@ -251,9 +364,7 @@ impl Run<'_> {
             return Ok(());
         };
         if self.seen.users.insert(id) {
-            self.tx
-                .prepare_cached("INSERT INTO temp.seen(user_id, locator) VALUES (?1, ?2)")?
-                .execute(params![id, locator])?;
+            self.note_seen(id, locator)?;
             if source_id == Some(self.source_id) {
                 self.seen.own += 1;
                 self.seen.own_active += u64::from(active);
@@ -280,6 +391,20 @@ impl Run<'_> {
         members: &[String],
     ) -> Result<()> {
         if member_of.is_empty() && members.is_empty() {
+            return Ok(());
+        }
+        if self.tx.is_pg() {
+            use rusqlite::types::Value as V;
+            let edges = &mut self.deferred.edges;
+            for g in member_of {
+                edges.push(vec![V::Text(g.clone()), V::Text(anchor.to_string())]);
+            }
+            for m in members {
+                edges.push(vec![V::Text(anchor.to_string()), V::Text(m.clone())]);
+            }
+            if edges.len() >= DEFERRED_ROWS {
+                self.flush_staged()?;
+            }
             return Ok(());
         }
         let mut edge = self
