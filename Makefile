@@ -98,13 +98,19 @@ demo: build
 
 ## Tests ----------------------------------------------------------------------------------
 
+# Suites run on both stores. (`postgres` is PostgreSQL's own; `sdk*`, `contract`, `sandbox`
+# and the emulators' write no database of roster's.)
+PG_SUITES := cli_csv admin authority fields script serve notify scim scim_push crash \
+	ldap entra google unix
+
 test: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) fmt --manifest-path plugins/Cargo.toml --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
-	@# The CSV end-to-end suite again, on PostgreSQL (tests/common: ROSTER_TEST_STORE).
-	ROSTER_TEST_STORE=postgres $(CARGO) test -p roster --test cli_csv
+	@# The end-to-end suites that touch the database, again on PostgreSQL (tests/common:
+	@# ROSTER_TEST_STORE; each binary starts one server, a database per test).
+	ROSTER_TEST_STORE=postgres $(CARGO) test -p roster $(addprefix --test ,$(PG_SUITES))
 	$(CARGO) test --manifest-path plugins/Cargo.toml
 
 ## Benchmark ------------------------------------------------------------------------------

@@ -58,3 +58,34 @@ storage_floor() {
     a2_secs=$SECS
     echo "   ${a2_secs}s, $(sqlite3 "$out/floor.db" "select count(*) from users") users"
 }
+
+# pg_start DIR: a throwaway PostgreSQL server (Debian's package) in DIR, listening on a unix
+# socket there only, with the server's default durability; sets PG_URL (database "bench")
+# and PSQL (psql on that database). As root, the server runs as the `postgres` account.
+pg_start() {
+    local dir=$1 bin
+    bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)")
+    [ -x "$bin/initdb" ] || { echo "no PostgreSQL: run 'make setup'" >&2; exit 2; }
+    local as=()
+    [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+    pg_stop "$dir"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir"
+    "${as[@]}" "$bin/initdb" -D "$dir/data" -U roster -A trust > "$dir/initdb.log"
+    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+        -o "-k $dir -c listen_addresses=''" start > /dev/null
+    PG_DIR=$dir
+    PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -U roster)
+    "${PSQL[@]}" -d postgres -c "CREATE DATABASE bench" > /dev/null
+    PG_URL="postgres://roster@$(printf %s "$dir" | sed 's|/|%2F|g')/bench"
+    PSQL+=(-d bench)
+}
+
+# pg_stop DIR: stops pg_start's server, if it runs.
+pg_stop() {
+    local bin as=()
+    bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)")
+    [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+    [ -f "$1/data/postmaster.pid" ] && "${as[@]}" "$bin/pg_ctl" -D "$1/data" -m fast stop > /dev/null || true
+}
