@@ -89,3 +89,46 @@ pg_stop() {
     [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
     [ -f "$1/data/postmaster.pid" ] && "${as[@]}" "$bin/pg_ctl" -D "$1/data" -m fast stop > /dev/null || true
 }
+
+# pg_side ROSTER CONFIG SQLITE_DB PLUGIN: the same sync on PostgreSQL, beside SQLite's (STORES=sqlite
+# skips it). (p) COPY of the users roster stored in SQLITE_DB (username, name, email,
+# personal number; as CSV) into a table with a primary key: PostgreSQL's reference, as
+# `.import` is SQLite's; (pb) roster's initial sync into an empty PostgreSQL database and
+# (pc) its no-change resync, with CONFIG's `database` pointed there. Prints its results.
+pg_side() {
+    [ "${STORES:-sqlite,postgres}" = sqlite ] && return 0
+    local roster=$1 config=$2 db=$3
+    # (Stopped at the end; a failed run's server is stopped by the next pg_start.)
+    pg_start "$out/pg"
+    sqlite3 -csv "$db" "SELECT username, full_name, email, personal_number FROM users" > "$out/users.csv"
+    echo "== (p) PostgreSQL COPY of the same users"
+    run_timed pgcopy "${PSQL[@]}" \
+        -c "CREATE TABLE u(username TEXT PRIMARY KEY, full_name TEXT, email TEXT, personal_number TEXT)" \
+        -c "\\copy u FROM '$out/users.csv' WITH (FORMAT csv)"
+    p_secs=$SECS
+    sed "s|^database = .*|database = \"$PG_URL\"|" "$config" > "${config%.toml}-pg.toml"
+    # This host's compile cache lives beside the config there: warm it as (b)'s was.
+    "$roster" --config "${config%.toml}-pg.toml" plugin inspect "$4" > /dev/null
+    echo "== (pb) roster initial sync into PostgreSQL"
+    run_timed pg-initial "$roster" --config "${config%.toml}-pg.toml" sync --json
+    pb_secs=$SECS pb_rss=$RSS_KB
+    echo "   ${pb_secs}s, created $(synced created pg-initial), peak RSS $((pb_rss / 1024)) MB"
+    echo "== (pc) roster no-change resync on PostgreSQL"
+    run_timed pg-resync "$roster" --config "${config%.toml}-pg.toml" sync --json
+    pc_secs=$SECS pc_rss=$RSS_KB
+    echo "   ${pc_secs}s, unchanged $(synced unchanged pg-resync), peak RSS $((pc_rss / 1024)) MB"
+    pg_stop "$out/pg"
+}
+
+# pg_report A_LABEL A_SECS: pg_side's results, against COPY and against the source's own
+# reference (the fetch).
+pg_report() {
+    [ -n "${p_secs:-}" ] || return 0
+    echo "  PostgreSQL (reference: COPY, as .import is SQLite's):"
+    printf '  %-38s %10ss\n' "(p) PostgreSQL COPY" "$p_secs"
+    printf '  %-38s %10ss  (%sx of (p), %sx of %s)\n' "(pb) roster initial sync" "$pb_secs" \
+        "$(ratio "$pb_secs" "$p_secs")" "$(ratio "$pb_secs" "$2")" "$1"
+    printf '  %-38s %10ss  (%sx of (p), %sx of %s)\n' "(pc) roster no-change resync" "$pc_secs" \
+        "$(ratio "$pc_secs" "$p_secs")" "$(ratio "$pc_secs" "$2")" "$1"
+    printf '  %-38s %10s MB\n' "roster peak RSS on PostgreSQL" "$(( (pb_rss > pc_rss ? pb_rss : pc_rss) / 1024 ))"
+}

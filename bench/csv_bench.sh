@@ -128,6 +128,7 @@ if [ "${STORES:-sqlite,postgres}" != sqlite ]; then
     p_secs=$SECS
     echo "   ${p_secs}s, $("${PSQL[@]}" -At -c "select count(*) from u") rows"
     write_config "$work/pg.toml" "$PG_URL" "$csv"
+    "$roster" --config "$work/pg.toml" plugin inspect csv > /dev/null
     echo "== (pb) roster initial sync into PostgreSQL"
     run_timed pg-initial "$roster" --config "$work/pg.toml" sync --json
     pb_secs=$SECS pb_rss=$RSS_KB

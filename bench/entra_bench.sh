@@ -93,6 +93,7 @@ export BENCH_SECRET=$secret
 "$roster" --config "$work/roster.toml" sources test entra > /dev/null
 
 initial_and_resync "$roster" "$work/roster.toml"
+pg_side "$roster" "$work/roster.toml" "$work/bench.db" entra
 
 # (a2) as in the CSV benchmark: SQLite alone storing the users roster created, in roster's
 # schema, set-wise in one transaction (users with their record, username and one alias,
@@ -131,6 +132,7 @@ printf '  %-38s %10ss\n' "(c) roster no-change full resync" "$c_secs"
 check "initial sync b / max(a, a2)" "$(ratio "$b_secs" "$max_a")" 1.3 "x"
 check "no-change resync c / a" "$(ratio "$c_secs" "$a_secs")" 1.3 "x"
 check "roster peak RSS" "$peak_mb" 200 " MB"
+pg_report "(a)" "$a_secs"
 
 if [ "${BENCH_STRICT:-0}" = 1 ] && [ "$missed" = 1 ]; then
     exit 1

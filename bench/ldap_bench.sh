@@ -124,6 +124,7 @@ export BENCH_LDAP_PW=$pw
 "$roster" --config "$out/roster.toml" plugin inspect ldap > /dev/null
 
 initial_and_resync "$roster" "$out/roster.toml"
+pg_side "$roster" "$out/roster.toml" "$out/bench.db" ldap
 
 # (a2) as in the CSV benchmark: SQLite alone storing what roster stored, in roster's schema,
 # set-wise in one transaction: users with their record, username and personal number,
@@ -171,3 +172,4 @@ printf '  %-36s %8ss  %s x max(a, a2)   (target <= 1.3)\n' "(b) roster initial s
 printf '  %-36s %8ss  %s x (a)   (target <= 1.2)\n' "(c) roster no-change resync" "$c_secs" "$(ratio "$c_secs" "$a_secs")"
 printf '  %-36s %8ss  roster %s x faster initially, %s x on the resync   (target >= 5)\n' "(d) plain script, initial / again" "$d_secs / $d2_secs" "$(ratio "$d_secs" "$b_secs")" "$(ratio "$d2_secs" "$c_secs")"
 printf '  %-36s %8s MB (target <= 200 MB)\n' "roster peak RSS" "$rss"
+pg_report "(a)" "$a_secs"

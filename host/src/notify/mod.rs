@@ -37,11 +37,28 @@ fn webhook_channel(name: &str) -> String {
     format!("webhook:{name}")
 }
 
-/// A fresh message id (Standard Webhooks style).
+/// A fresh message id (Standard Webhooks style): the time in nanoseconds, then randomness.
+/// Ids made in turn sort in turn, so the outbox sends in the order messages were written
+/// (by `created`, then id) on either store.
 fn new_id() -> String {
-    let mut b = [0u8; 16];
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut t = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(t + 1);
+        match LAST.compare_exchange_weak(t, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => {
+                t = next;
+                break;
+            }
+            Err(seen) => t = seen,
+        }
+    }
+    let mut b = [0u8; 8];
     getrandom::fill(&mut b).expect("the OS random source works");
-    format!("msg_{}", hex::encode(b))
+    format!("msg_{t:016x}{}", hex::encode(b))
 }
 
 /// One message per admin channel that wants `event`.

@@ -19,6 +19,9 @@ pub(crate) struct PgConn {
     stmts: RefCell<HashMap<String, Prepared>>,
     /// Open transactions (0 or 1).
     in_tx: std::cell::Cell<bool>,
+    /// Open savepoints of the store's own (`Tx::savepoint`), whose user rolls the whole
+    /// savepoint back on any failure: statements in one need no savepoint each.
+    savepoints: std::cell::Cell<u32>,
 }
 
 /// A prepared PostgreSQL statement, and whether a failure of it is one the store handles
@@ -55,6 +58,7 @@ impl PgConn {
             client: std::mem::ManuallyDrop::new(RefCell::new(client)),
             stmts: RefCell::new(HashMap::new()),
             in_tx: std::cell::Cell::new(false),
+            savepoints: std::cell::Cell::new(0),
         }
     }
 
@@ -139,7 +143,7 @@ impl PgConn {
         let values = pg_args(args)?;
         // A failed statement aborts a PostgreSQL transaction; SQLite's goes on. A write
         // whose failure the store handles runs in a savepoint of its own.
-        let guard = p.guard && self.in_tx.get();
+        let guard = p.guard && self.in_tx.get() && self.savepoints.get() == 0;
         if guard {
             self.batch("SAVEPOINT roster_stmt")?;
         }
@@ -415,6 +419,9 @@ impl<'a> Tx<'a> {
         self.depth += 1;
         let name = format!("sp{}", self.depth);
         self.execute_batch(&format!("SAVEPOINT {name}"))?;
+        if let Db::Pg(c) = self.db() {
+            c.savepoints.set(c.savepoints.get() + 1);
+        }
         Ok(Savepoint {
             db: self.db(),
             name,
@@ -452,8 +459,15 @@ pub(crate) struct Savepoint<'a> {
 
 impl Savepoint<'_> {
     pub(crate) fn commit(mut self) -> Result<()> {
-        self.done = true;
+        self.close();
         self.db.execute_batch(&format!("RELEASE {}", self.name))
+    }
+
+    fn close(&mut self) {
+        self.done = true;
+        if let Db::Pg(c) = self.db {
+            c.savepoints.set(c.savepoints.get().saturating_sub(1));
+        }
     }
 
     /// Undoes the savepoint's writes; it stays open for more.
@@ -465,6 +479,7 @@ impl Savepoint<'_> {
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if !self.done {
+            self.close();
             let name = &self.name;
             let _ = (self.db).execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
         }

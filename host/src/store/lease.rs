@@ -511,6 +511,30 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduled_tick_is_claimed_once_whoever_asks() {
+        let l = leases();
+        // A second host on the same lease file (another connection).
+        let other = Leases {
+            path: l.path.clone(),
+            renew_every: RENEW_EVERY,
+            conn: OnceLock::new(),
+            _dir: None,
+        };
+        assert!(l.claim_tick("hr", 10_000, 9_500).unwrap());
+        // The other host's tick 200 ms later, with the same 1 s period: already run.
+        assert!(!other.claim_tick("hr", 10_200, 9_700).unwrap());
+        assert!(
+            !l.claim_tick("hr", 10_000, 9_500).unwrap(),
+            "the same tick twice"
+        );
+        // Another source is its own.
+        assert!(other.claim_tick("ad", 10_200, 9_700).unwrap());
+        // The next period's tick, on either host.
+        assert!(other.claim_tick("hr", 11_200, 10_700).unwrap());
+        assert!(!l.claim_tick("hr", 11_000, 10_500).unwrap());
+    }
+
+    #[test]
     fn a_second_starter_learns_who_holds_the_lease_and_since_when() {
         let l = leases();
         let me = Holder::this_process("roster serve");

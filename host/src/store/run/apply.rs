@@ -49,6 +49,11 @@ impl Run<'_> {
                 .collect::<Result<_, _>>()?;
             let Some(end) = rows.last() else { break };
             last = end.0;
+            if self.tx.is_pg() {
+                // The chunk's stored users in one query, not a round trip each.
+                let ids: Vec<i64> = rows.iter().filter_map(|r| r.5).collect();
+                self.deferred.existing = self.load_existing_many(&ids)?;
+            }
             for (_, locator, anchor, record, pins, user_id, raw) in rows {
                 let rec: UserRecord = serde_json::from_str(&record)?;
                 let pins: Vec<(String, String)> = match pins {
@@ -67,7 +72,36 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn load_existing(&self, id: i64) -> Result<Existing> {
+    fn load_existing_many(&self, ids: &[i64]) -> Result<std::collections::HashMap<i64, Existing>> {
+        let mut found = std::collections::HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let list = serde_json::to_string(ids)?;
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT u.id, u.record, u.active, s.name FROM users u LEFT JOIN sources s ON s.id = u.source_id
+             WHERE u.id IN (SELECT CAST(j.value AS BIGINT) FROM json_each(?1) j)",
+        )?;
+        let mut rows = stmt.query([list])?;
+        while let Some(r) = rows.next()? {
+            let mut record: UserRecord =
+                serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default();
+            record.active = r.get(2)?;
+            found.insert(
+                r.get(0)?,
+                Existing {
+                    record,
+                    source: r.get(3)?,
+                },
+            );
+        }
+        Ok(found)
+    }
+
+    fn load_existing(&mut self, id: i64) -> Result<Existing> {
+        if let Some(e) = self.deferred.existing.remove(&id) {
+            return Ok(e);
+        }
         Ok(self.tx.query_row(
             "SELECT u.record, u.active, s.name FROM users u LEFT JOIN sources s ON s.id = u.source_id WHERE u.id = ?1",
             [id],

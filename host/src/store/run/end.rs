@@ -10,13 +10,17 @@ use rusqlite::params;
 impl Run<'_> {
     /// Closes the run: on success the cursor and the run's counts are written and committed.
     pub(super) fn end(
-        self,
+        mut self,
         status: Status,
         message: Option<String>,
         cursor: Option<String>,
         notices: Vec<String>,
         full: bool,
     ) -> Result<Outcome> {
+        // Events PostgreSQL's run still holds back, for a run that commits.
+        if status == Status::Ok && self.run_id.is_some() && !self.lease.lost() {
+            self.flush_staged()?;
+        }
         let Run {
             tx,
             lease,

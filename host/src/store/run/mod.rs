@@ -326,6 +326,23 @@ impl Run<'_> {
     fn event(&mut self, entry: &str, action: &str, reason: Option<&str>) -> Result<()> {
         if let Some(run_id) = self.run_id {
             self.report.event_seq += 1;
+            if self.tx.is_pg() {
+                // Many a statement (see `flush_staged`).
+                use rusqlite::types::Value as V;
+                let text = |s: &str| V::Text(s.to_string());
+                let events = &mut self.deferred.events;
+                events.push(vec![
+                    V::Integer(run_id),
+                    V::Integer(self.report.event_seq),
+                    text(entry),
+                    text(action),
+                    reason.map_or(V::Null, text),
+                ]);
+                if events.len() >= staging::DEFERRED_ROWS {
+                    self.flush_staged()?;
+                }
+                return Ok(());
+            }
             self.tx
                 .prepare_cached("INSERT INTO run_events(run_id, seq, entry, action, reason) VALUES (?1, ?2, ?3, ?4, ?5)")?
                 .execute(params![run_id, self.report.event_seq, entry, action, reason])?;

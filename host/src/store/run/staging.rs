@@ -54,7 +54,7 @@ pub(super) fn create_tables(tx: &crate::store::db::Tx<'_>) -> Result<()> {
 }
 
 /// Rows PostgreSQL's staging holds back before writing them in one statement.
-const DEFERRED_ROWS: usize = 1000;
+pub(super) const DEFERRED_ROWS: usize = 1000;
 
 /// Staged rows not yet written (PostgreSQL only).
 #[derive(Default)]
@@ -64,6 +64,12 @@ pub(super) struct Deferred {
     keys: Vec<(String, String, String, String)>,
     seen: Vec<Vec<rusqlite::types::Value>>,
     edges: Vec<Vec<rusqlite::types::Value>>,
+    pub(super) events: Vec<Vec<rusqlite::types::Value>>,
+    /// The stored users of the chunk `apply_changes` is at.
+    pub(super) existing: std::collections::HashMap<i64, crate::reconcile::Existing>,
+    /// Pairing keys, once loaded (see `Run::lookup`), and the lookups made before.
+    pairs: Option<std::collections::HashMap<String, Paired>>,
+    lookups: u32,
 }
 
 impl Run<'_> {
@@ -237,11 +243,25 @@ impl Run<'_> {
     /// Writes the rows PostgreSQL's staging holds back, many a statement; an entry whose
     /// username, id or key an earlier entry had fails, as it does at once on SQLite.
     pub(super) fn flush_staged(&mut self) -> Result<()> {
-        let d = std::mem::take(&mut self.deferred);
+        let d = Deferred {
+            stage: std::mem::take(&mut self.deferred.stage),
+            keys: std::mem::take(&mut self.deferred.keys),
+            seen: std::mem::take(&mut self.deferred.seen),
+            edges: std::mem::take(&mut self.deferred.edges),
+            events: std::mem::take(&mut self.deferred.events),
+            existing: Default::default(),
+            pairs: None,
+            lookups: 0,
+        };
         self.tx
             .insert_many("INSERT INTO temp.seen(user_id, locator)", &d.seen, None)?;
         self.tx
             .insert_many("INSERT INTO temp.edges(grp, member)", &d.edges, None)?;
+        self.tx.insert_many(
+            "INSERT INTO run_events(run_id, seq, entry, action, reason)",
+            &d.events,
+            None,
+        )?;
         if d.stage.is_empty() {
             return Ok(());
         }
@@ -307,8 +327,75 @@ impl Run<'_> {
         })
     }
 
+    /// PostgreSQL: after this many lookups a run loads every pairing key at once (a lookup
+    /// is a round trip there); a run of a few entries (a SCIM write) never does.
+    const LOOKUPS_BEFORE_LOADING: u32 = 256;
+
     /// The stored user a pairing key finds.
-    fn lookup(&self, key: &str) -> Result<Option<Paired>> {
+    fn lookup(&mut self, key: &str) -> Result<Option<Paired>> {
+        if self.tx.is_pg() {
+            if self.deferred.pairs.is_none() {
+                self.deferred.lookups += 1;
+                if self.deferred.lookups > Self::LOOKUPS_BEFORE_LOADING {
+                    self.deferred.pairs = Some(self.load_pairs()?);
+                }
+            }
+            if let Some(pairs) = &self.deferred.pairs {
+                let key = match self.opts.pair_by {
+                    PairBy::Email => key.to_lowercase(),
+                    _ => key.to_string(),
+                };
+                return Ok(pairs.get(&key).copied());
+            }
+        }
+        self.lookup_one(key)
+    }
+
+    /// Every pairing key of the store and the user it finds, as `lookup_one` would.
+    fn load_pairs(&self) -> Result<std::collections::HashMap<String, Paired>> {
+        let t = std::time::Instant::now();
+        const COLS: &str = "u.id, u.hash, u.active, u.source_id FROM users u";
+        let (sql, email) = match self.opts.pair_by {
+            PairBy::Username => (format!("SELECT u.username, {COLS}"), false),
+            PairBy::PersonalNumber => (
+                format!("SELECT u.personal_number, {COLS} WHERE u.personal_number IS NOT NULL ORDER BY u.id"),
+                false,
+            ),
+            // The same order as lookup_one's: this source's user first, then the oldest.
+            PairBy::Email => (
+                format!(
+                    "SELECT u.email, {COLS} WHERE u.email IS NOT NULL ORDER BY u.source_id IS NOT ?1, u.id"
+                ),
+                true,
+            ),
+            PairBy::Anchor => (
+                format!("SELECT l.anchor, {COLS} JOIN links l ON l.user_id = u.id AND l.source_id = ?1"),
+                false,
+            ),
+        };
+        let mut pairs = std::collections::HashMap::new();
+        let mut stmt = self.tx.prepare(&sql)?;
+        let args: &[i64] = if sql.contains("?1") {
+            &[self.source_id]
+        } else {
+            &[]
+        };
+        let mut rows = stmt.query(args)?;
+        while let Some(r) = rows.next()? {
+            let key: String = r.get(0)?;
+            let key = if email { key.to_lowercase() } else { key };
+            pairs.entry(key).or_insert(Paired {
+                id: r.get(1)?,
+                hash: r.get(2)?,
+                active: r.get(3)?,
+                source_id: r.get(4)?,
+            });
+        }
+        tracing::debug!("{} pairing keys loaded in {:?}", pairs.len(), t.elapsed());
+        Ok(pairs)
+    }
+
+    fn lookup_one(&self, key: &str) -> Result<Option<Paired>> {
         let row = |r: &crate::store::db::Row<'_>| {
             Ok(Paired {
                 id: r.get(0)?,
@@ -476,7 +563,8 @@ fn json_list(v: &[String]) -> Option<String> {
 }
 
 /// The stored user an entry paired with, as far as the unchanged check needs it.
-struct Paired {
+#[derive(Clone, Copy)]
+pub(super) struct Paired {
     id: i64,
     hash: i64,
     active: bool,
