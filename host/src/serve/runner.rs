@@ -362,6 +362,15 @@ impl Runner {
             return;
         }
         let source = name.to_string();
+        let held = self.pool.with(move |s| s.held_source(&source)).await;
+        if let Ok(Some(h)) = held {
+            tracing::info!(
+                "source {name}: scheduled run skipped: run {} is held for review (approve or dismiss it)",
+                h.run_id
+            );
+            return;
+        }
+        let source = name.to_string();
         let (at, not_before) = (at.timestamp_millis(), not_before.timestamp_millis());
         let claimed = self
             .pool
@@ -375,15 +384,6 @@ impl Runner {
             }
             // Better twice than never: the lease still keeps runs apart.
             Err(e) => tracing::warn!("source {name}: cannot claim the scheduled tick: {e:#}"),
-        }
-        let source = name.to_string();
-        let held = self.pool.with(move |s| s.held_source(&source)).await;
-        if let Ok(Some(h)) = held {
-            tracing::info!(
-                "source {name}: scheduled run skipped: run {} is held for review (approve or dismiss it)",
-                h.run_id
-            );
-            return;
         }
         let flags = SyncFlags {
             hold: true,

@@ -265,16 +265,20 @@ impl Run<'_> {
         if d.stage.is_empty() {
             return Ok(());
         }
-        let inserted: std::collections::HashSet<String> = (self.tx.insert_many(
+        // Counted, not a set: two entries may share a locator, and the first one wins.
+        let mut inserted: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
+        for l in self.tx.insert_many(
             "INSERT INTO temp.stage(locator, anchor, key, username, hash, record, pins, user_id,
                                     aliases, cards, groups, pn, raw)",
             &d.stage,
             Some("locator"),
-        )?)
-        .into_iter()
-        .collect();
+        )? {
+            *inserted.entry(l).or_default() += 1;
+        }
         for (locator, username, anchor, key) in d.keys {
-            if inserted.contains(&locator) {
+            if let Some(n) = inserted.get_mut(&locator).filter(|n| **n > 0) {
+                *n -= 1;
                 continue;
             }
             let what = self.opts.pair_by.name();
