@@ -90,34 +90,44 @@ pg_stop() {
     [ -f "$1/data/postmaster.pid" ] && "${as[@]}" "$bin/pg_ctl" -D "$1/data" -m fast stop > /dev/null || true
 }
 
-# pg_side ROSTER CONFIG SQLITE_DB PLUGIN: the same sync on PostgreSQL, beside SQLite's (STORES=sqlite
-# skips it). (p) COPY of the users roster stored in SQLITE_DB (username, name, email,
-# personal number; as CSV) into a table with a primary key: PostgreSQL's reference, as
-# `.import` is SQLite's; (pb) roster's initial sync into an empty PostgreSQL database and
-# (pc) its no-change resync, with CONFIG's `database` pointed there. Prints its results.
+# pg_side ROSTER CONFIG PLUGIN CSV COLUMNS HEADER: the same sync on PostgreSQL, beside
+# SQLite's (STORES=sqlite skips it). (p) COPY of CSV (HEADER: true or false) into a table of
+# COLUMNS, the first its primary key: PostgreSQL's reference, as `.import` is SQLite's;
+# (pb) roster's initial sync into an empty PostgreSQL database and (pc) its no-change resync,
+# with CONFIG's `database` pointed there. Sets p_secs, pb_secs, pb_rss, pc_secs, pc_rss.
 pg_side() {
     [ "${STORES:-sqlite,postgres}" = sqlite ] && return 0
-    local roster=$1 config=$2 db=$3
+    local roster=$1 config=$2 plugin=$3 csv=$4 columns=$5 header=$6
+    local pgconfig=${config%.toml}-pg.toml
     # (Stopped at the end; a failed run's server is stopped by the next pg_start.)
     pg_start "$out/pg"
-    sqlite3 -csv "$db" "SELECT username, full_name, email, personal_number FROM users" > "$out/users.csv"
-    echo "== (p) PostgreSQL COPY of the same users"
+    echo "== (p) PostgreSQL COPY"
     run_timed pgcopy "${PSQL[@]}" \
-        -c "CREATE TABLE u(username TEXT PRIMARY KEY, full_name TEXT, email TEXT, personal_number TEXT)" \
-        -c "\\copy u FROM '$out/users.csv' WITH (FORMAT csv)"
+        -c "CREATE TABLE u(${columns/ TEXT,/ TEXT PRIMARY KEY,})" \
+        -c "\\copy u FROM '$csv' WITH (FORMAT csv, HEADER $header)"
     p_secs=$SECS
-    sed "s|^database = .*|database = \"$PG_URL\"|" "$config" > "${config%.toml}-pg.toml"
+    echo "   ${p_secs}s, $("${PSQL[@]}" -At -c "select count(*) from u") rows"
+    sed "s|^database = .*|database = \"$PG_URL\"|" "$config" > "$pgconfig"
     # This host's compile cache lives beside the config there: warm it as (b)'s was.
-    "$roster" --config "${config%.toml}-pg.toml" plugin inspect "$4" > /dev/null
+    "$roster" --config "$pgconfig" plugin inspect "$plugin" > /dev/null
     echo "== (pb) roster initial sync into PostgreSQL"
-    run_timed pg-initial "$roster" --config "${config%.toml}-pg.toml" sync --json
+    run_timed pg-initial "$roster" --config "$pgconfig" sync --json
     pb_secs=$SECS pb_rss=$RSS_KB
     echo "   ${pb_secs}s, created $(synced created pg-initial), peak RSS $((pb_rss / 1024)) MB"
     echo "== (pc) roster no-change resync on PostgreSQL"
-    run_timed pg-resync "$roster" --config "${config%.toml}-pg.toml" sync --json
+    run_timed pg-resync "$roster" --config "$pgconfig" sync --json
     pc_secs=$SECS pc_rss=$RSS_KB
     echo "   ${pc_secs}s, unchanged $(synced unchanged pg-resync), peak RSS $((pc_rss / 1024)) MB"
     pg_stop "$out/pg"
+}
+
+# pg_side_stored ROSTER CONFIG PLUGIN SQLITE_DB: pg_side, with (p) the COPY of the users
+# roster stored in SQLITE_DB (username, name, email, personal number).
+pg_side_stored() {
+    [ "${STORES:-sqlite,postgres}" = sqlite ] && return 0
+    sqlite3 -csv "$4" "SELECT username, full_name, email, personal_number FROM users" > "$out/users.csv"
+    pg_side "$1" "$2" "$3" "$out/users.csv" \
+        "username TEXT, full_name TEXT, email TEXT, personal_number TEXT" false
 }
 
 # pg_report A_LABEL A_SECS: pg_side's results, against COPY and against the source's own

@@ -116,28 +116,9 @@ SQL
 
 initial_and_resync "$roster" "$work/roster.toml"
 
-# PostgreSQL, side by side (STORES=sqlite skips it): (p) COPY of the CSV into a table with
-# a primary key, the way (a) is SQLite's reference; (pb) roster's initial sync into an empty
-# PostgreSQL database and (pc) its no-change resync.
-if [ "${STORES:-sqlite,postgres}" != sqlite ]; then
-    pg_start "$out/pg"
-    trap 'pg_stop "$out/pg"' EXIT
-    echo "== (p) PostgreSQL COPY"
-    run_timed pgcopy "${PSQL[@]}" -c "CREATE TABLE u(username TEXT PRIMARY KEY, full_name TEXT, email TEXT, personal_number TEXT, cards TEXT, groups TEXT)" \
-        -c "\\copy u FROM '$csv' WITH (FORMAT csv, HEADER true)"
-    p_secs=$SECS
-    echo "   ${p_secs}s, $("${PSQL[@]}" -At -c "select count(*) from u") rows"
-    write_config "$work/pg.toml" "$PG_URL" "$csv"
-    "$roster" --config "$work/pg.toml" plugin inspect csv > /dev/null
-    echo "== (pb) roster initial sync into PostgreSQL"
-    run_timed pg-initial "$roster" --config "$work/pg.toml" sync --json
-    pb_secs=$SECS pb_rss=$RSS_KB
-    echo "   ${pb_secs}s, created $(synced created pg-initial), peak RSS $((pb_rss / 1024)) MB"
-    echo "== (pc) roster no-change resync on PostgreSQL"
-    run_timed pg-resync "$roster" --config "$work/pg.toml" sync --json
-    pc_secs=$SECS pc_rss=$RSS_KB
-    echo "   ${pc_secs}s, unchanged $(synced unchanged pg-resync), peak RSS $((pc_rss / 1024)) MB"
-fi
+# PostgreSQL, side by side: (p) COPY of the CSV itself, as (a) is .import of it.
+pg_side "$roster" "$work/roster.toml" csv "$csv" \
+    "username TEXT, full_name TEXT, email TEXT, personal_number TEXT, cards TEXT, groups TEXT" true
 
 # Report.
 missed=0
@@ -152,13 +133,7 @@ printf '  %-34s %10ss\n' "(c) roster no-change resync" "$c_secs"
 check "initial import ratio b/a" "$(ratio "$b_secs" "$a_secs")" 1.5 "x"
 check "no-change resync ratio c/a" "$(ratio "$c_secs" "$a_secs")" 1.0 "x"
 check "roster peak RSS" "$peak_mb" 200 " MB"
-if [ -n "${p_secs:-}" ]; then
-    echo "  PostgreSQL (reference: COPY, as .import is SQLite's):"
-    printf '  %-34s %10ss\n' "(p) PostgreSQL COPY" "$p_secs"
-    printf '  %-34s %10ss  (%sx of (p))\n' "(pb) roster initial sync" "$pb_secs" "$(ratio "$pb_secs" "$p_secs")"
-    printf '  %-34s %10ss  (%sx of (p))\n' "(pc) roster no-change resync" "$pc_secs" "$(ratio "$pc_secs" "$p_secs")"
-    printf '  %-34s %10s MB\n' "roster peak RSS on PostgreSQL" "$(( (pb_rss > pc_rss ? pb_rss : pc_rss) / 1024 ))"
-fi
+pg_report "(a)" "$a_secs"
 
 if [ "${BENCH_STRICT:-0}" = 1 ] && [ "$missed" = 1 ]; then
     exit 1

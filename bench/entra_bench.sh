@@ -93,7 +93,7 @@ export BENCH_SECRET=$secret
 "$roster" --config "$work/roster.toml" sources test entra > /dev/null
 
 initial_and_resync "$roster" "$work/roster.toml"
-pg_side "$roster" "$work/roster.toml" "$work/bench.db" entra
+pg_side_stored "$roster" "$work/roster.toml" entra "$work/bench.db"
 
 # (a2) as in the CSV benchmark: SQLite alone storing the users roster created, in roster's
 # schema, set-wise in one transaction (users with their record, username and one alias,

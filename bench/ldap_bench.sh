@@ -124,7 +124,7 @@ export BENCH_LDAP_PW=$pw
 "$roster" --config "$out/roster.toml" plugin inspect ldap > /dev/null
 
 initial_and_resync "$roster" "$out/roster.toml"
-pg_side "$roster" "$out/roster.toml" "$out/bench.db" ldap
+pg_side_stored "$roster" "$out/roster.toml" ldap "$out/bench.db"
 
 # (a2) as in the CSV benchmark: SQLite alone storing what roster stored, in roster's schema,
 # set-wise in one transaction: users with their record, username and personal number,
