@@ -101,7 +101,7 @@ demo: build
 # Suites run on both stores. (`postgres` is PostgreSQL's own; `sdk*`, `contract`, `sandbox`
 # and the emulators' write no database of roster's.)
 PG_SUITES := cli_csv admin authority fields script serve notify scim scim_push crash \
-	ldap entra google unix
+	ldap ldap_ad entra google unix scim_source
 
 test: setup
 	$(CARGO) fmt --all --check
