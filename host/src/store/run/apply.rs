@@ -72,28 +72,18 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The stored users of `ids` (PostgreSQL: one query for a chunk of work).
     fn load_existing_many(&self, ids: &[i64]) -> Result<std::collections::HashMap<i64, Existing>> {
         let mut found = std::collections::HashMap::with_capacity(ids.len());
         if ids.is_empty() {
             return Ok(found);
         }
-        let list = serde_json::to_string(ids)?;
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT u.id, u.record, u.active, s.name FROM users u LEFT JOIN sources s ON s.id = u.source_id
-             WHERE u.id IN (SELECT CAST(j.value AS BIGINT) FROM json_each(?1) j)",
-        )?;
-        let mut rows = stmt.query([list])?;
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "{EXISTING} WHERE u.id IN (SELECT CAST(j.value AS BIGINT) FROM json_each(?1) j)"
+        ))?;
+        let mut rows = stmt.query([serde_json::to_string(ids)?])?;
         while let Some(r) = rows.next()? {
-            let mut record: UserRecord =
-                serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default();
-            record.active = r.get(2)?;
-            found.insert(
-                r.get(0)?,
-                Existing {
-                    record,
-                    source: r.get(3)?,
-                },
-            );
+            found.insert(r.get(0)?, existing(&r)?);
         }
         Ok(found)
     }
@@ -102,16 +92,8 @@ impl Run<'_> {
         if let Some(e) = self.deferred.existing.remove(&id) {
             return Ok(e);
         }
-        Ok(self.tx.query_row(
-            "SELECT u.record, u.active, s.name FROM users u LEFT JOIN sources s ON s.id = u.source_id WHERE u.id = ?1",
-            [id],
-            |r| {
-                let mut record: UserRecord =
-                    serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default();
-                record.active = r.get(1)?;
-                Ok(Existing { record, source: r.get(2)? })
-            },
-        )?)
+        let sql = format!("{EXISTING} WHERE u.id = ?1");
+        Ok(self.tx.query_row(&sql, [id], existing)?)
     }
 
     fn apply_one(&mut self, locator: &str, user: Staged<'_>, user_id: Option<i64>) -> Result<()> {
@@ -266,6 +248,19 @@ impl Run<'_> {
         }
         Ok(None)
     }
+}
+
+/// A stored user's id, record, active flag and owning source, for `existing`.
+const EXISTING: &str = "SELECT u.id, u.record, u.active, s.name FROM users u
+                        LEFT JOIN sources s ON s.id = u.source_id";
+
+fn existing(r: &crate::store::db::Row<'_>) -> rusqlite::Result<Existing> {
+    let mut record: UserRecord = serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default();
+    record.active = r.get(2)?;
+    Ok(Existing {
+        record,
+        source: r.get(3)?,
+    })
 }
 
 /// The `users` columns that hold fields, in field order.
