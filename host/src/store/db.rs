@@ -395,22 +395,21 @@ impl<'a> Tx<'a> {
         })
     }
 
-    pub(crate) fn commit(mut self) -> Result<()> {
-        if let Some(tx) = self.lite.take() {
-            return tx.commit();
-        }
-        let c = self.pg.take().expect("a transaction is on one store");
-        c.in_tx.set(false);
-        c.batch("COMMIT")
+    pub(crate) fn commit(self) -> Result<()> {
+        self.end(true)
     }
 
-    pub(crate) fn rollback(mut self) -> Result<()> {
+    pub(crate) fn rollback(self) -> Result<()> {
+        self.end(false)
+    }
+
+    fn end(mut self, commit: bool) -> Result<()> {
         if let Some(tx) = self.lite.take() {
-            return tx.rollback();
+            return if commit { tx.commit() } else { tx.rollback() };
         }
         let c = self.pg.take().expect("a transaction is on one store");
         c.in_tx.set(false);
-        c.batch("ROLLBACK")
+        c.batch(if commit { "COMMIT" } else { "ROLLBACK" })
     }
 
     /// A savepoint inside this transaction: its writes go when it is rolled back, or with
